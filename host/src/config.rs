@@ -1,0 +1,307 @@
+//! The one configuration document, read once at start-up.
+//!
+//! Sources, later ones winning: the embedded defaults ([`Config::default`]), a TOML file
+//! (`--config` or `TOOLGATE_CONFIG`), then the environment. Every key has an environment variable
+//! named `TOOLGATE_` followed by its path in upper case joined with `_` (`listen` is
+//! `TOOLGATE_LISTEN`, `plugins.dir` is `TOOLGATE_PLUGINS_DIR`); lists are comma-separated. The
+//! runtime variables of the security guide keep their own names: `EXECUTE_MODE`,
+//! `ALLOW_DIRECT_FALLBACK`, `VERIFY_REQUIRED`, `SANDBOX_NETWORK`, `SANDBOX_READONLY`.
+//!
+//! Unknown keys, in the file or as `TOOLGATE_*` variables, are errors naming the key.
+//!
+//! INVARIANT: every key reachable from the environment has a value in [`Config::default`] (no
+//! `Option` leaves), because the environment overlay finds keys by walking the defaults.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{auth, governance, http, plugins, policy, sandbox};
+
+/// Whether the host runs for real or on a developer's machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every safety check enforced; weak settings refuse to start.
+    #[default]
+    Production,
+    /// Local development: may generate a JWT secret and allow direct execution, and says so loudly.
+    Development,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `production` or `development`.
+    pub mode: Mode,
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Directory of the redb store and of caches.
+    pub data_dir: PathBuf,
+    /// HS256 signing secret for tokens; at least 64 characters.
+    pub jwt_secret: Secret,
+    /// Origins allowed by CORS; empty means no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// Accounts and tokens.
+    pub auth: auth::AuthConfig,
+    /// HTTP limits, rate limits and TLS.
+    pub http: http::HttpConfig,
+    /// Plugin loading, limits and capability grants.
+    pub plugins: plugins::PluginsConfig,
+    /// The Rego policy set.
+    pub policy: policy::PolicyConfig,
+    /// Command execution and sandbox profiles.
+    pub sandbox: sandbox::SandboxConfig,
+    /// Verify, approval and audit settings.
+    pub governance: governance::GovernanceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Production,
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("data"),
+            jwt_secret: Secret::default(),
+            cors_origins: Vec::new(),
+            auth: Default::default(),
+            http: Default::default(),
+            plugins: Default::default(),
+            policy: Default::default(),
+            sandbox: Default::default(),
+            governance: Default::default(),
+        }
+    }
+}
+
+/// A value that must never appear in a log or a response: `Debug` and `Display` print `***`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether no secret was configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file or the merged document is not a valid configuration (names the key).
+    #[error("invalid configuration{}: {message}", origin.as_deref().map(|o| format!(" in `{o}`")).unwrap_or_default())]
+    Invalid {
+        /// The file, when the error is in one.
+        origin: Option<String>,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// An environment variable does not name a key, or its value does not fit the key's type.
+    #[error("environment variable `{name}`: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The security guide's runtime variables and the keys they set.
+const RUNTIME_VARIABLES: [(&str, &[&str]); 5] = [
+    ("EXECUTE_MODE", &["sandbox", "execute_mode"]),
+    ("ALLOW_DIRECT_FALLBACK", &["sandbox", "allow_direct_fallback"]),
+    ("SANDBOX_NETWORK", &["sandbox", "network"]),
+    ("SANDBOX_READONLY", &["sandbox", "readonly"]),
+    ("VERIFY_REQUIRED", &["governance", "verify_required"]),
+];
+
+/// Variables with the `TOOLGATE_` prefix that are not configuration keys.
+const NOT_KEYS: [&str; 2] = ["TOOLGATE_CONFIG", "TOOLGATE_LOG"];
+
+impl Config {
+    /// Read the configuration from `file` (if any) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Read the configuration from `file` (if any) and the given environment.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut doc = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid { origin: None, message: e.to_string() })?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let origin = Some(path.display().to_string());
+            let overlay: toml::Value = toml::from_str(&text)
+                .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+            // Deserialise the file alone first so an unknown key is reported against the file.
+            Config::deserialize(overlay.clone())
+                .map_err(|e| ConfigError::Invalid { origin, message: e.to_string() })?;
+            merge(&mut doc, overlay);
+        }
+        let defaults = doc.clone();
+        for (name, value) in env {
+            let path: Vec<String> = if let Some((_, path)) = RUNTIME_VARIABLES.iter().find(|(n, _)| *n == name) {
+                path.iter().map(|s| (*s).to_owned()).collect()
+            } else if name.starts_with("TOOLGATE_") && !NOT_KEYS.contains(&name.as_str()) {
+                env_key_path(&defaults, &name).ok_or_else(|| ConfigError::Env {
+                    name: name.clone(),
+                    message: "not a configuration key".into(),
+                })?
+            } else {
+                continue;
+            };
+            set_from_env(&mut doc, &path, &name, &value)?;
+        }
+        Config::deserialize(doc).map_err(|e| ConfigError::Invalid { origin: None, message: e.to_string() })
+    }
+}
+
+/// Deep-merge `overlay` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(base), toml::Value::Table(overlay)) => {
+            for (k, v) in overlay {
+                match base.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        base.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// The path of the leaf key whose environment variable is `name`, if any.
+fn env_key_path(doc: &toml::Value, name: &str) -> Option<Vec<String>> {
+    fn walk(value: &toml::Value, prefix: &mut Vec<String>, name: &str) -> Option<Vec<String>> {
+        match value {
+            toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
+                prefix.push(k.clone());
+                let found = walk(v, prefix, name);
+                prefix.pop();
+                found
+            }),
+            _ => {
+                let var = format!("TOOLGATE_{}", prefix.join("_").to_uppercase());
+                (var == name).then(|| prefix.clone())
+            }
+        }
+    }
+    walk(doc, &mut Vec::new(), name)
+}
+
+/// Set the leaf at `path` from an environment value, typed like the value it replaces.
+fn set_from_env(doc: &mut toml::Value, path: &[String], name: &str, raw: &str) -> Result<(), ConfigError> {
+    let env_err = |message: String| ConfigError::Env { name: name.to_owned(), message };
+    let mut slot = doc;
+    for key in path {
+        slot = slot
+            .as_table_mut()
+            .and_then(|t| t.get_mut(key))
+            .ok_or_else(|| env_err("not a configuration key".into()))?;
+    }
+    *slot = match slot {
+        toml::Value::Boolean(_) => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => toml::Value::Boolean(true),
+            "false" | "0" | "no" => toml::Value::Boolean(false),
+            _ => return Err(env_err(format!("expected true or false, got `{raw}`"))),
+        },
+        toml::Value::Integer(_) => toml::Value::Integer(
+            raw.trim().parse().map_err(|_| env_err(format!("expected an integer, got `{raw}`")))?,
+        ),
+        toml::Value::Float(_) => toml::Value::Float(
+            raw.trim().parse().map_err(|_| env_err(format!("expected a number, got `{raw}`")))?,
+        ),
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_owned()))
+                .collect(),
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_defaults_by_key_path() -> anyhow::Result<()> {
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("TOOLGATE_LISTEN", "0.0.0.0:9000"),
+                ("TOOLGATE_CORS_ORIGINS", "https://a.example, https://b.example"),
+                ("TOOLGATE_JWT_SECRET", "s3cret"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )?;
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(config.jwt_secret.expose(), "s3cret");
+        assert_eq!(format!("{:?}", config.jwt_secret), "***");
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_environment_key_is_named() {
+        let err = Config::load_from(None, env(&[("TOOLGATE_LISTN", "x")])).err();
+        assert!(matches!(err, Some(ConfigError::Env { ref name, .. }) if name == "TOOLGATE_LISTN"), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("toolgate.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_port = 3\n")?;
+        let err = Config::load_from(Some(&path), env(&[])).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("listen_port"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_environment_value_is_refused() {
+        let err = Config::load_from(None, env(&[("SANDBOX_READONLY", "maybe")])).err();
+        assert!(matches!(err, Some(ConfigError::Env { ref name, .. }) if name == "SANDBOX_READONLY"), "{err:?}");
+    }
+}

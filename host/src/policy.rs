@@ -1,0 +1,135 @@
+//! Rego policy, evaluated in-process by regorus, at two decision points:
+//!
+//! - `action` (`data.toolgate.action.decision`): may this caller run this tool now?
+//! - `exec` (`data.toolgate.exec.decision`): may this plugin, for this tool and caller, run this
+//!   argv under this sandbox profile?
+//!
+//! The input documents are [`ActionInput`] and [`ExecInput`], serialised as they are; their
+//! exact shape is documented in `policies/README.md`. A decision is a [`Decision`] document, and
+//! the host denies whenever the policy is missing, fails, or answers anything malformed.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AuthMethod, Category, Role};
+
+/// `[policy]`: where the policy set lives and how it is checked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory of `.rego` files and `data.json`.
+    pub dir: PathBuf,
+    /// Minimum length of a justification where one is required.
+    pub min_justification_len: u64,
+    /// Run the policy set's own `test_*` rules before accepting a reload.
+    pub test_on_reload: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("policies"), min_justification_len: 10, test_on_reload: true }
+    }
+}
+
+/// The caller, as policy input sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallerInput {
+    /// User or API key name.
+    pub user: String,
+    /// Role.
+    pub role: Role,
+    /// How the caller authenticated.
+    pub auth_method: AuthMethod,
+    /// Source address, when the call came over the network.
+    pub source_ip: Option<String>,
+}
+
+/// The tool, as policy input sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInput {
+    /// Tool name.
+    pub name: String,
+    /// Plugin that provides it.
+    pub plugin: String,
+    /// Risk category.
+    pub category: Category,
+    /// Whether the tool can verify its effect.
+    pub supports_verify: bool,
+    /// Whether the tool can roll back its effect.
+    pub supports_rollback: bool,
+}
+
+/// Where a CRITICAL action stands with its approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// No approval asked for or given.
+    None,
+    /// Waiting for a second admin.
+    Pending,
+    /// Approved by a second admin, for these exact parameters, not expired.
+    Approved,
+    /// Refused by an admin.
+    Rejected,
+    /// Not decided in time.
+    Expired,
+}
+
+/// Input of the `action` decision point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionInput {
+    /// Who asks.
+    pub caller: CallerInput,
+    /// What they ask to run.
+    pub tool: ToolInput,
+    /// Parameters, already valid against the tool's schema, secrets redacted.
+    pub params: serde_json::Value,
+    /// The caller's justification, if any.
+    pub justification: Option<String>,
+    /// Approval state for this exact call.
+    pub approval: ApprovalState,
+    /// Whether this is a dry run (nothing will execute).
+    pub dry_run: bool,
+}
+
+/// Input of the `exec` decision point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecInput {
+    /// On whose behalf the plugin runs.
+    pub caller: CallerInput,
+    /// The tool being invoked.
+    pub tool: ToolInput,
+    /// The command the plugin asks to run.
+    pub argv: Vec<String>,
+    /// The sandbox profile it asks for.
+    pub profile: String,
+}
+
+/// One reason of a decision: a stable machine code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable code, e.g. `role_insufficient`, `justification_required`, `command_not_allowed`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// A policy decision: a document, not a boolean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allow: bool,
+    /// Why (for a denial, at least one reason).
+    pub reasons: Vec<Reason>,
+    /// What must also happen: `verify`, `rollback`, `approval`, `justification`.
+    pub requirements: Vec<String>,
+    /// Content hash of the policy set that decided.
+    pub revision: String,
+}
+
+/// The exec decision point, as the plugin runtime calls it before every command.
+pub trait ExecPolicy: Send + Sync {
+    /// Decide; never panics, and denies on any failure to evaluate.
+    fn decide_exec(&self, input: &ExecInput) -> Decision;
+}

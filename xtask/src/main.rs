@@ -1,0 +1,157 @@
+//! Project tasks, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
+//!
+//! - `setup`: install what the build needs on a fresh machine: the `wasm32-wasip2` target (rustup,
+//!   or the offline archive in `../shared/toolchain/`) and Debian's `busybox-static` for the
+//!   sandbox image.
+//! - `plugins`: build every guest component into the target directory: built-in plugins into
+//!   `plugins/`, the SDK template and test fixtures into `fixtures/` (named without their
+//!   `toolgate-plugin-`/`toolgate-fixture-` prefix).
+//! - `test`: `setup`, `plugins`, then every test of the workspace.
+//! - `serve`: `setup`, `plugins`, then `toolgate serve` with the embedded defaults (development
+//!   mode, plugins from `target/plugins/`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&root),
+        Some("plugins") => {
+            setup(&root)?;
+            build_plugins(&root)
+        }
+        Some("test") => {
+            setup(&root)?;
+            build_plugins(&root)?;
+            run(Command::new(cargo()).current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args[1..]))
+        }
+        Some("serve") => {
+            setup(&root)?;
+            build_plugins(&root)?;
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["run", "--release", "--package", "toolgate-host", "--bin", "toolgate", "--", "serve"])
+                .args(&args[1..])
+                .env("TOOLGATE_PLUGINS_DIR", target_dir(&root).join("plugins"))
+                .env("TOOLGATE_POLICY_DIR", root.join("policies"))
+                .env_remove("TOOLGATE_MODE")
+                .env("TOOLGATE_MODE", std::env::var("TOOLGATE_MODE").unwrap_or_else(|_| "development".into())))
+        }
+        _ => bail!("usage: cargo xtask <setup|plugins|test|serve> [args for cargo test or toolgate serve]"),
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).context("xtask has no parent directory")
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` when set (CI keeps one outside the clone).
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed: {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn setup(root: &Path) -> anyhow::Result<()> {
+    ensure_wasm_target(root)?;
+    ensure_debian_package("busybox-static", Path::new("/bin/busybox"))
+}
+
+fn ensure_wasm_target(root: &Path) -> anyhow::Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if let Ok(out) = &installed
+        && String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET)
+    {
+        return Ok(());
+    }
+    if Command::new("rustup").args(["target", "add", WASM_TARGET]).status().is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    // Offline fallback: the standard library archive shipped beside the project.
+    let archive = root.join("../shared/toolchain/rust-std-1.95.0-wasm32-wasip2.tar.xz");
+    if !archive.exists() {
+        bail!("cannot install the {WASM_TARGET} target: rustup failed and {} is missing", archive.display());
+    }
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output()?;
+    let sysroot = String::from_utf8(sysroot.stdout)?.trim().to_owned();
+    run(Command::new("tar").arg("-xJf").arg(&archive).arg("-C").arg(format!("{sysroot}/lib/rustlib/")))
+}
+
+fn ensure_debian_package(package: &str, marker: &Path) -> anyhow::Result<()> {
+    if marker.exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian package {package}");
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get").args(["install", "-y", "-q", package]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Guest crates: (directory holding one crate per subdirectory, or a crate itself; output folder).
+const GUESTS: [(&str, &str); 3] = [("plugins", "plugins"), ("sdk/template", "fixtures"), ("tests/fixtures", "fixtures")];
+
+fn build_plugins(root: &Path) -> anyhow::Result<()> {
+    let mut crates = Vec::new();
+    for (dir, out) in GUESTS {
+        let dir = root.join(dir);
+        if dir.join("Cargo.toml").exists() {
+            crates.push((dir, out));
+        } else if dir.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.join("Cargo.toml").exists())
+                .collect();
+            entries.sort();
+            crates.extend(entries.into_iter().map(|p| (p, out)));
+        }
+    }
+    if crates.is_empty() {
+        return Ok(());
+    }
+    let mut names = Vec::new();
+    for (dir, out) in &crates {
+        names.push((package_name(&dir.join("Cargo.toml"))?, *out));
+    }
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root).args(["build", "--profile", "plugin", "--target", WASM_TARGET]);
+    for (name, _) in &names {
+        cmd.args(["--package", name]);
+    }
+    run(&mut cmd)?;
+    let target = target_dir(root);
+    let built = target.join(WASM_TARGET).join("plugin");
+    for (name, out) in &names {
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let dest_dir = target.join(out);
+        std::fs::create_dir_all(&dest_dir)?;
+        let dest_name = name.trim_start_matches("toolgate-plugin-").trim_start_matches("toolgate-fixture-");
+        std::fs::copy(built.join(&file), dest_dir.join(format!("{dest_name}.wasm")))
+            .with_context(|| format!("copying {file} (is the crate a `cdylib`?)"))?;
+    }
+    Ok(())
+}
+
+fn package_name(manifest: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(manifest)?;
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("name").map(|r| r.trim_start().trim_start_matches('=').trim().trim_matches('"').to_owned()))
+        .with_context(|| format!("no package name in {}", manifest.display()))
+}
