@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptionsBuilder;
+use bollard::query_parameters::{BuildImageOptionsBuilder, PruneImagesOptionsBuilder};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -93,7 +93,10 @@ fn build_tar(busybox: &[u8], applets: &[String]) -> std::io::Result<Vec<u8>> {
 /// the tag. Idempotent, and safe to call from several threads or processes at once: concurrent
 /// builds of the same context produce the same image under the same tag.
 pub async fn ensure_image(docker: &Docker, busybox: &Path) -> Result<String, SandboxError> {
+    // One build at a time in this process; other processes may still race, see below.
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let (context, tag) = image_context(busybox)?;
+    let _guard = BUILDING.lock().await;
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
@@ -111,6 +114,12 @@ pub async fn ensure_image(docker: &Docker, busybox: &Path) -> Result<String, San
         .inspect_image(&tag)
         .await
         .map_err(|e| SandboxError::Unavailable(format!("image `{tag}` missing after its build: {e}")))?;
+    // Two processes building at once leave the loser's image untagged: remove such leftovers.
+    let filters = HashMap::from([("dangling", vec!["true".to_owned()]), ("label", vec![format!("{MANAGED_LABEL}=1")])]);
+    let prune = PruneImagesOptionsBuilder::default().filters(&filters).build();
+    if let Err(e) = docker.prune_images(Some(prune)).await {
+        tracing::debug!(error = %e, "cannot prune dangling sandbox images");
+    }
     Ok(tag)
 }
 
