@@ -27,8 +27,12 @@ pub use image::{ensure_image, image_context, DEFAULT_IMAGE_REPOSITORY};
 pub use validate::validate;
 
 /// Label on every container and image the executor creates, so that they can be found and
-/// removed, and kept out of [`ContainerEngine::list`].
+/// removed. Containers inherit their image's labels, so this alone does not mark a sandbox.
 pub const MANAGED_LABEL: &str = "toolgate.managed";
+
+/// Label on the executor's sandbox containers only (its value names the host process that owns
+/// them): these are reaped when their owner is gone and never shown by [`ContainerEngine`].
+pub const SANDBOX_LABEL: &str = "toolgate.owner";
 
 /// A boxed future, for the object-safe traits of this module.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

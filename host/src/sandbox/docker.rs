@@ -24,11 +24,11 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::output::Capped;
-use super::{ExecOutput, MANAGED_LABEL, ProfileConfig, SandboxConfig, SandboxError, WorkspaceAccess};
+use super::{ExecOutput, MANAGED_LABEL, ProfileConfig, SANDBOX_LABEL, SandboxConfig, SandboxError, WorkspaceAccess};
 use crate::model::Role;
 
 /// Label holding the owner of a container: `<boot id>:<pid>:<process start time>`.
-const OWNER_LABEL: &str = "toolgate.owner";
+const OWNER_LABEL: &str = SANDBOX_LABEL;
 /// Label holding the profile a container was made for.
 const PROFILE_LABEL: &str = "toolgate.profile";
 /// A pooled container older than this is not used (its `sleep` may be about to end).
@@ -427,10 +427,10 @@ fn owner_alive(owner: &str) -> bool {
     boot == boot_id() && start_time(pid).as_deref() == Some(start)
 }
 
-/// Remove managed containers whose owner is gone (a host killed mid-run), leaving those of
+/// Remove sandbox containers whose owner is gone (a host killed mid-run), leaving those of
 /// hosts still running (other processes share the engine).
 pub(crate) async fn reap_orphans(docker: &Docker) -> Result<usize, SandboxError> {
-    let filters = HashMap::from([("label", vec![format!("{MANAGED_LABEL}=1")])]);
+    let filters = HashMap::from([("label", vec![OWNER_LABEL.to_owned()])]);
     let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
     let containers = docker
         .list_containers(Some(options))

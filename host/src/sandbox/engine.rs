@@ -2,8 +2,6 @@
 //! API. The executor's own sandbox containers are invisible here: a plugin must not be able to
 //! stop, restart or read a sandbox another command runs in.
 
-use std::collections::HashMap;
-
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::ContainerInspectResponse;
@@ -15,7 +13,7 @@ use futures_util::StreamExt;
 
 use super::output::Capped;
 use super::{
-    BoxFuture, ContainerDetails, ContainerEngine, ContainerLogs, ContainerSummary, MANAGED_LABEL, SandboxError,
+    BoxFuture, ContainerDetails, ContainerEngine, ContainerLogs, ContainerSummary, SANDBOX_LABEL, SandboxError,
 };
 
 /// Cap of the text [`ContainerEngine::logs`] returns.
@@ -42,7 +40,7 @@ impl DockerEngine {
         check_name(container)?;
         let docker = self.docker()?;
         let details = docker.inspect_container(container, None).await.map_err(|e| engine_error(container, e))?;
-        let managed = details.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.contains_key(MANAGED_LABEL));
+        let managed = details.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.contains_key(SANDBOX_LABEL));
         if managed {
             return Err(no_such(container));
         }
@@ -88,14 +86,14 @@ impl ContainerEngine for DockerEngine {
     fn list(&self, all: bool) -> BoxFuture<'_, Result<Vec<ContainerSummary>, SandboxError>> {
         Box::pin(async move {
             let docker = self.docker()?;
-            let options = ListContainersOptionsBuilder::default().all(all).filters(&HashMap::<String, Vec<String>>::new()).build();
+            let options = ListContainersOptionsBuilder::default().all(all).build();
             let containers = docker
                 .list_containers(Some(options))
                 .await
                 .map_err(|e| SandboxError::Unavailable(format!("container engine: {e}")))?;
             Ok(containers
                 .into_iter()
-                .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key(MANAGED_LABEL)))
+                .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key(SANDBOX_LABEL)))
                 .map(|c| ContainerSummary {
                     id: c.id.unwrap_or_default(),
                     name: c.names.and_then(|n| n.first().map(|n| trim_name(n))).unwrap_or_default(),
