@@ -59,6 +59,18 @@ struct Warm {
     started: Instant,
 }
 
+/// The warm containers of one plan, and how many are being made for it.
+struct Pool {
+    warm: VecDeque<Warm>,
+    pending: usize,
+}
+
+impl Pool {
+    fn new() -> Self {
+        Self { warm: VecDeque::new(), pending: 0 }
+    }
+}
+
 /// A connected Docker engine, the resolved default image and the warm pools.
 pub(crate) struct DockerSandbox {
     docker: Docker,
@@ -66,7 +78,7 @@ pub(crate) struct DockerSandbox {
     default_image: String,
     owner: String,
     lifetime: Duration,
-    pools: Mutex<HashMap<String, (Plan, VecDeque<Warm>)>>,
+    pools: Mutex<HashMap<String, Pool>>,
     background: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
 }
@@ -272,9 +284,9 @@ impl DockerSandbox {
     async fn acquire(self: &Arc<Self>, plan: &Plan) -> Result<String, SandboxError> {
         let warm = {
             let mut pools = self.pools.lock().map_err(|_| SandboxError::Failed("sandbox pool poisoned".into()))?;
-            let (_, queue) = pools.entry(plan.key.clone()).or_insert_with(|| (plan.clone(), VecDeque::new()));
+            let pool = pools.entry(plan.key.clone()).or_insert_with(Pool::new);
             let mut found = None;
-            while let Some(w) = queue.pop_front() {
+            while let Some(w) = pool.warm.pop_front() {
                 if w.started.elapsed() < IDLE_BUDGET {
                     found = Some(w.id);
                     break;
@@ -297,33 +309,42 @@ impl DockerSandbox {
         }
         let missing = {
             let Ok(mut pools) = self.pools.lock() else { return };
-            let (_, queue) = pools.entry(plan.key.clone()).or_insert_with(|| (plan.clone(), VecDeque::new()));
-            (self.config.pool_size as usize).saturating_sub(queue.len())
+            let pool = pools.entry(plan.key.clone()).or_insert_with(Pool::new);
+            // Containers being made count: a burst of commands must not start a burst of creations.
+            let missing = (self.config.pool_size as usize).saturating_sub(pool.warm.len() + pool.pending);
+            pool.pending += missing;
+            missing
         };
         for _ in 0..missing {
             let this = Arc::clone(self);
             let plan = plan.clone();
             self.track(tokio::spawn(async move {
-                match this.create(&plan).await {
-                    Ok(id) => this.park(&plan, id),
-                    Err(e) => tracing::warn!(error = %e, "cannot refill the sandbox pool"),
+                let created = this.create(&plan).await;
+                if let Err(e) = &created {
+                    tracing::warn!(error = %e, "cannot refill the sandbox pool");
                 }
+                this.park(&plan, created.ok());
             }));
         }
     }
 
-    /// Put a started container in its pool, or remove it if the pool is full or closed.
-    fn park(&self, plan: &Plan, id: String) {
-        if !self.closed.load(Ordering::SeqCst)
-            && let Ok(mut pools) = self.pools.lock()
-        {
-            let (_, queue) = pools.entry(plan.key.clone()).or_insert_with(|| (plan.clone(), VecDeque::new()));
-            if queue.len() < self.config.pool_size as usize {
-                queue.push_back(Warm { id, started: Instant::now() });
+    /// Put a container made for the pool in it (one fewer pending), or remove it if the pool is
+    /// full or closed.
+    fn park(&self, plan: &Plan, id: Option<String>) {
+        if let Ok(mut pools) = self.pools.lock() {
+            let pool = pools.entry(plan.key.clone()).or_insert_with(Pool::new);
+            pool.pending = pool.pending.saturating_sub(1);
+            if let Some(id) = &id
+                && !self.closed.load(Ordering::SeqCst)
+                && pool.warm.len() < self.config.pool_size as usize
+            {
+                pool.warm.push_back(Warm { id: id.clone(), started: Instant::now() });
                 return;
             }
         }
-        self.remove_later(id);
+        if let Some(id) = id {
+            self.remove_later(id);
+        }
     }
 
     async fn create(&self, plan: &Plan) -> Result<String, SandboxError> {
@@ -369,7 +390,7 @@ impl DockerSandbox {
         let warm: Vec<String> = self
             .pools
             .lock()
-            .map(|mut p| p.values_mut().flat_map(|(_, q)| q.drain(..).map(|w| w.id)).collect())
+            .map(|mut p| p.values_mut().flat_map(|pool| pool.warm.drain(..).map(|w| w.id)).collect())
             .unwrap_or_default();
         for id in warm {
             remove(&self.docker, &id).await;
