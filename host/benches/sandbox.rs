@@ -22,7 +22,12 @@ fn request() -> ExecRequest {
         profile: "default".into(),
         timeout: None,
         origin: ExecOrigin {
-            caller: Caller { name: "bench".into(), role: Role::Operator, auth_method: AuthMethod::Local, source_ip: None },
+            caller: Caller {
+                name: "bench".into(),
+                role: Role::Operator,
+                auth_method: AuthMethod::Local,
+                source_ip: None,
+            },
             plugin: "bench".into(),
             tool: "bench".into(),
             action_id: "bench".into(),
@@ -90,7 +95,10 @@ async fn main() -> anyhow::Result<()> {
     }
     executor.shutdown().await;
     cold.shutdown().await;
-    println!("sandboxed `echo`, image {image}, {} CPUs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "sandboxed `echo`, image {image}, {} CPUs",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     let ours = report("executor (pool)", ours);
     let theirs = report("docker run (CLI)", theirs);
     report("executor (pool, back-to-back)", burst);

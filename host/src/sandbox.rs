@@ -23,7 +23,7 @@ mod validate;
 pub use argv::{check_argv, split_command};
 pub use engine::DockerEngine;
 pub use executor::{Availability, SecureExecutor};
-pub use image::{ensure_image, image_context, DEFAULT_IMAGE_REPOSITORY};
+pub use image::{DEFAULT_IMAGE_REPOSITORY, ensure_image, image_context};
 pub use validate::validate;
 
 /// Label on every container and image the executor creates, so that they can be found and

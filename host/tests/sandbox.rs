@@ -306,6 +306,8 @@ async fn direct_mode_runs_on_the_host_with_the_same_checks_and_says_so() -> anyh
     let out = f.ok(Role::Operator, &["pwd"]).await?;
     assert_eq!(Path::new(out.stdout.trim()), f.workspace.path().canonicalize()?);
     assert_eq!(out.container_id, None);
+    let out = f.ok(Role::Operator, &["env"]).await?;
+    assert!(!out.stdout.contains("CARGO"), "the host's environment leaks: {}", out.stdout);
     assert!(matches!(f.run(Role::Operator, &["echo", "a|b"], None).await, Err(SandboxError::Refused(_))));
     let err = f.run(Role::Operator, &["sleep", "20"], Some(Duration::from_millis(300))).await.err();
     assert!(matches!(err, Some(SandboxError::Timeout(_))), "{err:?}");

@@ -14,7 +14,10 @@ fn doctor(workspace: &std::path::Path, env: &[(&str, &str)]) -> anyhow::Result<O
 fn a_conforming_installation_passes_every_check() -> anyhow::Result<()> {
     let workspace = tempfile::tempdir()?;
     let secret = "s".repeat(64);
-    let out = doctor(workspace.path(), &[("TOOLGATE_JWT_SECRET", &secret), ("TOOLGATE_CORS_ORIGINS", "https://ops.example")])?;
+    let out = doctor(
+        workspace.path(),
+        &[("TOOLGATE_JWT_SECRET", &secret), ("TOOLGATE_CORS_ORIGINS", "https://ops.example")],
+    )?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("ok    sandboxed echo: `echo OK` answered"), "{stdout}");

@@ -66,7 +66,8 @@ async fn plugins_see_and_manage_host_containers_but_not_sandboxes() -> anyhow::R
 async fn exercise(name: &str, sandbox_name: &str) -> anyhow::Result<()> {
     let engine = DockerEngine::connect().await;
     let listed = engine.list(true).await?;
-    let mine = listed.iter().find(|c| c.name == name).ok_or_else(|| anyhow::anyhow!("{name} not listed in {listed:?}"))?;
+    let mine =
+        listed.iter().find(|c| c.name == name).ok_or_else(|| anyhow::anyhow!("{name} not listed in {listed:?}"))?;
     assert_eq!(mine.state, "running");
     assert!(mine.image.starts_with("toolgate-sandbox:"), "{mine:?}");
     assert!(listed.iter().all(|c| c.name != sandbox_name), "a sandbox container is listed");

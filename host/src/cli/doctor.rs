@@ -86,7 +86,11 @@ fn runtime_variables(config: &Config) -> Vec<Check> {
             s.execute_mode == ExecuteMode::Sandbox,
             format!("{:?} (sandbox required)", s.execute_mode).to_lowercase(),
         ),
-        check("ALLOW_DIRECT_FALLBACK", !s.allow_direct_fallback, format!("{} (false required)", s.allow_direct_fallback)),
+        check(
+            "ALLOW_DIRECT_FALLBACK",
+            !s.allow_direct_fallback,
+            format!("{} (false required)", s.allow_direct_fallback),
+        ),
         check("SANDBOX_NETWORK", s.network == "none", format!("{} (none required)", s.network)),
         check("SANDBOX_READONLY", s.readonly, format!("{} (true required)", s.readonly)),
     ]
@@ -115,7 +119,12 @@ async fn docker_checks(config: &Config) -> Vec<Check> {
         profile: "doctor".into(),
         timeout: Some(Duration::from_secs(30)),
         origin: ExecOrigin {
-            caller: Caller { name: "doctor".into(), role: Role::Viewer, auth_method: AuthMethod::Local, source_ip: None },
+            caller: Caller {
+                name: "doctor".into(),
+                role: Role::Viewer,
+                auth_method: AuthMethod::Local,
+                source_ip: None,
+            },
             plugin: "doctor".into(),
             tool: "doctor".into(),
             action_id: "doctor".into(),
@@ -125,7 +134,11 @@ async fn docker_checks(config: &Config) -> Vec<Check> {
         Ok(out) if out.exit_code == 0 && out.stdout == "OK\n" => {
             check("sandboxed echo", true, format!("`echo OK` answered in {:?} with network none", out.duration))
         }
-        Ok(out) => check("sandboxed echo", false, format!("exit {}, stdout {:?}, stderr {:?}", out.exit_code, out.stdout, out.stderr)),
+        Ok(out) => check(
+            "sandboxed echo",
+            false,
+            format!("exit {}, stdout {:?}, stderr {:?}", out.exit_code, out.stdout, out.stderr),
+        ),
         Err(e) => check("sandboxed echo", false, e.to_string()),
     });
     executor.shutdown().await;

@@ -11,7 +11,12 @@ use super::output::Capped;
 use super::{ExecOutput, SandboxError};
 
 /// Run `argv` as a child process in `dir`, killing it at `timeout`.
-pub(crate) async fn run(argv: &[String], dir: &Path, timeout: Duration, limit: u64) -> Result<ExecOutput, SandboxError> {
+pub(crate) async fn run(
+    argv: &[String],
+    dir: &Path,
+    timeout: Duration,
+    limit: u64,
+) -> Result<ExecOutput, SandboxError> {
     let started = Instant::now();
     let Some((program, args)) = argv.split_first() else {
         return Err(SandboxError::Refused("empty argv".into()));
@@ -19,6 +24,9 @@ pub(crate) async fn run(argv: &[String], dir: &Path, timeout: Duration, limit: u
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .current_dir(dir)
+        // The host's environment holds the host's secrets (`TOOLGATE_JWT_SECRET`): only PATH passes.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

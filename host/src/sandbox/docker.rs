@@ -98,11 +98,8 @@ impl DockerSandbox {
     pub(crate) async fn connect(config: &SandboxConfig, busybox: &Path) -> Result<Arc<Self>, SandboxError> {
         let docker = connect_engine().await?;
         reap_orphans(&docker).await?;
-        let default_image = if config.image.is_empty() {
-            super::ensure_image(&docker, busybox).await?
-        } else {
-            config.image.clone()
-        };
+        let default_image =
+            if config.image.is_empty() { super::ensure_image(&docker, busybox).await? } else { config.image.clone() };
         let lifetime = IDLE_BUDGET + Duration::from_secs(config.max_timeout_secs) + Duration::from_secs(60);
         let sandbox = Arc::new(Self {
             docker,
@@ -248,7 +245,8 @@ impl DockerSandbox {
 
     async fn exec(&self, exec_id: &str, started: Instant) -> Result<ExecOutput, SandboxError> {
         let failed = |e: bollard::errors::Error| SandboxError::Failed(format!("sandbox exec: {e}"));
-        let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(exec_id, None).await.map_err(failed)?
+        let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(exec_id, None).await.map_err(failed)?
         else {
             return Err(SandboxError::Failed("sandbox exec started detached".into()));
         };

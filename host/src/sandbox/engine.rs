@@ -40,7 +40,8 @@ impl DockerEngine {
         check_name(container)?;
         let docker = self.docker()?;
         let details = docker.inspect_container(container, None).await.map_err(|e| engine_error(container, e))?;
-        let managed = details.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.contains_key(SANDBOX_LABEL));
+        let managed =
+            details.config.as_ref().and_then(|c| c.labels.as_ref()).is_some_and(|l| l.contains_key(SANDBOX_LABEL));
         if managed {
             return Err(no_such(container));
         }

@@ -58,9 +58,7 @@ impl SecureExecutor {
         }
         let backend = match config.execute_mode {
             ExecuteMode::Direct => {
-                tracing::warn!(
-                    "EXECUTE_MODE=direct: commands run on this host WITHOUT a sandbox; development only"
-                );
+                tracing::warn!("EXECUTE_MODE=direct: commands run on this host WITHOUT a sandbox; development only");
                 Backend::Direct
             }
             ExecuteMode::Sandbox => match DockerSandbox::connect(config, busybox).await {
@@ -134,7 +132,9 @@ impl Executor for SecureExecutor {
             let (result, mut detail) = self.run(&request).await;
             let (allowed, outcome) = match &result {
                 Ok(_) => (true, "ok"),
-                Err(SandboxError::Refused(_) | SandboxError::UnknownProfile(_) | SandboxError::Config(_)) => (false, "refused"),
+                Err(SandboxError::Refused(_) | SandboxError::UnknownProfile(_) | SandboxError::Config(_)) => {
+                    (false, "refused")
+                }
                 Err(SandboxError::Timeout(_)) => (true, "timeout"),
                 Err(SandboxError::Unavailable(_)) => (true, "unavailable"),
                 Err(SandboxError::Failed(_)) => (true, "failed"),

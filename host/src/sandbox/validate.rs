@@ -45,7 +45,10 @@ pub fn validate(config: &Config) -> Result<Vec<String>, SandboxError> {
             return bad(format!("`{}`: network `{}` would share the host's network", key("network"), p.network));
         }
         if !(p.cpus > 0.0 && p.cpus.is_finite()) || p.memory_mib < 8 || p.pids_limit < 1 || p.tmp_mib < 1 {
-            return bad(format!("`{}`: cpus, memory_mib (at least 8), pids_limit and tmp_mib must be positive", key("*")));
+            return bad(format!(
+                "`{}`: cpus, memory_mib (at least 8), pids_limit and tmp_mib must be positive",
+                key("*")
+            ));
         }
         let uid = p.user.split(':').next().unwrap_or_default();
         if uid.is_empty() || uid == "0" || uid == "root" {
@@ -64,7 +67,9 @@ fn network_ok(network: &str) -> bool {
 
 fn check_network(key: &str, network: &str) -> Result<(), SandboxError> {
     if network.is_empty() || !network_ok(network) {
-        return Err(SandboxError::Config(format!("`{key}`: network `{network}` is refused (use `none` or a named network)")));
+        return Err(SandboxError::Config(format!(
+            "`{key}`: network `{network}` is refused (use `none` or a named network)"
+        )));
     }
     Ok(())
 }
@@ -72,7 +77,9 @@ fn check_network(key: &str, network: &str) -> Result<(), SandboxError> {
 fn check_mount(key: &str, source: &Path, target: &str) -> Result<(), SandboxError> {
     let shown = source.display();
     if !source.is_absolute() || !target.starts_with('/') || target == "/" {
-        return Err(SandboxError::Config(format!("`{key}`: `{shown}` -> `{target}` needs absolute paths, not `/` as target")));
+        return Err(SandboxError::Config(format!(
+            "`{key}`: `{shown}` -> `{target}` needs absolute paths, not `/` as target"
+        )));
     }
     let normal: std::path::PathBuf = source.components().collect();
     if DENIED_SOURCES.iter().any(|d| normal == Path::new(d))
@@ -107,10 +114,17 @@ mod tests {
 
     #[test]
     fn dangerous_profiles_are_refused_with_their_key() {
-        let cases: [(&str, fn(&mut ProfileConfig)); 5] = [
+        type BreakIt = fn(&mut ProfileConfig);
+        let cases: [(&str, BreakIt); 5] = [
             ("user", |p| p.user = "0:0".into()),
             ("network", |p| p.network = "host".into()),
-            ("mounts", |p| p.mounts.push(MountConfig { source: "/var/run/docker.sock".into(), target: "/s".into(), read_only: true })),
+            ("mounts", |p| {
+                p.mounts.push(MountConfig {
+                    source: "/var/run/docker.sock".into(),
+                    target: "/s".into(),
+                    read_only: true,
+                })
+            }),
             ("mounts", |p| p.mounts.push(MountConfig { source: "/etc/".into(), target: "/e".into(), read_only: true })),
             ("*", |p| p.pids_limit = 0),
         ];
@@ -124,7 +138,11 @@ mod tests {
         }
         let mut config = Config::default();
         let mut profile = ProfileConfig::default();
-        profile.mounts.push(MountConfig { source: "/run/systemd/private".into(), target: "/run/systemd/private".into(), read_only: true });
+        profile.mounts.push(MountConfig {
+            source: "/run/systemd/private".into(),
+            target: "/run/systemd/private".into(),
+            read_only: true,
+        });
         config.sandbox.profiles.insert("systemd".into(), profile);
         assert!(validate(&config).is_ok(), "the systemd socket read-only is the operator's choice");
     }
