@@ -1,6 +1,27 @@
 //! The secure executor: every command a plugin runs is an argv (never a shell line), checked for
 //! shell metacharacters, audited, and run in a locked-down Docker container selected by a named
-//! profile. Direct execution exists only when an operator chose `EXECUTE_MODE=direct`.
+//! profile. Direct execution exists only when an operator chose `EXECUTE_MODE=direct`, in
+//! development mode.
+//!
+//! # Layout
+//!
+//! - `argv`: [`check_argv`] and [`split_command`], the checks before anything runs.
+//! - `executor`: [`SecureExecutor`], the [`Executor`] that checks, audits and dispatches.
+//! - `docker`: the Docker backend (bollard): container definition from a profile, the warm pool of
+//!   one-shot containers, deadlines, reaping of containers left by a dead host.
+//! - `direct`: the development-only backend (`std`/tokio process, no shell).
+//! - `image`: the project's image, built offline from `/bin/busybox` ([`ensure_image`]).
+//! - `engine`: [`DockerEngine`], the [`ContainerEngine`] over the host's other containers.
+//! - `validate`: [`validate`], the start-up refusals (`ALLOW_DIRECT_FALLBACK` outside development...).
+//!
+//! # Wiring (serve)
+//!
+//! ```text
+//! for warning in sandbox::validate(&config)? { tracing::warn!("{warning}") }   // refuses bad posture
+//! let executor = Arc::new(SecureExecutor::connect(&config.sandbox, audit.clone()).await);
+//! let engine = Arc::new(DockerEngine::connect().await);       // both never fail: `unavailable`
+//! ... on shutdown: executor.shutdown().await;                    // removes the warm pool
+//! ```
 
 use std::collections::BTreeMap;
 use std::future::Future;
