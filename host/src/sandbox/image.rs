@@ -19,6 +19,9 @@ use super::{MANAGED_LABEL, SandboxError};
 /// Repository of the project's image; the tag is the content hash.
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "toolgate-sandbox";
 
+/// Label naming the project's image, so that only its own leftovers are pruned.
+const IMAGE_LABEL: &str = "toolgate.image";
+
 const DOCKERFILE: &str = "FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nUSER 65534:65534\nWORKDIR /tmp\n";
 const PASSWD: &str = "root:x:0:0:root:/nonexistent:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
@@ -101,7 +104,7 @@ pub async fn ensure_image(docker: &Docker, busybox: &Path) -> Result<String, San
         return Ok(tag);
     }
     tracing::info!(image = %tag, "building the sandbox image");
-    let labels = HashMap::from([(MANAGED_LABEL, "1")]);
+    let labels = HashMap::from([(MANAGED_LABEL, "1"), (IMAGE_LABEL, DEFAULT_IMAGE_REPOSITORY)]);
     let options = BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(&tag).rm(true).labels(&labels).build();
     let mut progress = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(step) = progress.next().await {
@@ -115,7 +118,11 @@ pub async fn ensure_image(docker: &Docker, busybox: &Path) -> Result<String, San
         .await
         .map_err(|e| SandboxError::Unavailable(format!("image `{tag}` missing after its build: {e}")))?;
     // Two processes building at once leave the loser's image untagged: remove such leftovers.
-    let filters = HashMap::from([("dangling", vec!["true".to_owned()]), ("label", vec![format!("{MANAGED_LABEL}=1")])]);
+    // Filtered on this image's own label: other untagged images may be in use by their builders.
+    let filters = HashMap::from([
+        ("dangling", vec!["true".to_owned()]),
+        ("label", vec![format!("{IMAGE_LABEL}={DEFAULT_IMAGE_REPOSITORY}")]),
+    ]);
     let prune = PruneImagesOptionsBuilder::default().filters(&filters).build();
     if let Err(e) = docker.prune_images(Some(prune)).await {
         tracing::debug!(error = %e, "cannot prune dangling sandbox images");
