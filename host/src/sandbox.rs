@@ -1,6 +1,27 @@
 //! The secure executor: every command a plugin runs is an argv (never a shell line), checked for
 //! shell metacharacters, audited, and run in a locked-down Docker container selected by a named
-//! profile. Direct execution exists only when an operator chose `EXECUTE_MODE=direct`.
+//! profile. Direct execution exists only when an operator chose `EXECUTE_MODE=direct`, in
+//! development mode.
+//!
+//! # Layout
+//!
+//! - `argv`: [`check_argv`] and [`split_command`], the checks before anything runs.
+//! - `executor`: [`SecureExecutor`], the [`Executor`] that checks, audits and dispatches.
+//! - `docker`: the Docker backend (bollard): container definition from a profile, the warm pool of
+//!   one-shot containers, deadlines, reaping of containers left by a dead host.
+//! - `direct`: the development-only backend (`std`/tokio process, no shell).
+//! - `image`: the project's image, built offline from `/bin/busybox` ([`ensure_image`]).
+//! - `engine`: [`DockerEngine`], the [`ContainerEngine`] over the host's other containers.
+//! - `validate`: [`validate`], the start-up refusals (`ALLOW_DIRECT_FALLBACK` outside development...).
+//!
+//! # Wiring (serve)
+//!
+//! ```text
+//! for warning in sandbox::validate(&config)? { tracing::warn!("{warning}") }   // refuses bad posture
+//! let executor = Arc::new(SecureExecutor::connect(&config.sandbox, audit.clone()).await);
+//! let engine = Arc::new(DockerEngine::connect().await);       // both never fail: `unavailable`
+//! ... on shutdown: executor.shutdown().await;                    // removes the warm pool
+//! ```
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,6 +31,29 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Caller;
+
+mod argv;
+mod direct;
+mod docker;
+mod engine;
+mod executor;
+mod image;
+mod output;
+mod validate;
+
+pub use argv::{check_argv, split_command};
+pub use engine::DockerEngine;
+pub use executor::{Availability, SecureExecutor};
+pub use image::{DEFAULT_IMAGE_REPOSITORY, ensure_image, image_context};
+pub use validate::validate;
+
+/// Label on every container and image the executor creates, so that they can be found and
+/// removed. Containers inherit their image's labels, so this alone does not mark a sandbox.
+pub const MANAGED_LABEL: &str = "toolgate.managed";
+
+/// Label on the executor's sandbox containers only (its value names the host process that owns
+/// them): these are reaped when their owner is gone and never shown by [`ContainerEngine`].
+pub const SANDBOX_LABEL: &str = "toolgate.owner";
 
 /// A boxed future, for the object-safe traits of this module.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -39,8 +83,19 @@ pub struct SandboxConfig {
     pub readonly: bool,
     /// The workspace directory that profiles mount and the workspace host interface serves.
     pub workspace: std::path::PathBuf,
-    /// Named sandbox profiles.
+    /// Named sandbox profiles. `default` exists unless the configuration removes it.
     pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Image of profiles that name none; empty means the project's own image, built on first use
+    /// from `/bin/busybox` ([`ensure_image`]).
+    pub image: String,
+    /// Deadline of a command that asks for none, in seconds.
+    pub timeout_secs: u64,
+    /// Longest deadline a command may ask for, in seconds.
+    pub max_timeout_secs: u64,
+    /// Cap of stdout and of stderr, each, in bytes.
+    pub output_limit: u64,
+    /// Containers kept created and started per profile, waiting for one command each.
+    pub pool_size: u32,
 }
 
 impl Default for SandboxConfig {
@@ -51,17 +106,90 @@ impl Default for SandboxConfig {
             network: "none".into(),
             readonly: true,
             workspace: std::path::PathBuf::from("workspace"),
-            profiles: BTreeMap::new(),
+            profiles: BTreeMap::from([("default".to_owned(), ProfileConfig::default())]),
+            image: String::new(),
+            timeout_secs: 30,
+            max_timeout_secs: 300,
+            output_limit: 1024 * 1024,
+            pool_size: 2,
         }
     }
 }
 
-/// One sandbox profile.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One sandbox profile: what a command run under it sees and may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfileConfig {
-    /// Image to run; the project's default image when empty.
+    /// Image to run; `sandbox.image` (or the project's image) when empty.
     pub image: String,
+    /// Extra bind mounts, e.g. the host's systemd socket read-only for `systemd_status`.
+    pub mounts: Vec<MountConfig>,
+    /// Docker network; `sandbox.network` (`SANDBOX_NETWORK`) when empty. `host` is refused.
+    pub network: String,
+    /// How the workspace is mounted at `/workspace`. A viewer always gets it read-only.
+    pub workspace: WorkspaceAccess,
+    /// CPUs (fractions allowed).
+    pub cpus: f64,
+    /// Memory limit in MiB, swap included (no swap beyond it).
+    pub memory_mib: u64,
+    /// Most processes and threads alive at once.
+    pub pids_limit: i64,
+    /// `uid:gid` the command runs as; never root.
+    pub user: String,
+    /// Size of the writable `/tmp` (a tmpfs) in MiB.
+    pub tmp_mib: u64,
+    /// Deadline of a command under this profile that asks for none, in seconds; 0 means
+    /// `sandbox.timeout_secs`.
+    pub timeout_secs: u64,
+}
+
+impl Default for ProfileConfig {
+    fn default() -> Self {
+        Self {
+            image: String::new(),
+            mounts: Vec::new(),
+            network: String::new(),
+            workspace: WorkspaceAccess::Default,
+            cpus: 0.5,
+            memory_mib: 512,
+            pids_limit: 128,
+            user: "65534:65534".into(),
+            tmp_mib: 64,
+            timeout_secs: 0,
+        }
+    }
+}
+
+/// A bind mount of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// Absolute path on the host.
+    pub source: std::path::PathBuf,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mounted read-only unless this says `false`.
+    #[serde(default = "yes")]
+    pub read_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a profile mounts the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceAccess {
+    /// Read-only when `SANDBOX_READONLY` is true (the default), read-write otherwise.
+    #[default]
+    Default,
+    /// Read-only.
+    Ro,
+    /// Read-write (except for viewers).
+    Rw,
+    /// Not mounted.
+    None,
 }
 
 /// Who asked for a command, for policy and audit.
@@ -125,6 +253,9 @@ pub enum SandboxError {
     /// Anything else that went wrong running it.
     #[error("command failed: {0}")]
     Failed(String),
+    /// The `[sandbox]` configuration is refused at start-up (names the key).
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
 }
 
 /// Runs commands. The plugin runtime holds one as a trait object.
