@@ -49,6 +49,12 @@ pub enum AuthError {
     /// Wrong user name or password (deliberately not saying which).
     #[error("invalid user name or password")]
     InvalidCredentials,
+    /// The current password given to change it is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// An API key expiry outside the accepted range.
+    #[error("{0}")]
+    BadExpiry(String),
     /// The request carries no token or key.
     #[error("authentication required: send `Authorization: Bearer <token>` or the login cookie")]
     MissingCredentials,
