@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -21,16 +22,29 @@ pub enum Level {
 
 /// Write one security event line.
 pub fn emit(level: Level, event: &str, user: Option<&str>, ip: Option<IpAddr>, details: Value) {
-    let line = json!({
-        "timestamp": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-        "level": match level { Level::Info => "INFO", Level::Warning => "WARNING" },
-        "event": event,
-        "user": user,
-        "ip": ip.map(|ip| ip.to_string()),
-        "details": details,
-    });
+    // A struct, not a map, so the fields keep the guide's order.
+    #[derive(Serialize)]
+    struct Line<'a> {
+        timestamp: String,
+        level: &'static str,
+        event: &'a str,
+        user: Option<&'a str>,
+        ip: Option<String>,
+        details: Value,
+    }
+    let line = Line {
+        timestamp: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
+        level: match level {
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+        },
+        event,
+        user,
+        ip: ip.map(|ip| ip.to_string()),
+        details,
+    };
     // One write call per line so concurrent events do not interleave.
-    let mut text = line.to_string();
+    let mut text = serde_json::to_string(&line).unwrap_or_default();
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
