@@ -186,3 +186,41 @@ impl<T: Serialize> IntoResponse for Json<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(err: ApiError) -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
+        let response = err.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await?;
+        Ok((status, serde_json::from_slice(&bytes)?, retry))
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_text() -> anyhow::Result<()> {
+        let err = ApiError::Store(StoreError::FileMissing("/srv/secret-place/toolgate.redb".into()));
+        let (status, body, _) = body(err).await?;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("secret-place"), "{body}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn rate_limits_carry_retry_after_and_weak_passwords_their_rules() -> anyhow::Result<()> {
+        let (status, body, retry) = body(ApiError::RateLimited { class: RateClass::Login, retry_after_secs: 12 }).await?;
+        assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, Some(HeaderValue::from(12u64))));
+        assert_eq!(body["error"]["details"]["class"], "login");
+        let (status, body, _) = body_of_weak().await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["details"]["failed_rules"], json!(["a digit"]));
+        Ok(())
+    }
+
+    async fn body_of_weak() -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
+        body(ApiError::Auth(AuthError::WeakPassword(vec!["a digit"]))).await
+    }
+}

@@ -76,7 +76,7 @@ pub struct CreatedKey {
 }
 
 /// Every API key.
-#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", operation_id = "list_keys", security(("bearer" = [])),
     responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<Json<Vec<KeyView>>, ApiError> {
     auth.require(Role::Admin)?;
@@ -85,7 +85,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
 }
 
 /// Create a named key with a role and an expiry.
-#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", security(("bearer" = [])), request_body = NewKey,
+#[utoipa::path(post, path = "/api/v1/keys", tag = "keys", operation_id = "create_key", security(("bearer" = [])), request_body = NewKey,
     responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody, description = "invalid name or expiry"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "name in use")))]
 pub async fn create(
@@ -124,7 +124,7 @@ pub async fn create(
 }
 
 /// Revoke a key: it stops working at once and stays listed.
-#[utoipa::path(delete, path = "/api/v1/keys/{name}", tag = "keys", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/v1/keys/{name}", tag = "keys", operation_id = "revoke_key", security(("bearer" = [])),
     params(("name" = String, Path, description = "the key's name")),
     responses((status = 200, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such key")))]

@@ -37,7 +37,7 @@ pub struct UserChange {
 }
 
 /// Every account.
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users", security(("bearer" = [])),
     responses((status = 200, body = Vec<UserView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<Json<Vec<UserView>>, ApiError> {
     auth.require(Role::Admin)?;
@@ -46,7 +46,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
 }
 
 /// Create an account with a role.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])), request_body = NewUser,
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", operation_id = "create_user", security(("bearer" = [])), request_body = NewUser,
     responses((status = 201, body = UserView), (status = 400, body = ErrorBody, description = "weak password or invalid name"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "user exists")))]
 pub async fn create(
@@ -67,7 +67,7 @@ pub async fn create(
 }
 
 /// Change an account's role or disable it.
-#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", security(("bearer" = [])), request_body = UserChange,
+#[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", operation_id = "update_user", security(("bearer" = [])), request_body = UserChange,
     params(("username" = String, Path, description = "the account")),
     responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such user"), (status = 409, body = ErrorBody, description = "last enabled admin")))]
