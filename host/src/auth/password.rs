@@ -7,8 +7,11 @@ use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
 
 use super::AuthError;
 
+/// A rule: what a refusal says, and the check.
+type Rule = (&'static str, fn(&str) -> bool);
+
 /// The rules a password must meet, in the order a refusal names them.
-const RULES: [(&str, fn(&str) -> bool); 5] = [
+const RULES: [Rule; 5] = [
     ("at least 8 characters", |p| p.chars().count() >= 8),
     ("an upper-case letter", |p| p.chars().any(char::is_uppercase)),
     ("a lower-case letter", |p| p.chars().any(char::is_lowercase)),

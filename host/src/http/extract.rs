@@ -99,8 +99,9 @@ impl FromRequestParts<AppState> for Authenticated {
         };
         match result {
             Ok(auth) => {
+                let class = parts.extensions.get::<RateClass>().copied().unwrap_or(RateClass::General);
                 let key = format!("user:{}", auth.caller.name);
-                state.limits.check(RateClass::General, &key, Some(&auth.caller.name), ip)?;
+                state.limits.check(class, &key, Some(&auth.caller.name), ip)?;
                 Ok(auth)
             }
             Err(err) => {

@@ -167,16 +167,19 @@ pub fn client_ip(request: &axum::http::request::Parts) -> Option<IpAddr> {
     request.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
 }
 
-/// Middleware: count the request against its class's per-address limit.
+/// Middleware: count the request against its class's per-address limit, and record the class
+/// for the per-user count.
 pub async fn per_address(
     State((state, class)): State<(AppState, RateClass)>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let ip = client_ip(&parts);
     let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
     state.limits.check(class, &key, None, ip)?;
+    // The authentication extractor counts the per-user limit in the same class.
+    parts.extensions.insert(class);
     Ok(next.run(Request::from_parts(parts, body)).await)
 }
 
@@ -186,8 +189,8 @@ mod tests {
 
     #[test]
     fn a_limit_trips_after_its_burst_and_names_the_wait() -> anyhow::Result<()> {
-        let mut config = RateLimitsConfig::default();
-        config.login = RateLimit { requests: 2, period_secs: 60 };
+        let config =
+            RateLimitsConfig { login: RateLimit { requests: 2, period_secs: 60 }, ..RateLimitsConfig::default() };
         let limits = RateLimiters::new(&config).map_err(anyhow::Error::msg)?;
         assert!(limits.check(RateClass::Login, "ip:1", None, None).is_ok());
         assert!(limits.check(RateClass::Login, "ip:1", None, None).is_ok());
