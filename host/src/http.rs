@@ -244,3 +244,6 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
+
+#[cfg(test)]
+mod tests;
