@@ -28,6 +28,7 @@ pub mod health;
 pub mod keys_api;
 pub mod openapi;
 pub mod ratelimit;
+pub mod tls;
 pub mod users_api;
 
 pub use error::ApiError;

@@ -29,9 +29,6 @@ pub struct Args {}
 
 /// Run `toolgate serve`.
 pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
-    if !config.http.tls_cert.is_empty() || !config.http.tls_key.is_empty() {
-        anyhow::bail!("tls is not available in this build: leave `http.tls_cert` and `http.tls_key` empty and terminate TLS in front of toolgate");
-    }
     config.jwt_secret = jwt_secret(&config)?;
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
@@ -40,14 +37,22 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     let listen = config.listen.clone();
     let state = AppState::new(config, store.clone())?;
     let app = http::router(state.clone())?;
+    let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
+        ("", "") => None,
+        (cert, key) => Some(http::tls::acceptor(Path::new(cert), Path::new(key))?),
+    };
     let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving");
-    println!("toolgate listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("toolgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
 
     tokio::spawn(maintenance(state));
-    http::serve(listener, app, shutdown_signal()).await?;
+    match tls {
+        Some(acceptor) => http::tls::serve(listener, acceptor, app, shutdown_signal()).await?,
+        None => http::serve(listener, app, shutdown_signal()).await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
