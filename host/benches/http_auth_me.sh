@@ -4,15 +4,20 @@
 #   2. login latency with the production scrypt parameters (ln=15, r=8, p=1), which is slow on
 #      purpose, measured one login at a time.
 # Usage: host/benches/http_auth_me.sh [duration_secs=10] [connections=32] [logins=20]
-# Needs: wrk (apt-get install wrk), curl, python3. Builds `toolgate` in release mode if missing.
+# Needs: wrk (apt-get install wrk), curl, python3. Builds `toolgate` in release mode if missing;
+# PROFILE=debug uses target/debug/toolgate instead (dependencies are optimised in dev builds).
 set -euo pipefail
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 LOGINS=${3:-20}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-BIN=$TARGET/release/toolgate
-[ -x "$BIN" ] || cargo build --release -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
+PROFILE=${PROFILE:-release}
+BIN=$TARGET/$PROFILE/toolgate
+if [ ! -x "$BIN" ]; then
+  if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
+  cargo build $flag -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
+fi
 
 DATA=$(mktemp -d)
 OUT=$DATA/stdout
