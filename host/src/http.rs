@@ -114,6 +114,14 @@ impl AppState {
     pub fn new(config: Config, store: Store) -> Result<AppState, HttpError> {
         let tokens = Tokens::new(&config.jwt_secret, config.auth.token_ttl_secs)?;
         let limits = RateLimiters::new(&config.http.rate_limits).map_err(HttpError::Config)?;
+        let cookie = &config.auth.cookie_name;
+        if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(HttpError::Config(format!("`auth.cookie_name` `{cookie}` must be letters, digits, `_` or `-`")));
+        }
+        // The same bound verification enforces, so every hash we write can be checked later.
+        if !(1..=22).contains(&config.auth.scrypt_log_n) {
+            return Err(HttpError::Config("`auth.scrypt_log_n` must be between 1 and 22 (production: 15)".into()));
+        }
         if config.http.tls_cert.is_empty() != config.http.tls_key.is_empty() {
             return Err(HttpError::Config("`http.tls_cert` and `http.tls_key` must be set together".into()));
         }

@@ -166,11 +166,12 @@ async fn oversized_and_malformed_bodies_get_json_errors() -> anyhow::Result<()> 
 #[test]
 fn unsafe_configurations_refuse_to_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
         (&[("TOOLGATE_JWT_SECRET", "too-short")], "at least 64"),
         (&[("TOOLGATE_CORS_ORIGINS", "*")], "cors origin `*`"),
         (&[("TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS", "0")], "rate_limits.login.requests"),
         (&[("TOOLGATE_LISTN", "127.0.0.1:0")], "TOOLGATE_LISTN"),
+        (&[("TOOLGATE_AUTH_SCRYPT_LOG_N", "40")], "auth.scrypt_log_n"),
     ];
     for (env, want) in cases {
         let out = run_cli(dir.path(), env, &["serve"], "")?;

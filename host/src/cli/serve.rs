@@ -32,10 +32,10 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     config.jwt_secret = jwt_secret(&config)?;
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
-    create_initial_admin(&store, config.auth.scrypt_log_n).await?;
-
     let listen = config.listen.clone();
+    // Validates the rest of the configuration before anything is written.
     let state = AppState::new(config, store.clone())?;
+    create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
     let app = http::router(state.clone())?;
     let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
         ("", "") => None,
