@@ -83,6 +83,24 @@ pub struct UserRecord {
     pub created_at: OffsetDateTime,
     /// A disabled user cannot log in and their tokens stop working at once.
     pub disabled: bool,
+    /// Login tokens issued before this instant (Unix seconds) are refused: a password change
+    /// ends every other session.
+    #[serde(default)]
+    pub tokens_valid_after: u64,
+}
+
+impl UserRecord {
+    /// A new, enabled account created now.
+    pub fn new(username: impl Into<String>, password_hash: String, role: Role) -> UserRecord {
+        UserRecord {
+            username: username.into(),
+            password_hash,
+            role,
+            created_at: OffsetDateTime::now_utc(),
+            disabled: false,
+            tokens_valid_after: 0,
+        }
+    }
 }
 
 /// A service account's API key. Only a SHA-256 of the secret is kept: the secret has 256 bits of
@@ -342,13 +360,7 @@ mod tests {
     use super::*;
 
     fn user(name: &str) -> UserRecord {
-        UserRecord {
-            username: name.into(),
-            password_hash: "$scrypt$ln=4,r=8,p=1$c2FsdA$aGFzaA".into(),
-            role: Role::Viewer,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            disabled: false,
-        }
+        UserRecord::new(name, "$scrypt$ln=4,r=8,p=1$c2FsdA$aGFzaA".into(), Role::Viewer)
     }
 
     #[test]

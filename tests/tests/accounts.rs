@@ -126,6 +126,9 @@ async fn password_policy_refusals_name_each_rule() -> anyhow::Result<()> {
     }
 
     // Changing a password: the old one is required and the new one must meet the policy.
+    let other_session = server.admin_token().await?;
+    // Revocation by issue time has one-second resolution (JWT `iat`).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let token = server.admin_token().await?;
     let old = server.admin_password.clone().unwrap_or_default();
     let change = |old: &str, new: &str| {
@@ -138,8 +141,16 @@ async fn password_policy_refusals_name_each_rule() -> anyhow::Result<()> {
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "wrong_password"));
     let (status, body) = send(change(&old, "weak")).await?;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "weak_password"));
-    let (status, _) = send(change(&old, "N3w-secret!")).await?;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, changed) = send(change(&old, "N3w-secret!")).await?;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    // The change ends every earlier session and hands the caller a fresh token.
+    let me = |t: &str| client().get(server.url("/api/v1/auth/me")).bearer_auth(t.to_owned());
+    let fresh = changed["token"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(send(me(&fresh)).await?.0, StatusCode::OK);
+    for stale in [&token, &other_session] {
+        let (status, body) = send(me(stale)).await?;
+        assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "token_revoked"));
+    }
     assert!(server.login("admin", &old).await.is_err());
     server.login("admin", "N3w-secret!").await?;
     assert!(server.security_events().iter().any(|e| e["event"] == "password_changed"));

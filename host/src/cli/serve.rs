@@ -11,7 +11,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use time::OffsetDateTime;
 
 use crate::auth::events::{self, Level};
 use crate::auth::{password, token};
@@ -108,13 +107,7 @@ async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
     let generated = password::generate();
     let pw = generated.clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
-    let admin = UserRecord {
-        username: "admin".into(),
-        password_hash: hash,
-        role: Role::Admin,
-        created_at: OffsetDateTime::now_utc(),
-        disabled: false,
-    };
+    let admin = UserRecord::new("admin", hash, Role::Admin);
     store.call(move |s| s.insert_user(&admin)).await?;
     events::emit(Level::Info, "user_created", Some("admin"), None, serde_json::json!({ "role": "admin", "initial": true }));
     // Printed, never logged: stdout of the first start is the only place this password exists.

@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use time::OffsetDateTime;
 
 use crate::auth::events::{self, Level};
 use crate::auth::{check_name, password};
@@ -40,13 +39,7 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             password::check_policy(&pw)?;
             let log_n = config.auth.scrypt_log_n;
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
-            let user = UserRecord {
-                username: name.clone(),
-                password_hash: hash,
-                role,
-                created_at: OffsetDateTime::now_utc(),
-                disabled: false,
-            };
+            let user = UserRecord::new(name.clone(), hash, role);
             store.call(move |s| s.insert_user(&user)).await?;
             events::emit(Level::Info, "user_created", Some(&name), None, serde_json::json!({ "role": role, "via": "cli" }));
             println!("created user `{name}` with role `{role}`");

@@ -135,7 +135,7 @@ pub(super) async fn create_user(state: &AppState, username: String, pw: String, 
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let user = UserRecord { username, password_hash: hash, role, created_at: OffsetDateTime::now_utc(), disabled: false };
+    let user = UserRecord::new(username, hash, role);
     let record = user.clone();
     state.store.call(move |s| s.insert_user(&record)).await?;
     Ok(user)
@@ -226,13 +226,14 @@ pub async fn me(auth: Authenticated) -> Json<MeResponse> {
 
 /// Change one's own password, proving the current one.
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", security(("bearer" = [])), request_body = PasswordChange,
-    responses((status = 204, description = "password changed"), (status = 400, body = ErrorBody, description = "weak password"),
+    responses((status = 200, body = LoginResponse, description = "password changed; other sessions ended; a fresh token"),
+        (status = 400, body = ErrorBody, description = "weak password"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "current password wrong")))]
 pub async fn change_password(
     State(state): State<AppState>,
     auth: Authenticated,
     Json(body): Json<PasswordChange>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     login_claims(&auth)?;
     let name = auth.caller.name.clone();
     let ip = auth.caller.source_ip;
@@ -246,9 +247,21 @@ pub async fn change_password(
     let hash = tokio::task::spawn_blocking(move || password::hash(&new_password, log_n))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let target = name.clone();
-    state.store.call(move |s| s.update_user(&target, |u| u.password_hash = hash)).await?;
+    let (target, claims) = (name.clone(), login_claims(&auth)?.clone());
+    // Every token issued before now dies, this one explicitly; the caller gets a fresh one.
+    let now = crate::auth::token::now_secs();
+    let user = state
+        .store
+        .call(move |s| {
+            let user = s.update_user(&target, |u| {
+                u.password_hash = hash;
+                u.tokens_valid_after = now;
+            })?;
+            s.revoke_token(&claims.jti, claims.exp)?;
+            Ok(user)
+        })
+        .await?;
     events::emit(Level::Info, "password_changed", Some(&name), ip, serde_json::json!({}));
-    Ok(StatusCode::NO_CONTENT)
+    token_response(&state, user, StatusCode::OK)
 }
 

@@ -83,6 +83,9 @@ async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) 
     if user.disabled {
         return Err(AuthError::UserDisabled.into());
     }
+    if claims.iat < user.tokens_valid_after {
+        return Err(AuthError::TokenRevoked.into());
+    }
     // The store's role wins: a demotion takes effect at once, not at token expiry.
     let caller = Caller { name: user.username, role: user.role, auth_method: AuthMethod::Password, source_ip: ip };
     Ok(Authenticated { caller, claims: Some(claims) })

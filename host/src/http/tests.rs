@@ -15,13 +15,7 @@ fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
     let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
     let store = Store::open(dir)?;
-    store.insert_user(&crate::store::UserRecord {
-        username: "alice".into(),
-        password_hash: crate::auth::password::hash("Al1ce-pass!", 4)?,
-        role: Role::Operator,
-        created_at: time::OffsetDateTime::now_utc(),
-        disabled: false,
-    })?;
+    store.insert_user(&crate::store::UserRecord::new("alice", crate::auth::password::hash("Al1ce-pass!", 4)?, Role::Operator))?;
     Ok(AppState::new(config, store)?)
 }
 
