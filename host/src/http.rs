@@ -48,6 +48,9 @@ pub struct HttpConfig {
     pub tls_cert: String,
     /// PEM private key for TLS; `""` serves plain HTTP.
     pub tls_key: String,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (exact IP addresses). Empty: the
+    /// socket peer is the client, whatever the headers say.
+    pub trusted_proxies: Vec<String>,
     /// Limits per route class.
     pub rate_limits: RateLimitsConfig,
 }
@@ -59,6 +62,7 @@ impl Default for HttpConfig {
             cookie_secure: true,
             tls_cert: String::new(),
             tls_key: String::new(),
+            trusted_proxies: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
         }
     }
@@ -101,6 +105,8 @@ pub struct AppState {
     pub limits: Arc<RateLimiters>,
     /// What `/readyz` checks, in order.
     pub readiness: Arc<Vec<Component>>,
+    /// Parsed `http.trusted_proxies`.
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -125,6 +131,12 @@ impl AppState {
         if config.http.tls_cert.is_empty() != config.http.tls_key.is_empty() {
             return Err(HttpError::Config("`http.tls_cert` and `http.tls_key` must be set together".into()));
         }
+        let trusted_proxies = config
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|_| HttpError::Config(format!("`http.trusted_proxies`: `{p}` is not an IP address"))))
+            .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
         let checked = store.clone();
         let store_check = Component { name: "store", check: Arc::new(move || checked.health().map_err(|e| e.to_string())) };
         Ok(AppState {
@@ -133,6 +145,7 @@ impl AppState {
             tokens: Arc::new(tokens),
             limits: Arc::new(limits),
             readiness: Arc::new(vec![store_check]),
+            trusted_proxies: trusted_proxies.into(),
         })
     }
 

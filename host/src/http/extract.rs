@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ip = client_ip(parts);
+        let ip = client_ip(parts, &state.trusted_proxies);
         let result = match credential(parts, &state.config.auth.cookie_name) {
             Ok(credential) => authenticate(state, credential, ip).await,
             Err(e) => Err(e.into()),
@@ -132,14 +132,14 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The client's address, from the socket (`None` when served without connection info).
+/// The client's address (see [`client_ip`]; `None` when served without connection info).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(client_ip(parts)))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, &state.trusted_proxies)))
     }
 }

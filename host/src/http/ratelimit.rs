@@ -162,9 +162,29 @@ impl RateLimiters {
     }
 }
 
-/// The client's address: the socket peer (forwarding headers are not trusted).
-pub fn client_ip(request: &axum::http::request::Parts) -> Option<IpAddr> {
-    request.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+/// The client's address: the socket peer; only when the peer is a trusted proxy
+/// (`http.trusted_proxies`), the nearest untrusted address of `X-Forwarded-For` instead.
+pub fn client_ip(request: &axum::http::request::Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let peer = request.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    // Walk from the nearest hop outwards: earlier entries were written by the client itself and
+    // prove nothing. A malformed entry stops the walk at the last address we can vouch for.
+    let mut client = peer;
+    let hops = request.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    for hop in hops.iter().rev().flat_map(|v| v.rsplit(',')) {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !trusted_proxies.contains(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 /// Middleware: count the request against its class's per-address limit, and record the class
@@ -175,7 +195,7 @@ pub async fn per_address(
     next: Next,
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
-    let ip = client_ip(&parts);
+    let ip = client_ip(&parts, &state.trusted_proxies);
     let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
     state.limits.check(class, &key, None, ip)?;
     // The authentication extractor counts the per-user limit in the same class.

@@ -13,6 +13,7 @@ use crate::model::Role;
 
 fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
     let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
+    config.http.trusted_proxies = vec!["10.9.9.9".into()];
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
     let store = Store::open(dir)?;
     store.insert_user(&crate::store::UserRecord::new("alice", crate::auth::password::hash("Al1ce-pass!", 4)?, Role::Operator))?;
@@ -51,5 +52,27 @@ async fn readiness_lists_added_components() -> anyhow::Result<()> {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await?)?;
     assert_eq!(body, serde_json::json!({"status": "not_ready", "components": {"store": "ok", "policy": "unavailable"}}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = router(state(dir.path(), 2)?)?;
+    let health = |peer: [u8; 4], forwarded: &str| -> anyhow::Result<Request<Body>> {
+        let mut req = Request::get("/healthz").header("x-forwarded-for", forwarded).body(Body::empty())?;
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from((peer, 40000))));
+        Ok(req)
+    };
+    // An untrusted peer cannot dodge its limit by inventing addresses.
+    for (i, fake) in ["1.1.1.1", "2.2.2.2", "3.3.3.3"].into_iter().enumerate() {
+        let status = app.clone().oneshot(health([10, 0, 0, 7], fake)?).await?.status();
+        assert_eq!(status, if i < 2 { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS }, "{fake}");
+    }
+    // Behind the trusted proxy each client has its own budget; spoofed hops before it are ignored.
+    for client in ["5.5.5.5", "6.6.6.6", "7.7.7.7"] {
+        let forwarded = format!("9.9.9.9, {client}");
+        assert_eq!(app.clone().oneshot(health([10, 9, 9, 9], &forwarded)?).await?.status(), StatusCode::OK, "{client}");
+    }
     Ok(())
 }
