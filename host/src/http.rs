@@ -168,7 +168,9 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-/// The route table: everything the server serves.
+/// The route table: everything the server serves. A new endpoint is one line here plus its
+/// handler in the `paths(...)` of [`openapi::ApiDoc`] (a test fails until both agree); tool
+/// execution routes take [`RateClass::Exec`], which both the per-address and per-user limits use.
 pub fn routes() -> Vec<Route> {
     use RateClass::{General, Login, Register};
     let r = |method: Method, path, class, handler| Route { method, path, class, handler };
