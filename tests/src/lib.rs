@@ -1,1 +1,204 @@
+//! End-to-end test support: start the real `toolgate` binary on a free port with its own data
+//! directory, read what it prints, and talk HTTP to it.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// A signing secret long enough for production mode.
+pub const SECRET: &str = "e2e-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+
+/// The `toolgate` binary, built once per test process. `TOOLGATE_BIN` overrides it.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TOOLGATE_BIN") {
+            return Ok(PathBuf::from(bin));
+        }
+        // target/<profile>/deps/<test> → target/<profile>
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let profile_dir = exe.parent().and_then(Path::parent).ok_or("test binary has no target directory")?;
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?;
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(root).args(["build", "--quiet", "-p", "toolgate-host", "--bin", "toolgate"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building toolgate failed: {status}"));
+        }
+        Ok(profile_dir.join("toolgate"))
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The initial admin password, if this start created it.
+    pub admin_password: Option<String>,
+    /// Everything printed on stdout before the listening line.
+    pub stdout: String,
+    data_dir: Option<tempfile::TempDir>,
+    stderr_path: PathBuf,
+}
+
+/// Environment every test server gets unless overridden: production mode, a valid secret,
+/// cheap scrypt so logins do not dominate test time.
+pub fn base_env() -> Vec<(String, String)> {
+    [
+        ("TOOLGATE_MODE", "production"),
+        ("TOOLGATE_JWT_SECRET", SECRET),
+        ("TOOLGATE_LISTEN", "127.0.0.1:0"),
+        ("TOOLGATE_AUTH_SCRYPT_LOG_N", "8"),
+        ("TOOLGATE_LOG", "warn"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+/// Run `toolgate <args>` to completion with `env` (plus the data directory) and `stdin`.
+pub fn run_cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+    use std::io::Write;
+    let mut cmd = command(data_dir, env)?;
+    let mut child = cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes())?;
+    }
+    Ok(child.wait_with_output()?)
+}
+
+fn command(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(binary()?);
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.envs(base_env());
+    cmd.env("TOOLGATE_DATA_DIR", data_dir);
+    cmd.envs(env.iter().copied());
+    Ok(cmd)
+}
+
+impl Server {
+    /// Start on a fresh data directory with `env` on top of [`base_env`].
+    pub fn start(env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        Server::start_in(tempfile::tempdir()?, env)
+    }
+
+    /// Start on `data_dir` (e.g. to restart on the same store).
+    pub fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let stderr_path = data_dir.path().join(format!("stderr-{}.log", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_path)?;
+        let mut child = command(data_dir.path(), env)?
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .context("cannot start toolgate")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut printed = String::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("toolgate listening on ") {
+                        break url.to_owned();
+                    }
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    bail!("toolgate did not start; stdout:\n{printed}\nstderr:\n{log}");
+                }
+            }
+        };
+        let admin_password =
+            printed.lines().find_map(|l| l.trim().strip_prefix("password: ")).map(str::to_owned);
+        Ok(Server { child, base, admin_password, stdout: printed, data_dir: Some(data_dir), stderr_path })
+    }
+
+    /// The data directory.
+    pub fn data_path(&self) -> &Path {
+        self.data_dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+
+    /// Full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The security events written so far (the JSON lines of stderr).
+    pub fn security_events(&self) -> Vec<Value> {
+        self.stderr().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("event").is_some()).collect()
+    }
+
+    /// Log in and return the token.
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let res = client()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("login of {username} failed: {status} {body}");
+        }
+        body["token"].as_str().map(str::to_owned).context("no token in login response")
+    }
+
+    /// Log in as the initial admin.
+    pub async fn admin_token(&self) -> anyhow::Result<String> {
+        let pw = self.admin_password.clone().context("this start printed no admin password")?;
+        self.login("admin", &pw).await
+    }
+
+    /// Stop the server and hand back its data directory.
+    pub fn stop(mut self) -> anyhow::Result<tempfile::TempDir> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data_dir.take().context("data directory already taken")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP client that keeps no cookies (tests set them explicitly).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}

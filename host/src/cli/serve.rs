@@ -1,14 +1,154 @@
-//! `toolgate serve`. SCAFFOLD: to be replaced by its issue's implementation.
+//! `toolgate serve`: check the configuration, open the store, create the first admin on an
+//! empty store, and serve the API until Ctrl-C or SIGTERM.
+//!
+//! stdout carries exactly two kinds of line a script may read: the initial admin password (once,
+//! on the very first start) and `toolgate listening on <url>`. Logs and security events go to
+//! stderr.
 
+use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use crate::config::Config;
+use anyhow::Context;
+
+use crate::auth::events::{self, Level};
+use crate::auth::{password, token};
+use crate::config::{Config, Mode, Secret};
+use crate::http::{self, AppState};
+use crate::model::Role;
+use crate::store::{Store, UserRecord};
+
+/// File in `data_dir` holding the generated development secret.
+const DEV_SECRET_FILE: &str = "jwt-secret.dev";
 
 /// Arguments of `toolgate serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
 /// Run `toolgate serve`.
-pub async fn run(_args: Args, _config: Config) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`toolgate serve` is not built yet")
+pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
+    config.jwt_secret = jwt_secret(&config)?;
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
+    let listen = config.listen.clone();
+    // Validates the rest of the configuration before anything is written.
+    let state = AppState::new(config, store.clone())?;
+    create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
+    let app = http::router(state.clone())?;
+    let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
+        ("", "") => None,
+        (cert, key) => Some(http::tls::acceptor(Path::new(cert), Path::new(key))?),
+    };
+    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("toolgate listening on {scheme}://{addr}");
+    std::io::stdout().flush()?;
+
+    tokio::spawn(maintenance(state));
+    match tls {
+        Some(acceptor) => http::tls::serve(listener, acceptor, app, shutdown_signal()).await?,
+        None => http::serve(listener, app, shutdown_signal()).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The signing secret: the configured one (at least 64 characters), or in development mode a
+/// generated one kept in `data_dir` so tokens survive a restart.
+fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    let chars = config.jwt_secret.expose().chars().count();
+    if chars >= token::MIN_SECRET_CHARS {
+        return Ok(config.jwt_secret.clone());
+    }
+    if config.mode != Mode::Development {
+        anyhow::bail!(
+            "jwt secret has {chars} characters; at least {} are required: set `jwt_secret` or `TOOLGATE_JWT_SECRET` (or run with `TOOLGATE_MODE=development` to generate one)",
+            token::MIN_SECRET_CHARS
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let path = config.data_dir.join(DEV_SECRET_FILE);
+    if let Ok(existing) = std::fs::read_to_string(&path)
+        && existing.trim().len() >= token::MIN_SECRET_CHARS
+    {
+        eprintln!("toolgate: development mode: using the generated jwt secret in `{}`", path.display());
+        return Ok(Secret::new(existing.trim()));
+    }
+    let secret = hex::encode(rand::random::<[u8; 48]>());
+    write_private(&path, &secret)?;
+    eprintln!(
+        "toolgate: development mode: generated a jwt secret and saved it in `{}`; set `TOOLGATE_JWT_SECRET` in production",
+        path.display()
+    );
+    Ok(Secret::new(secret))
+}
+
+/// Write a file only its owner can read.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    file.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// On an empty store, create `admin` with a random password shown once on stdout.
+async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
+    if store.call(|s| s.user_count()).await? > 0 {
+        return Ok(());
+    }
+    let generated = password::generate();
+    let pw = generated.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
+    let admin = UserRecord::new("admin", hash, Role::Admin);
+    store.call(move |s| s.insert_user(&admin)).await?;
+    events::emit(Level::Info, "user_created", Some("admin"), None, serde_json::json!({ "role": "admin", "initial": true }));
+    // Printed, never logged: stdout of the first start is the only place this password exists.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Initial administrator created (shown once, stored only as a hash):")?;
+    writeln!(out, "  username: admin")?;
+    writeln!(out, "  password: {generated}")?;
+    writeln!(out, "Change it with POST /api/v1/auth/password.")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Every minute: forget expired revocations and idle rate-limit buckets.
+async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = token::now_secs();
+        if let Err(e) = state.store.call(move |s| s.purge_revoked(now)).await {
+            tracing::warn!(error = %e, "purging expired revocations failed");
+        }
+        state.limits.shrink();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

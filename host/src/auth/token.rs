@@ -1,0 +1,156 @@
+//! Login tokens: HS256 JWTs with `sub`, `role`, `jti`, `iat`, `exp`. Only HS256 is accepted; the
+//! header's `alg` is checked before anything else so `none` and algorithm confusion are refused
+//! with their own code.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use super::AuthError;
+use crate::config::Secret;
+use crate::model::Role;
+
+/// Shortest accepted signing secret, in characters.
+pub const MIN_SECRET_CHARS: usize = 64;
+
+/// The claims of a login token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user name.
+    pub sub: String,
+    /// The role when the token was issued (the store's current role wins on each request).
+    pub role: Role,
+    /// Unique token id, what logout revokes.
+    pub jti: String,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+}
+
+/// Issues and checks tokens with one secret.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("ttl_secs", &self.ttl_secs).finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    /// Tokens signed with `secret`, valid `ttl_secs`; refuses a secret shorter than 64 characters.
+    pub fn new(secret: &Secret, ttl_secs: u64) -> Result<Tokens, AuthError> {
+        let chars = secret.expose().chars().count();
+        if chars < MIN_SECRET_CHARS {
+            return Err(AuthError::WeakSecret(chars));
+        }
+        if ttl_secs == 0 {
+            return Err(AuthError::Config("`auth.token_ttl_secs` must be at least 1".into()));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is exact: a token is dead the second its `exp` passes.
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        Ok(Tokens {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            ttl_secs,
+        })
+    }
+
+    /// A fresh token for `user` with `role`.
+    pub fn issue(&self, user: &str, role: Role) -> Result<(String, Claims), AuthError> {
+        let iat = now_secs();
+        let claims = Claims {
+            sub: user.to_owned(),
+            role,
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat,
+            exp: iat + self.ttl_secs,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::Hash(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    /// The claims of a valid, unexpired HS256 token signed with our secret. Revocation and the
+    /// user's state are checked by the caller against the store.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        #[derive(Deserialize)]
+        struct AlgOnly {
+            alg: String,
+        }
+        let header = token.split('.').next().unwrap_or_default();
+        let header: AlgOnly = B64URL
+            .decode(header)
+            .ok()
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(AuthError::TokenInvalid)?;
+        if header.alg != "HS256" {
+            return Err(AuthError::TokenAlgorithm(header.alg));
+        }
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::TokenExpired,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthError::TokenAlgorithm(header.alg),
+                _ => AuthError::TokenInvalid,
+            }
+        })
+    }
+
+    /// Lifetime of new tokens, in seconds.
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> anyhow::Result<Tokens> {
+        Ok(Tokens::new(&Secret::new("k".repeat(64)), 60)?)
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        assert!(matches!(Tokens::new(&Secret::new("k".repeat(63)), 60), Err(AuthError::WeakSecret(63))));
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_their_claims() -> anyhow::Result<()> {
+        let tokens = tokens()?;
+        let (token, claims) = tokens.issue("alice", Role::Operator)?;
+        assert_eq!(tokens.verify(&token)?, claims);
+        assert_eq!(claims.exp - claims.iat, 60);
+        Ok(())
+    }
+
+    #[test]
+    fn forged_tokens_are_refused_with_their_reason() -> anyhow::Result<()> {
+        let tokens = tokens()?;
+        let (token, _) = tokens.issue("alice", Role::Viewer)?;
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let none = B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        parts[0] = &none;
+        assert!(matches!(tokens.verify(&format!("{}.{}.", parts[0], parts[1])), Err(AuthError::TokenAlgorithm(_))));
+        let other = Tokens::new(&Secret::new("o".repeat(64)), 60)?;
+        let (foreign, _) = other.issue("alice", Role::Admin)?;
+        assert!(matches!(tokens.verify(&foreign), Err(AuthError::TokenInvalid)));
+        assert!(matches!(tokens.verify("garbage"), Err(AuthError::TokenInvalid)));
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The one place errors become HTTP responses: every error is
+//! `{"error": {"code", "message", "details"?}}` with the status [`ApiError::status`] picks.
+//! Internal errors get a generic message and a log line; their text never reaches the client.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+use super::ratelimit::RateClass;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A credential or account rule refused the request.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The body is not JSON, or not the expected shape (names the field).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body exceeds `http.body_limit_bytes`.
+    #[error("request body is larger than the server accepts (`http.body_limit_bytes`)")]
+    PayloadTooLarge,
+    /// The body is not declared as JSON.
+    #[error("expected `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// No route matches the path.
+    #[error("no route for `{0}`")]
+    RouteNotFound(String),
+    /// The path exists, the method does not.
+    #[error("method `{method}` is not allowed on `{path}`")]
+    MethodNotAllowed {
+        /// The refused method.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// `auth/register` is switched off (`auth.register_enabled`).
+    #[error("self-registration is disabled; ask an administrator for an account")]
+    RegistrationDisabled,
+    /// The operation needs a login token, not an API key.
+    #[error("this operation needs a login token, not an api key")]
+    NeedsLoginToken,
+    /// The change would leave no enabled administrator.
+    #[error("refused: `{0}` is the last enabled administrator")]
+    LastAdmin(String),
+    /// Too many requests from this client or user in this route class.
+    #[error("too many {} requests; retry in {retry_after_secs} s", class.as_str())]
+    RateLimited {
+        /// The route class whose limit tripped.
+        class: RateClass,
+        /// Seconds until a request will be accepted again.
+        retry_after_secs: u64,
+    },
+    /// A bug or an infrastructure failure; details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The error body, as documented in OpenAPI.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// One error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code (`token_expired`, `weak_password`, ...).
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Structured extra information, when there is any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    /// Status and stable code of this error.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        use AuthError as A;
+        use StatusCode as S;
+        match self {
+            ApiError::Auth(e) => match e {
+                A::WeakPassword(_) => (S::BAD_REQUEST, "weak_password"),
+                A::InvalidName(_) => (S::BAD_REQUEST, "invalid_name"),
+                A::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+                A::WrongPassword => (S::FORBIDDEN, "wrong_password"),
+                A::MissingCredentials => (S::UNAUTHORIZED, "unauthenticated"),
+                A::TokenInvalid => (S::UNAUTHORIZED, "token_invalid"),
+                A::TokenAlgorithm(_) => (S::UNAUTHORIZED, "token_algorithm"),
+                A::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
+                A::TokenRevoked => (S::UNAUTHORIZED, "token_revoked"),
+                A::UserDisabled => (S::UNAUTHORIZED, "user_disabled"),
+                A::KeyInvalid => (S::UNAUTHORIZED, "api_key_invalid"),
+                A::KeyExpired => (S::UNAUTHORIZED, "api_key_expired"),
+                A::KeyRevoked => (S::UNAUTHORIZED, "api_key_revoked"),
+                A::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
+                A::BadExpiry(_) => (S::BAD_REQUEST, "invalid_expiry"),
+                A::WeakSecret(_) | A::Config(_) | A::Hash(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Store(e) => match e {
+                StoreError::UserExists(_) => (S::CONFLICT, "user_exists"),
+                StoreError::NoUser(_) => (S::NOT_FOUND, "user_not_found"),
+                StoreError::KeyExists(_) => (S::CONFLICT, "api_key_exists"),
+                StoreError::NoKey(_) => (S::NOT_FOUND, "api_key_not_found"),
+                _ => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
+            ApiError::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::RouteNotFound(_) => (S::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::RegistrationDisabled => (S::FORBIDDEN, "registration_disabled"),
+            ApiError::NeedsLoginToken => (S::BAD_REQUEST, "needs_login_token"),
+            ApiError::LastAdmin(_) => (S::CONFLICT, "last_admin"),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn details(&self) -> Option<Value> {
+        match self {
+            ApiError::Auth(AuthError::WeakPassword(rules)) => Some(json!({ "failed_rules": rules })),
+            ApiError::Auth(AuthError::Forbidden(role)) => Some(json!({ "required_role": role })),
+            ApiError::RateLimited { class, retry_after_secs } => {
+                Some(json!({ "class": class.as_str(), "retry_after_secs": retry_after_secs }))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status();
+        let message = if status.is_server_error() {
+            // The text may name files or internals: log it, answer generically.
+            tracing::error!(error = %self, "request failed");
+            "internal error; the server log has details".to_owned()
+        } else {
+            self.to_string()
+        };
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details: self.details() } };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            // Serde's message names the field (`unknown field `x``, `missing field `y``).
+            _ => ApiError::BadRequest(rejection.body_text().replacen("Failed to", "failed to", 1)),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A JSON body whose rejections go through [`ApiError`].
+#[derive(Debug, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(err: ApiError) -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
+        let response = err.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await?;
+        Ok((status, serde_json::from_slice(&bytes)?, retry))
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_text() -> anyhow::Result<()> {
+        let err = ApiError::Store(StoreError::FileMissing("/srv/secret-place/toolgate.redb".into()));
+        let (status, body, _) = body(err).await?;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("secret-place"), "{body}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn rate_limits_carry_retry_after_and_weak_passwords_their_rules() -> anyhow::Result<()> {
+        let (status, body, retry) = body(ApiError::RateLimited { class: RateClass::Login, retry_after_secs: 12 }).await?;
+        assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, Some(HeaderValue::from(12u64))));
+        assert_eq!(body["error"]["details"]["class"], "login");
+        let (status, body, _) = body_of_weak().await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["details"]["failed_rules"], json!(["a digit"]));
+        Ok(())
+    }
+
+    async fn body_of_weak() -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
+        body(ApiError::Auth(AuthError::WeakPassword(vec!["a digit"]))).await
+    }
+}

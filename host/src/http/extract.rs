@@ -1,0 +1,145 @@
+//! Authentication as an extractor: a handler that takes a [`Caller`] (or [`Authenticated`]) only
+//! runs for a valid token or API key, and the caller's per-user rate limit is counted.
+
+use std::net::IpAddr;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use time::OffsetDateTime;
+
+use super::AppState;
+use super::error::ApiError;
+use super::ratelimit::{RateClass, client_ip};
+use crate::auth::events::{self, Level};
+use crate::auth::token::Claims;
+use crate::auth::{AuthError, apikey};
+use crate::model::{AuthMethod, Caller, Role};
+
+/// An authenticated request: the caller, and the token's claims when it was a login token.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The login token's claims (`None` for an API key).
+    pub claims: Option<Claims>,
+}
+
+impl Authenticated {
+    /// Refuse unless the caller has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.caller.role >= role { Ok(()) } else { Err(AuthError::Forbidden(role).into()) }
+    }
+}
+
+/// The credential a request presents: the bearer header wins over the cookie.
+fn credential(parts: &Parts, cookie_name: &str) -> Result<String, AuthError> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| AuthError::TokenInvalid)?;
+        return match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                Ok(token.trim().to_owned())
+            }
+            _ => Err(AuthError::TokenInvalid),
+        };
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == cookie_name && !value.is_empty()).then(|| value.to_owned())
+        })
+        .ok_or(AuthError::MissingCredentials)
+}
+
+async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) -> Result<Authenticated, ApiError> {
+    if let Some((id, secret)) = apikey::parse(&credential) {
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        let key = state.store.call(move |s| s.api_key(&id)).await?.ok_or(AuthError::KeyInvalid)?;
+        if !apikey::matches(&secret, &key.secret_sha256) {
+            return Err(AuthError::KeyInvalid.into());
+        }
+        if key.revoked {
+            return Err(AuthError::KeyRevoked.into());
+        }
+        if key.expires_at <= OffsetDateTime::now_utc() {
+            return Err(AuthError::KeyExpired.into());
+        }
+        let caller = Caller { name: key.name, role: key.role, auth_method: AuthMethod::ApiKey, source_ip: ip };
+        return Ok(Authenticated { caller, claims: None });
+    }
+    let claims = state.tokens.verify(&credential)?;
+    let (sub, jti) = (claims.sub.clone(), claims.jti.clone());
+    let session = state.store.call(move |s| s.session(&sub, &jti)).await?;
+    if session.revoked {
+        return Err(AuthError::TokenRevoked.into());
+    }
+    // A deleted user's token is as good as forged.
+    let user = session.user.ok_or(AuthError::TokenInvalid)?;
+    if user.disabled {
+        return Err(AuthError::UserDisabled.into());
+    }
+    if claims.iat < user.tokens_valid_after {
+        return Err(AuthError::TokenRevoked.into());
+    }
+    // The store's role wins: a demotion takes effect at once, not at token expiry.
+    let caller = Caller { name: user.username, role: user.role, auth_method: AuthMethod::Password, source_ip: ip };
+    Ok(Authenticated { caller, claims: Some(claims) })
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts, &state.trusted_proxies);
+        let result = match credential(parts, &state.config.auth.cookie_name) {
+            Ok(credential) => authenticate(state, credential, ip).await,
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(auth) => {
+                let class = parts.extensions.get::<RateClass>().copied().unwrap_or(RateClass::General);
+                let key = format!("user:{}", auth.caller.name);
+                state.limits.check(class, &key, Some(&auth.caller.name), ip)?;
+                Ok(auth)
+            }
+            Err(err) => {
+                let (status, code) = err.status();
+                if status == axum::http::StatusCode::UNAUTHORIZED {
+                    events::emit(
+                        Level::Warning,
+                        "auth_error",
+                        None,
+                        ip,
+                        serde_json::json!({ "code": code, "path": parts.uri.path() }),
+                    );
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Authenticated::from_request_parts(parts, state).await.map(|a| a.caller)
+    }
+}
+
+/// The client's address (see [`client_ip`]; `None` when served without connection info).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, &state.trusted_proxies)))
+    }
+}

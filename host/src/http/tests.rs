@@ -1,0 +1,78 @@
+//! Router-level tests with `oneshot`: what needs control over the client address.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+
+use super::*;
+use crate::config::Secret;
+use crate::model::Role;
+
+fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
+    let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
+    config.http.trusted_proxies = vec!["10.9.9.9".into()];
+    config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
+    let store = Store::open(dir)?;
+    store.insert_user(&crate::store::UserRecord::new("alice", crate::auth::password::hash("Al1ce-pass!", 4)?, Role::Operator))?;
+    Ok(AppState::new(config, store)?)
+}
+
+fn me(token: &str, from: [u8; 4]) -> anyhow::Result<Request<Body>> {
+    let mut req = Request::get("/api/v1/auth/me").header("authorization", format!("Bearer {token}")).body(Body::empty())?;
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from((from, 40000))));
+    Ok(req)
+}
+
+#[tokio::test]
+async fn a_user_is_limited_across_addresses() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state = state(dir.path(), 3)?;
+    let (token, _) = state.tokens.issue("alice", Role::Operator)?;
+    let app = router(state)?;
+    // Three addresses, each well under its own limit; the user's own limit trips on the fourth.
+    for (i, from) in [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 3]].into_iter().enumerate() {
+        let res = app.clone().oneshot(me(&token, from)?).await?;
+        assert_eq!(res.status(), StatusCode::OK, "request {i}");
+    }
+    let res = app.clone().oneshot(me(&token, [10, 0, 0, 4])?).await?;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn readiness_lists_added_components() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state = state(dir.path(), 100)?
+        .with_component(Component { name: "policy", check: Arc::new(|| Err("no policies loaded".into())) });
+    let res = router(state)?.oneshot(Request::get("/readyz").body(Body::empty())?).await?;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await?)?;
+    assert_eq!(body, serde_json::json!({"status": "not_ready", "components": {"store": "ok", "policy": "unavailable"}}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = router(state(dir.path(), 2)?)?;
+    let health = |peer: [u8; 4], forwarded: &str| -> anyhow::Result<Request<Body>> {
+        let mut req = Request::get("/healthz").header("x-forwarded-for", forwarded).body(Body::empty())?;
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::from((peer, 40000))));
+        Ok(req)
+    };
+    // An untrusted peer cannot dodge its limit by inventing addresses.
+    for (i, fake) in ["1.1.1.1", "2.2.2.2", "3.3.3.3"].into_iter().enumerate() {
+        let status = app.clone().oneshot(health([10, 0, 0, 7], fake)?).await?.status();
+        assert_eq!(status, if i < 2 { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS }, "{fake}");
+    }
+    // Behind the trusted proxy each client has its own budget; spoofed hops before it are ignored.
+    for client in ["5.5.5.5", "6.6.6.6", "7.7.7.7"] {
+        let forwarded = format!("9.9.9.9, {client}");
+        assert_eq!(app.clone().oneshot(health([10, 9, 9, 9], &forwarded)?).await?.status(), StatusCode::OK, "{client}");
+    }
+    Ok(())
+}
