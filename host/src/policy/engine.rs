@@ -1,6 +1,6 @@
 //! The active policy set behind a lock, swapped whole on reload, and the two decision functions.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::decision;
 use super::set::{EvalPath, Point, PolicySet};
@@ -16,6 +16,7 @@ pub struct PolicyEngine {
     config: PolicyConfig,
     active: RwLock<Arc<PolicySet>>,
     path: EvalPath,
+    last_reload_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -30,7 +31,12 @@ impl PolicyEngine {
     pub fn load(config: &PolicyConfig) -> Result<PolicyEngine, PolicyError> {
         let set = validated(config)?;
         tracing::info!(dir = %config.dir.display(), revision = set.revision(), "policy set loaded");
-        Ok(PolicyEngine { config: config.clone(), active: RwLock::new(Arc::new(set)), path: EvalPath::Rvm })
+        Ok(PolicyEngine {
+            config: config.clone(),
+            active: RwLock::new(Arc::new(set)),
+            path: EvalPath::Rvm,
+            last_reload_error: Mutex::new(None),
+        })
     }
 
     /// Evaluate with `path` instead of the RVM fast path (tests and benchmarks compare them).
@@ -53,10 +59,25 @@ impl PolicyEngine {
     /// Read and validate the directory again and, if valid, make it the active set. On error
     /// the previous set stays active. Returns the active revision.
     pub fn reload(&self) -> Result<String, PolicyError> {
-        let set = validated(&self.config)?;
-        let revision = set.revision().to_owned();
-        *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-        Ok(revision)
+        let outcome = validated(&self.config);
+        let mut last_error = self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(set) => {
+                let revision = set.revision().to_owned();
+                *self.active.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                *last_error = None;
+                Ok(revision)
+            }
+            Err(e) => {
+                *last_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Why the last reload was refused, until a later one succeeds (for health checks).
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.last_reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Watch the policy directory and reload on change (debounced); see [`PolicyWatcher`].
