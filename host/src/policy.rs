@@ -7,6 +7,15 @@
 //! The input documents are [`ActionInput`] and [`ExecInput`], serialised as they are; their
 //! exact shape is documented in `policies/README.md`. A decision is a [`Decision`] document, and
 //! the host denies whenever the policy is missing, fails, or answers anything malformed.
+//!
+//! - `set`: a directory's files compiled into a [`PolicySet`] (interpreter + RVM programs) with
+//!   its revision (content hash).
+//! - `engine`: [`PolicyEngine`], the active set behind a lock, swapped whole on reload;
+//!   [`PolicyEngine::decide_action`] and [`ExecPolicy::decide_exec`].
+//! - `decision`: strict reading of decision documents (fail closed).
+//! - `testing`: `test_*` rules with the semantics of `opa test`, and coverage.
+//! - `watch`: hot reload with `notify`, debounced.
+//! - `diagnostics`: errors as `file:line:col: message` with the line and a caret.
 
 use std::path::PathBuf;
 

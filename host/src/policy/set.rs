@@ -2,7 +2,7 @@
 //! decision points, and identified by a content hash (its revision).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use regorus::Engine;
 use regorus::languages::rego::compiler::Compiler;
@@ -154,6 +154,9 @@ pub struct PolicySet {
     engine: Engine,
     data: regorus::Value,
     programs: [Arc<Program>; 2],
+    /// Idle VMs per point, program and data loaded: building one per decision costs more than
+    /// the decision. regorus clears a VM's rule cache and registers before every execution.
+    idle: [Mutex<Vec<RegoVM>>; 2],
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -208,7 +211,14 @@ impl PolicySet {
         engine.set_gather_prints(true);
         let data = regorus::Value::from(sources.data.clone());
         let revision = revision(&sources);
-        Ok(PolicySet { sources, revision, engine, data, programs: [action, exec] })
+        Ok(PolicySet {
+            sources,
+            revision,
+            engine,
+            data,
+            programs: [action, exec],
+            idle: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+        })
     }
 
     /// Content hash of the files and data that make the set.
@@ -237,15 +247,26 @@ impl PolicySet {
                 engine.eval_rule(point.rule().to_owned()).map_err(|e| eval_err(e.to_string()))
             }
             EvalPath::Rvm => {
-                let program = match point {
-                    Point::Action => &self.programs[0],
-                    Point::Exec => &self.programs[1],
+                let slot = match point {
+                    Point::Action => 0,
+                    Point::Exec => 1,
                 };
-                let mut vm = RegoVM::new();
-                vm.load_program(program.clone());
-                vm.set_data(self.data.clone()).map_err(|e| eval_err(e.to_string()))?;
+                let idle = self.idle[slot].lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut vm = match idle {
+                    Some(vm) => vm,
+                    None => {
+                        let mut vm = RegoVM::new();
+                        vm.load_program(self.programs[slot].clone());
+                        vm.set_data(self.data.clone()).map_err(|e| eval_err(e.to_string()))?;
+                        vm
+                    }
+                };
                 vm.set_input(input);
-                vm.execute_entry_point_by_name(point.rule()).map_err(|e| eval_err(e.to_string()))
+                let value = vm.execute_entry_point_by_name(point.rule()).map_err(|e| eval_err(e.to_string()))?;
+                // Only a VM that finished cleanly goes back; a failed one is dropped.
+                vm.set_input(regorus::Value::Undefined);
+                self.idle[slot].lock().unwrap_or_else(|e| e.into_inner()).push(vm);
+                Ok(value)
             }
         }
     }
