@@ -7,6 +7,15 @@
 //! The input documents are [`ActionInput`] and [`ExecInput`], serialised as they are; their
 //! exact shape is documented in `policies/README.md`. A decision is a [`Decision`] document, and
 //! the host denies whenever the policy is missing, fails, or answers anything malformed.
+//!
+//! - `set`: a directory's files compiled into a [`PolicySet`] (interpreter + RVM programs) with
+//!   its revision (content hash).
+//! - `engine`: [`PolicyEngine`], the active set behind a lock, swapped whole on reload;
+//!   [`PolicyEngine::decide_action`] and [`ExecPolicy::decide_exec`].
+//! - `decision`: strict reading of decision documents (fail closed).
+//! - `testing`: `test_*` rules with the semantics of `opa test`, and coverage.
+//! - `watch`: hot reload with `notify`, debounced.
+//! - `diagnostics`: errors as `file:line:col: message` with the line and a caret.
 
 use std::path::PathBuf;
 
@@ -132,4 +141,80 @@ pub struct Decision {
 pub trait ExecPolicy: Send + Sync {
     /// Decide; never panics, and denies on any failure to evaluate.
     fn decide_exec(&self, input: &ExecInput) -> Decision;
+}
+
+mod decision;
+mod diagnostics;
+mod engine;
+pub mod set;
+pub mod testing;
+mod watch;
+
+pub use diagnostics::Diagnostic;
+pub use engine::PolicyEngine;
+pub use set::{EvalPath, Point, PolicySet};
+pub use testing::{FileCoverage, TestOutcome, TestReport};
+pub use watch::PolicyWatcher;
+
+/// Host-generated reason code of every fail-closed denial: the policy is missing, failed, or
+/// answered something malformed. The cause is logged, never shown to the caller.
+pub const POLICY_ERROR: &str = "policy_error";
+
+/// Why a policy set could not be loaded, validated or evaluated.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// A file or directory could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The directory holds no `.rego` file.
+    #[error("no `.rego` file in policy directory `{0}`")]
+    Empty(PathBuf),
+    /// `data.json` is not a JSON object.
+    #[error("invalid data document `{path}`: {message}")]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Parse or compile errors, each with its location.
+    #[error("{}", diagnostics::render_all(.0))]
+    Invalid(Vec<Diagnostic>),
+    /// A decision rule the host needs is not defined by the set.
+    #[error("the policy set does not define `{0}`")]
+    MissingRule(String),
+    /// The set's own `test_*` rules do not all pass.
+    #[error("{failed} of {total} policy tests failed: {}", names.join(", "))]
+    TestsFailed {
+        /// How many failed.
+        failed: usize,
+        /// How many ran.
+        total: usize,
+        /// `file: rule` of each failure.
+        names: Vec<String>,
+    },
+    /// Evaluation failed at run time.
+    #[error("evaluation of `{rule}` failed: {message}")]
+    Eval {
+        /// The rule evaluated.
+        rule: String,
+        /// The engine's message.
+        message: String,
+    },
+    /// The input document could not be built.
+    #[error("invalid policy input: {0}")]
+    Input(String),
+    /// The file watcher could not start.
+    #[error("cannot watch `{path}`: {message}")]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// The watcher's message.
+        message: String,
+    },
 }

@@ -1,8 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
 //!
 //! - `setup`: install what the build needs on a fresh machine: the `wasm32-wasip2` target (rustup,
-//!   or the offline archive in `../shared/toolchain/`) and Debian's `busybox-static` for the
-//!   sandbox image.
+//!   or the offline archive in `../shared/toolchain/`), Debian's `busybox-static` for the
+//!   sandbox image, and the reference OPA engine (`<target>/opa/libopabridge.so`, from the PyPI
+//!   wheel `opa-golib-python-bindings`) that the policy tests use as an oracle.
 //! - `plugins`: build every guest component into the target directory: built-in plugins into
 //!   `plugins/`, the SDK template and test fixtures into `fixtures/` (named without their
 //!   `toolgate-plugin-`/`toolgate-fixture-` prefix).
@@ -72,7 +73,39 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 fn setup(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target(root)?;
-    ensure_debian_package("busybox-static", Path::new("/bin/busybox"))
+    ensure_debian_package("busybox-static", Path::new("/bin/busybox"))?;
+    ensure_opa(root)
+}
+
+/// The wheel that carries OPA's Go library as a C shared object; pinned so oracle runs repeat.
+const OPA_WHEEL: &str = "opa-golib-python-bindings==0.4.4";
+
+/// Download the OPA wheel with pip and unzip `libopabridge.so` into `<target>/opa/` when absent.
+fn ensure_opa(root: &Path) -> anyhow::Result<()> {
+    let dir = target_dir(root).join("opa");
+    let lib = dir.join("libopabridge.so");
+    if lib.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("xtask: fetching the reference OPA library ({OPA_WHEEL})");
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--python-version", "3.14", "--only-binary=:all:"])
+        .args(["--platform", "manylinux_2_34_x86_64", "--dest"])
+        .arg(&dir)
+        .arg(OPA_WHEEL))?;
+    let wheel = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .context("pip downloaded no wheel")?;
+    // The wheel is a zip; Python (which pip needs anyway) unpacks the one member we want.
+    let script = "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('opa_bindings/libopabridge.so'))";
+    // Written aside, then renamed: an interrupted setup must not leave a truncated library.
+    let partial = dir.join("libopabridge.so.part");
+    run(Command::new("python3").args(["-c", script]).arg(&wheel).arg(&partial))?;
+    std::fs::rename(&partial, &lib)?;
+    std::fs::remove_file(&wheel)?;
+    Ok(())
 }
 
 fn ensure_wasm_target(root: &Path) -> anyhow::Result<()> {

@@ -1,12 +1,136 @@
-//! `toolgate policy`. SCAFFOLD: to be replaced by its issue's implementation.
+//! `toolgate policy`: authoring tools for the Rego policy set. Works on files alone.
+//!
+//! - `test [DIR] [--coverage]`: every `test_*` rule must be true (the semantics of `opa test`).
+//! - `eval --input FILE [--point action|exec] [--explain]`: print the decision document.
+//! - `check [DIR]`: parse and compile errors as `file:line:col: message`, the line and a caret.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::policy::{EvalPath, Point, PolicyError, PolicySet, TestReport, set::Sources, testing};
+
+const DIR_ENV: &str = "TOOLGATE_POLICY_DIR";
 
 /// Subcommands of `toolgate policy`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Args {}
+pub enum Args {
+    /// Run every `test_*` rule of the policy files; non-zero exit on any failure.
+    Test {
+        /// Policy directory.
+        #[arg(env = DIR_ENV, default_value = "policies")]
+        dir: PathBuf,
+        /// Print per-file line coverage.
+        #[arg(long)]
+        coverage: bool,
+    },
+    /// Evaluate one decision and print the decision document.
+    Eval {
+        /// JSON file holding the input document (`-` for stdin).
+        #[arg(long)]
+        input: PathBuf,
+        /// Decision point; by default `exec` when the input has an `argv`, else `action`.
+        #[arg(long)]
+        point: Option<Point>,
+        /// Also show which policy lines took part in the decision.
+        #[arg(long)]
+        explain: bool,
+        /// Policy directory.
+        #[arg(long, env = DIR_ENV, default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Parse and compile the policy set; report errors with their location.
+    Check {
+        /// Policy directory.
+        #[arg(env = DIR_ENV, default_value = "policies")]
+        dir: PathBuf,
+    },
+}
 
 /// Run `toolgate policy`. Needs no server configuration: it works on policy files.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`toolgate policy` is not built yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args {
+        Args::Test { dir, coverage } => test(&dir, coverage),
+        Args::Eval { input, point, explain, dir } => eval(&dir, &input, point, explain),
+        Args::Check { dir } => check(&dir),
+    }
+}
+
+fn test(dir: &Path, coverage: bool) -> anyhow::Result<ExitCode> {
+    let sources = Sources::read(dir)?;
+    let engine = match sources.engine() {
+        Ok(engine) => engine,
+        Err(e) => return Ok(report_invalid(&e)),
+    };
+    let report = testing::run(&engine, &sources, coverage);
+    print_tests(&report);
+    Ok(if report.failed() == 0 && !report.outcomes.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn print_tests(report: &TestReport) {
+    for o in &report.outcomes {
+        let verdict = if o.passed { "PASS" } else { "FAIL" };
+        match &o.detail {
+            Some(detail) => println!("{verdict} {}: {} ({detail})", o.file, o.name),
+            None => println!("{verdict} {}: {}", o.file, o.name),
+        }
+    }
+    for c in &report.coverage {
+        println!("coverage {}: {:.1}% ({}/{} lines)", c.file, c.percent(), c.covered, c.total);
+        if !c.not_covered.is_empty() {
+            let lines: Vec<String> = c.not_covered.iter().map(u32::to_string).collect();
+            println!("  not covered: {}", lines.join(", "));
+        }
+    }
+    let failed = report.failed();
+    println!("{} passed, {failed} failed", report.outcomes.len() - failed);
+    if report.outcomes.is_empty() {
+        println!("no test_* rule found");
+    }
+}
+
+fn eval(dir: &Path, input: &Path, point: Option<Point>, explain: bool) -> anyhow::Result<ExitCode> {
+    let text = if input == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the input from stdin")?
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("cannot read input file `{}`", input.display()))?
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("input file `{}` is not JSON", input.display()))?;
+    let point = point.unwrap_or(if doc.get("argv").is_some() { Point::Exec } else { Point::Action });
+    let set = match PolicySet::load(dir, None) {
+        Ok(set) => set,
+        Err(e) => return Ok(report_invalid(&e)),
+    };
+    let decision = set.decide(point, &doc, EvalPath::Interpreter);
+    println!("{}", serde_json::to_string_pretty(&decision)?);
+    if explain {
+        let (_, report) = set.evaluate_covered(point, &doc)?;
+        println!("\nexplain: lines of `{}` that took part", point.rule());
+        for file in &report.files {
+            let lines: Vec<&str> = file.code.split('\n').collect();
+            for line in &file.covered {
+                let src = lines.get(*line as usize - 1).map_or("", |l| l.trim_end());
+                println!("{}:{line}: {src}", file.path);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(dir: &Path) -> anyhow::Result<ExitCode> {
+    match PolicySet::load(dir, None) {
+        Ok(set) => {
+            println!("ok: {} files, revision {}", set.sources().files.len(), set.revision());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(report_invalid(&e)),
+    }
+}
+
+/// Errors in the set: printed in full on stderr, and a failing exit.
+fn report_invalid(err: &PolicyError) -> ExitCode {
+    eprintln!("{err}");
+    ExitCode::FAILURE
 }

@@ -1,0 +1,57 @@
+//! Reading a decision document strictly. Anything but `{allow: bool, reasons: [{code, message}],
+//! requirements: [string]}` is malformed, and a malformed answer is a denial.
+
+use super::{Decision, POLICY_ERROR, Reason};
+
+/// Turn the value of a decision rule into a [`Decision`], or say why it is malformed.
+pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, String> {
+    if *value == regorus::Value::Undefined {
+        return Err("the decision is undefined".into());
+    }
+    let json = serde_json::to_value(value).map_err(|e| format!("cannot read the decision: {e}"))?;
+    let doc = json.as_object().ok_or_else(|| format!("the decision is not an object: {json}"))?;
+    let allow = doc
+        .get("allow")
+        .ok_or("the decision has no `allow`")?
+        .as_bool()
+        .ok_or("`allow` is not a boolean")?;
+    let reasons = doc.get("reasons").ok_or("the decision has no `reasons`")?;
+    let reasons = reasons
+        .as_array()
+        .ok_or("`reasons` is not an array")?
+        .iter()
+        .map(|r| {
+            let code = r.get("code").and_then(|c| c.as_str()).filter(|c| !c.is_empty());
+            let message = r.get("message").and_then(|m| m.as_str());
+            match (code, message) {
+                (Some(code), Some(message)) => Ok(Reason { code: code.to_owned(), message: message.to_owned() }),
+                _ => Err(format!("a reason lacks a non-empty `code` or a `message`: {r}")),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let requirements = doc
+        .get("requirements")
+        .ok_or("the decision has no `requirements`")?
+        .as_array()
+        .ok_or("`requirements` is not an array")?
+        .iter()
+        .map(|r| r.as_str().map(str::to_owned).ok_or_else(|| format!("a requirement is not a string: {r}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !allow && reasons.is_empty() {
+        return Err("the decision denies without a reason".into());
+    }
+    Ok(Decision { allow, reasons, requirements, revision: revision.to_owned() })
+}
+
+/// The fail-closed denial. The cause goes to the log, not to the caller.
+pub(super) fn policy_error(revision: &str) -> Decision {
+    Decision {
+        allow: false,
+        reasons: vec![Reason {
+            code: POLICY_ERROR.into(),
+            message: "the policy could not decide; the request is refused".into(),
+        }],
+        requirements: Vec::new(),
+        revision: revision.to_owned(),
+    }
+}

@@ -1,0 +1,99 @@
+# Tests of the exec decision point, run by `toolgate policy test`: the allowlists of `data.tools`
+# by role, and every reason code.
+package toolgate.exec_test
+
+import data.toolgate.exec
+
+run(role, tool, plugin, argv, profile) := d if {
+	d := exec.decision with input as {
+		"caller": {"user": "alice", "role": role, "auth_method": "api_key", "source_ip": null},
+		"tool": {
+			"name": tool, "plugin": plugin, "category": "READ",
+			"supports_verify": false, "supports_rollback": false,
+		},
+		"argv": argv,
+		"profile": profile,
+	}
+}
+
+cmd(role, argv) := run(role, "run_command", "shell", argv, "default")
+
+codes(d) := [r.code | some r in d.reasons]
+
+test_viewer_read_commands_allowed if {
+	cmd("viewer", ["ls"]).allow
+	cmd("viewer", ["ls", "-la"]).allow == false
+	cmd("viewer", ["ls", "/var/log"]).allow
+	cmd("viewer", ["cat", "/etc/hostname"]).allow
+	cmd("viewer", ["grep", "error", "/var/log/syslog"]).allow
+	cmd("viewer", ["git", "status"]).allow
+	cmd("viewer", ["docker", "ps"]).allow
+	cmd("viewer", ["df"]).allow
+}
+
+test_viewer_cannot_restart if codes(cmd("viewer", ["systemctl", "restart", "nginx"])) == ["command_not_allowed"]
+
+test_viewer_cannot_pull if codes(cmd("viewer", ["git", "pull"])) == ["command_not_allowed"]
+
+test_operator_moderate_commands_allowed if {
+	cmd("operator", ["systemctl", "restart", "nginx.service"]).allow
+	cmd("operator", ["docker", "restart", "web-1"]).allow
+	cmd("operator", ["git", "pull"]).allow
+	cmd("operator", ["cat", "/etc/hostname"]).allow
+}
+
+test_operator_cannot_run_arbitrary if {
+	codes(cmd("operator", ["rm", "-rf", "/"])) == ["command_not_allowed"]
+	codes(cmd("operator", ["sh", "-c", "id"])) == ["command_not_allowed"]
+	codes(cmd("operator", ["systemctl", "restart", "--force"])) == ["command_not_allowed"]
+}
+
+test_admin_inherits_every_list if cmd("admin", ["git", "pull"]).allow
+
+test_empty_argv_denied if codes(cmd("admin", [])) == ["command_not_allowed"]
+
+test_option_injection_in_placeholder_denied if {
+	codes(cmd("viewer", ["cat", "--help"])) == ["command_not_allowed"]
+	codes(cmd("viewer", ["grep", "-r", "/"])) == ["command_not_allowed"]
+}
+
+test_builtin_tools_have_their_read_commands if {
+	run("viewer", "systemd_status", "systemd", ["systemctl", "status", "nginx"], "default").allow
+	run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "50", "--no-pager"], "default").allow
+	run("viewer", "network_listeners", "network", ["ss", "-ltnup"], "default").allow
+	run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp6"], "default").allow
+	run("viewer", "disk_usage", "disk", ["df", "-P"], "default").allow
+	run("viewer", "apt_install", "apt", ["dpkg-query", "-W", "curl"], "default").allow
+}
+
+test_journal_line_count_must_be_a_number if {
+	d := run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "all", "--no-pager"], "default")
+	codes(d) == ["command_not_allowed"]
+}
+
+test_restart_tool_by_role if {
+	argv := ["systemctl", "restart", "nginx"]
+	run("operator", "systemd_restart", "systemd", argv, "default").allow
+	codes(run("viewer", "systemd_restart", "systemd", argv, "default")) == ["command_not_allowed"]
+}
+
+test_apt_install_admin_only if {
+	argv := ["apt-get", "install", "-y", "curl"]
+	run("admin", "apt_install", "apt", argv, "default").allow
+	codes(run("operator", "apt_install", "apt", argv, "default")) == ["command_not_allowed"]
+	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-o", "x"], "default")) == ["command_not_allowed"]
+}
+
+test_echo_fixture_allowed_for_every_role if {
+	every role in ["viewer", "operator", "admin"] {
+		run(role, "run_echo", "well_behaved", ["echo", "hello", "world"], "default").allow
+	}
+}
+
+test_tool_unlisted if codes(run("admin", "format_disk", "evil", ["mkfs", "/dev/sda"], "default")) == ["tool_unlisted"]
+
+test_plugin_mismatch if codes(run("viewer", "run_echo", "evil", ["echo", "hi"], "default")) == ["plugin_mismatch"]
+
+test_profile_not_allowed if codes(run("viewer", "run_echo", "well_behaved", ["echo", "hi"], "privileged")) == ["profile_not_allowed"]
+
+test_exec_requirements_are_empty if cmd("viewer", ["ls"]).requirements == []
