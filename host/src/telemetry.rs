@@ -246,6 +246,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
             let timeout = Duration::from_millis(settings.export_timeout_ms);
             let processor = export::QueueProcessor::start(
                 span_exporter(exporting.traces.as_deref(), timeout)?,
+                &resource,
                 runtime.handle().clone(),
                 export::QueueSettings {
                     capacity: positive(settings.queue_size, "telemetry.queue_size")?,

@@ -24,7 +24,7 @@ async fn requests_succeed_and_drops_are_counted_while_the_collector_hangs() -> a
             otlp_endpoint: format!("http://{}", hung.local_addr()?),
             queue_size: 64,
             batch_delay_ms: 10,
-            export_timeout_ms: 3000,
+            export_timeout_ms: 1000,
             ..Default::default()
         },
         ..Default::default()

@@ -83,9 +83,12 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Start listening on `127.0.0.1`, on a free port.
     pub fn start() -> anyhow::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        // Bound here so the port is known (and errors surface) before the thread starts; the
+        // server runtime lives on the thread, as callers may already be inside a runtime.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let received = Arc::new(Mutex::new(Received::default()));
         let app = axum::Router::new()
             .route("/v1/traces", post(traces))
@@ -94,6 +97,7 @@ impl OtlpReceiver {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new().name("otlp-receiver".into()).spawn(move || {
             runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
                 let _ = axum::serve(listener, app)
                     .with_graceful_shutdown(async move {
                         let _ = stopped.await;

@@ -78,12 +78,15 @@ pub(super) struct QueueProcessor {
 }
 
 impl QueueProcessor {
-    /// Start the export thread; exports run on `runtime`.
+    /// Start the export thread; exports run on `runtime` and describe `resource`.
     pub fn start<E: SpanExporter + 'static>(
-        exporter: E,
+        mut exporter: E,
+        resource: &Resource,
         runtime: Handle,
         settings: QueueSettings,
     ) -> Result<Self, TelemetryError> {
+        // The SDK hands the resource to processors, not exporters; the exporter needs it.
+        exporter.set_resource(resource);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
