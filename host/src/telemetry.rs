@@ -66,7 +66,7 @@ pub mod metrics;
 mod prometheus;
 pub mod span;
 
-pub use export::spans_dropped;
+pub use export::{span_exports_failed, spans_dropped};
 
 /// `[telemetry]`: logs, traces and metrics.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,7 +158,7 @@ impl std::fmt::Debug for TelemetryGuard {
 
 impl TelemetryGuard {
     /// Send everything queued now (spans, then metrics); waits for the collector to answer, up to
-    /// the export timeout. Not for the request path.
+    /// the export timeout, and fails if it did not accept everything. Not for the request path.
     pub fn flush(&self) -> Result<(), TelemetryError> {
         let spans = self.tracer.force_flush();
         let metrics = self.meter.force_flush();

@@ -29,11 +29,17 @@ use super::TelemetryError;
 const MAX_BATCH: usize = 512;
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
+static FAILED: AtomicU64 = AtomicU64::new(0);
 
 /// Spans dropped so far in this process because the export queue was full (the collector is
 /// down, slow or hung).
 pub fn spans_dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
+}
+
+/// Span export requests that failed or timed out so far in this process (each loses its batch).
+pub fn span_exports_failed() -> u64 {
+    FAILED.load(Ordering::Relaxed)
 }
 
 /// Bounds and timings of the span queue.
@@ -50,6 +56,8 @@ struct State {
     /// Flush requests made and served; a flusher waits until `served` reaches its number.
     requested: u64,
     served: u64,
+    /// The latest flush ticket whose round lost a batch.
+    failed_upto: u64,
     shutdown: bool,
     stopped: bool,
 }
@@ -101,7 +109,12 @@ impl QueueProcessor {
         Ok(Self { shared })
     }
 
-    fn wait_for(&self, mut state: MutexGuard<'_, State>, done: impl Fn(&State) -> bool, timeout: Duration) -> OTelSdkResult {
+    fn wait_for<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        done: impl Fn(&State) -> bool,
+        timeout: Duration,
+    ) -> Result<MutexGuard<'a, State>, OTelSdkError> {
         let deadline = Instant::now() + timeout;
         while !done(&state) {
             let now = Instant::now();
@@ -110,7 +123,7 @@ impl QueueProcessor {
             }
             state = self.shared.progress.wait_timeout(state, deadline - now).unwrap_or_else(PoisonError::into_inner).0;
         }
-        Ok(())
+        Ok(state)
     }
 }
 
@@ -144,7 +157,11 @@ impl SpanProcessor for QueueProcessor {
         self.shared.work.notify_one();
         // Every queued batch may take up to one export timeout.
         let batches = state.queue.len().div_ceil(MAX_BATCH).max(1) as u32;
-        self.wait_for(state, |s| s.served >= ticket || s.stopped, self.shared.settings.timeout * (batches + 1))
+        let state = self.wait_for(state, |s| s.served >= ticket || s.stopped, self.shared.settings.timeout * (batches + 1))?;
+        if state.failed_upto >= ticket {
+            return Err(OTelSdkError::InternalFailure("the collector did not accept every span batch".into()));
+        }
+        Ok(())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
@@ -154,7 +171,7 @@ impl SpanProcessor for QueueProcessor {
         }
         state.shutdown = true;
         self.shared.work.notify_one();
-        self.wait_for(state, |s| s.stopped, timeout)
+        self.wait_for(state, |s| s.stopped, timeout).map(drop)
     }
 
     fn set_resource(&mut self, _resource: &Resource) {}
@@ -177,14 +194,23 @@ fn run_worker<E: SpanExporter>(shared: &Shared, exporter: &E, runtime: &Handle) 
         let shutdown = state.shutdown;
         // Send what is queued now; spans that arrive meanwhile wait for the next round.
         let mut pending = state.queue.len();
+        let mut failed = false;
         while pending > 0 {
             let spans: Vec<SpanData> = state.queue.drain(..batch.min(pending)).collect();
             pending -= spans.len();
             drop(state);
             // A failed or timed-out export loses this batch; the collector being down must not
             // grow memory or stop later batches.
-            let _ = runtime.block_on(async { tokio::time::timeout(settings.timeout, exporter.export(spans)).await });
+            let sent = runtime.block_on(async { tokio::time::timeout(settings.timeout, exporter.export(spans)).await });
+            if !matches!(sent, Ok(Ok(()))) {
+                failed = true;
+                FAILED.fetch_add(1, Ordering::Relaxed);
+                super::metrics::span_export_failed();
+            }
             state = shared.lock();
+        }
+        if failed {
+            state.failed_upto = state.failed_upto.max(ticket);
         }
         state.served = state.served.max(ticket);
         shared.progress.notify_all();

@@ -13,7 +13,7 @@
 //! | [`sandbox_exec`] | `toolgate_sandbox_exec_duration_seconds{profile,exit_code}` |
 //! | [`rate_limited`] | `toolgate_rate_limited_total{class}` |
 //! | [`actions_active`] | `toolgate_actions_active{state}` (a gauge) |
-//! | (export queue) | `toolgate_telemetry_spans_dropped_total` |
+//! | (export queue) | `toolgate_telemetry_spans_dropped_total`, `toolgate_telemetry_span_exports_failed_total` |
 //!
 //! Before [`super::init`] (in tests of other layers) the registry is created on first use,
 //! without OTLP export; `init` must then not be called in that process.
@@ -52,6 +52,7 @@ struct Registry {
     rate_limited: Counter<u64>,
     actions_active: UpDownCounter<i64>,
     spans_dropped: Counter<u64>,
+    span_exports_failed: Counter<u64>,
 }
 
 impl Registry {
@@ -77,6 +78,7 @@ impl Registry {
                 .with_description("Actions in progress, by state")
                 .build(),
             spans_dropped: counter(&meter, "toolgate.telemetry.spans.dropped", "Spans dropped because the export queue was full"),
+            span_exports_failed: counter(&meter, "toolgate.telemetry.span_exports.failed", "Span export requests the collector did not accept"),
             provider,
             scrape,
         }
@@ -153,6 +155,10 @@ pub fn actions_active(state: &str, delta: i64) {
 
 pub(super) fn span_dropped() {
     registry().spans_dropped.add(1, &[]);
+}
+
+pub(super) fn span_export_failed() {
+    registry().span_exports_failed.add(1, &[]);
 }
 
 /// Every metric now, in the Prometheus text exposition format (version 0.0.4).
