@@ -10,7 +10,8 @@
 //!   Without an endpoint nothing is exported, but spans still get trace ids (for the audit log and
 //!   the `x-trace-id` header). Finished spans wait in a bounded queue drained by a background
 //!   thread: an unreachable or hung collector never blocks a request, spans that do not fit are
-//!   dropped and counted ([`spans_dropped`], metric `toolgate_telemetry_spans_dropped_total`).
+//!   dropped and counted ([`spans_dropped`], metric `toolgate_telemetry_spans_dropped_total`);
+//!   batches the collector refuses are counted too ([`span_exports_failed`]).
 //! - **Metrics**: one in-process OpenTelemetry registry, exported over OTLP (when an endpoint is
 //!   set) and rendered as Prometheus text on `GET /metrics` ([`metrics`]).
 //!
@@ -32,7 +33,9 @@
 //!
 //! Secret hygiene (INVARIANT): span constructors take names, categories and codes only, never a
 //! parameter value, a token, a password, an environment value or a full argv (only `argv[0]`).
-//! Do not add fields that could carry user data; parameters are never attributes.
+//! Do not add fields that could carry user data; parameters are never attributes. Log events
+//! (`tracing::info!` ..) inside a span are exported as span events with their fields, so the
+//! rule "no secret in any log" covers traces too.
 //!
 //! # Wiring (for the layers)
 //!
@@ -43,7 +46,9 @@
 //! - Each layer: `let span = telemetry::span::policy("action"); let _g = span.enter();` (sync) or
 //!   `.instrument(span)` (async), then `span.record(attr::DECISION, "allow")` etc. once known, and
 //!   the matching `telemetry::metrics::*` call.
-//! - Audit: store `telemetry::current_trace_id()` in the audit entry.
+//! - Audit: store `telemetry::current_trace_id()` in the audit entry (`AuditEvent` needs a
+//!   `trace_id: Option<String>` field for it).
+//! - CORS: list `x-trace-id` in the exposed headers so browser clients can read it.
 
 use std::time::Duration;
 
