@@ -3,7 +3,8 @@
 //! - **Logs** go to stderr, human-readable or JSON (`[telemetry] log_format`,
 //!   `TOOLGATE_TELEMETRY_LOG_FORMAT`), filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`).
 //! - **Traces**: every `tracing` span from a `toolgate*` crate at `INFO` or above becomes an
-//!   OpenTelemetry span, exported over OTLP HTTP/protobuf when an endpoint is set: the config key
+//!   OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no gRPC, no TLS:
+//!   run a collector next to the host) when an endpoint is set: the config key
 //!   `telemetry.otlp_endpoint` (a base URL, `/v1/traces` and `/v1/metrics` are appended) or the
 //!   standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`.
 //!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` apply.
@@ -128,9 +129,12 @@ pub enum TelemetryError {
     /// `OTEL_EXPORTER_OTLP_PROTOCOL` asks for a protocol this build does not speak.
     #[error("OTLP protocol `{0}` is not supported; use `http/protobuf`")]
     Protocol(String),
-    /// An endpoint is not a URL.
-    #[error("invalid OTLP endpoint `{0}`")]
+    /// An endpoint is not an `http://` URL.
+    #[error("invalid OTLP endpoint `{0}`: expected `http://host:port`")]
     Endpoint(String),
+    /// An endpoint asks for TLS, which this build's exporter does not speak.
+    #[error("OTLP endpoint `{0}` uses https, which is not supported; send to a local collector over http")]
+    Tls(String),
     /// A configured number is out of range.
     #[error("invalid telemetry setting `{key}`: {message}")]
     Setting {
@@ -214,10 +218,18 @@ pub fn resolve_exporting(
             return Err(TelemetryError::Protocol(protocol));
         }
     }
+    // The exporter's hyper client has no TLS (one TLS stack is enough for this binary), so an
+    // https endpoint would fail every export: refuse it at start-up instead.
+    let endpoints = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
     let base = config.otlp_endpoint.trim();
+    for endpoint in endpoints.iter().filter_map(|name| var(name)).chain((!base.is_empty()).then(|| base.to_owned())) {
+        if endpoint.trim().to_ascii_lowercase().starts_with("https://") {
+            return Err(TelemetryError::Tls(endpoint));
+        }
+    }
     if !base.is_empty() {
         let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) || base.parse::<hyper::Uri>().is_err() {
+        if !base.starts_with("http://") || base.parse::<hyper::Uri>().is_err() {
             return Err(TelemetryError::Endpoint(config.otlp_endpoint.clone()));
         }
         return Ok(Some(Exporting {
@@ -225,9 +237,7 @@ pub fn resolve_exporting(
             metrics: Some(format!("{base}/v1/metrics")),
         }));
     }
-    let any_env = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
-        .iter()
-        .any(|name| var(name).is_some());
+    let any_env = endpoints.iter().any(|name| var(name).is_some());
     Ok(any_env.then_some(Exporting { traces: None, metrics: None }))
 }
 
@@ -248,7 +258,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
                 .enable_all()
                 .build()
                 .map_err(TelemetryError::Thread)?;
-            let timeout = Duration::from_millis(settings.export_timeout_ms);
+            let timeout = Duration::from_millis(positive(settings.export_timeout_ms, "telemetry.export_timeout_ms")? as u64);
             let processor = export::QueueProcessor::start(
                 span_exporter(exporting.traces.as_deref(), timeout)?,
                 &resource,
@@ -399,6 +409,8 @@ mod tests {
         let config = TelemetryConfig { otlp_endpoint: "collector:4318".into(), ..Default::default() };
         let err = resolve_exporting(&config, env(&[])).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("`collector:4318`"), "{err}");
+        let err = resolve_exporting(&TelemetryConfig::default(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]));
+        assert!(matches!(&err, Err(TelemetryError::Tls(e)) if e == "https://c:4318"), "{err:?}");
     }
 
     #[test]
