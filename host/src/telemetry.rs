@@ -154,8 +154,8 @@ pub enum TelemetryError {
 /// Keeps exporting while alive; flushes queued spans and metrics when dropped.
 pub struct TelemetryGuard {
     tracer: SdkTracerProvider,
-    meter: SdkMeterProvider,
-    runtime: Option<tokio::runtime::Runtime>,
+    meter: Option<SdkMeterProvider>,
+    runtime: Option<Background>,
     shutdown_timeout: Duration,
 }
 
@@ -170,7 +170,7 @@ impl TelemetryGuard {
     /// the export timeout, and fails if it did not accept everything. Not for the request path.
     pub fn flush(&self) -> Result<(), TelemetryError> {
         let spans = self.tracer.force_flush();
-        let metrics = self.meter.force_flush();
+        let metrics = self.meter.as_ref().map_or(Ok(()), SdkMeterProvider::force_flush);
         spans.and(metrics).map_err(|e| TelemetryError::Exporter(e.to_string()))
     }
 }
@@ -179,16 +179,46 @@ impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         // Errors here mean the collector did not take the last batch; nothing is left to try.
         let stopped = self.tracer.shutdown_with_timeout(self.shutdown_timeout).is_ok();
-        let _ = self.meter.shutdown_with_timeout(self.shutdown_timeout);
-        if let Some(runtime) = self.runtime.take() {
-            if stopped {
-                // Never blocks, so dropping the guard inside an async context is fine.
-                runtime.shutdown_background();
-            } else {
-                // The export thread is still waiting on a hung collector inside this runtime;
-                // shutting it down would panic that thread. The process is exiting: leave it.
-                std::mem::forget(runtime);
-            }
+        if let Some(meter) = &self.meter {
+            let _ = meter.shutdown_with_timeout(self.shutdown_timeout);
+        }
+        if let Some(runtime) = self.runtime.take()
+            && !stopped
+        {
+            runtime.leak();
+        }
+    }
+}
+
+/// The export runtime. It may be dropped inside async code (a test, an error path of [`init`]),
+/// so dropping it never blocks.
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Background {
+    fn start() -> Result<(Self, tokio::runtime::Handle), TelemetryError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("toolgate-telemetry")
+            .enable_all()
+            .build()
+            .map_err(TelemetryError::Thread)?;
+        let handle = runtime.handle().clone();
+        Ok((Self(Some(runtime)), handle))
+    }
+
+    /// The export thread is still waiting on a hung collector inside this runtime; shutting it
+    /// down would panic that thread. Only at exit: leave it running.
+    fn leak(mut self) {
+        if let Some(runtime) = self.0.take() {
+            std::mem::forget(runtime);
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -249,42 +279,31 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
     let exporting = resolve_exporting(settings, |name| std::env::var(name).ok())?;
     let resource = resource(settings);
 
-    let (runtime, tracer_provider, meter_provider) = match exporting {
-        None => (None, SdkTracerProvider::builder().with_resource(resource.clone()).build(), None),
-        Some(exporting) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("toolgate-telemetry")
-                .enable_all()
-                .build()
-                .map_err(TelemetryError::Thread)?;
-            let timeout = Duration::from_millis(positive(settings.export_timeout_ms, "telemetry.export_timeout_ms")? as u64);
-            let processor = export::QueueProcessor::start(
-                span_exporter(exporting.traces.as_deref(), timeout)?,
-                &resource,
-                runtime.handle().clone(),
-                export::QueueSettings {
-                    capacity: positive(settings.queue_size, "telemetry.queue_size")?,
-                    delay: Duration::from_millis(settings.batch_delay_ms),
-                    timeout,
-                },
-            )?;
-            let tracer = SdkTracerProvider::builder()
-                .with_span_processor(processor)
-                .with_resource(resource.clone())
-                .build();
-            let metric_exporter = export::InRuntime::new(
-                metric_exporter(exporting.metrics.as_deref(), timeout)?,
-                runtime.handle().clone(),
-            );
-            let reader = PeriodicReader::builder(metric_exporter)
-                .with_interval(Duration::from_millis(positive(settings.metrics_interval_ms, "telemetry.metrics_interval_ms")? as u64))
-                .build();
-            (Some(runtime), tracer, Some(reader))
-        }
+    let mut guard = TelemetryGuard {
+        tracer: SdkTracerProvider::builder().with_resource(resource.clone()).build(),
+        meter: None,
+        runtime: None,
+        // Room for the batch in flight and one last batch, each bounded by the export timeout.
+        shutdown_timeout: Duration::from_millis(settings.export_timeout_ms).saturating_mul(2) + Duration::from_secs(1),
     };
-
-    let meter = metrics::install(resource, meter_provider).ok_or(TelemetryError::AlreadyInitialised)?;
+    let mut export_reader = None;
+    if let Some(exporting) = exporting {
+        let timeout = Duration::from_millis(positive(settings.export_timeout_ms, "telemetry.export_timeout_ms")? as u64);
+        let queue = export::QueueSettings {
+            capacity: positive(settings.queue_size, "telemetry.queue_size")?,
+            delay: Duration::from_millis(settings.batch_delay_ms),
+            timeout,
+        };
+        let interval = Duration::from_millis(positive(settings.metrics_interval_ms, "telemetry.metrics_interval_ms")? as u64);
+        let spans = span_exporter(exporting.traces.as_deref(), timeout)?;
+        let metrics = metric_exporter(exporting.metrics.as_deref(), timeout)?;
+        let (runtime, handle) = Background::start()?;
+        guard.runtime = Some(runtime);
+        let processor = export::QueueProcessor::start(spans, &resource, handle.clone(), queue)?;
+        guard.tracer = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone()).build();
+        export_reader = Some(PeriodicReader::builder(export::InRuntime::new(metrics, handle)).with_interval(interval).build());
+    }
+    guard.meter = Some(metrics::install(resource, export_reader).ok_or(TelemetryError::AlreadyInitialised)?);
 
     let log_filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let log_layer = match settings.log_format {
@@ -294,7 +313,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
     // Traces are filtered apart from logs: `TOOLGATE_LOG=warn` must not break the trace tree.
     let trace_filter = Targets::new().with_target("toolgate", tracing::Level::INFO);
     let trace_layer = tracing_opentelemetry::layer()
-        .with_tracer(tracer_provider.tracer("toolgate"))
+        .with_tracer(guard.tracer.tracer("toolgate"))
         .with_location(false)
         .with_threads(false)
         .with_level(false)
@@ -304,10 +323,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
         .with(trace_layer.with_filter(trace_filter))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
-
-    // Room for the batch in flight and one last batch, each bounded by the export timeout.
-    let shutdown_timeout = Duration::from_millis(settings.export_timeout_ms).saturating_mul(2) + Duration::from_secs(1);
-    Ok(TelemetryGuard { tracer: tracer_provider, meter, runtime, shutdown_timeout })
+    Ok(guard)
 }
 
 /// The trace id of the current span, as 32 lowercase hex digits; `None` outside any span or
