@@ -48,7 +48,6 @@ pub enum Command {
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -61,9 +60,12 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `policy` works on files alone and must not fail on a server's configuration problems.
     if let Command::Policy(args) = cli.command {
+        init_logging();
         return policy::run(args);
     }
     let config = Config::load(cli.config.as_deref())?;
+    // Kept until the command returns: dropping it flushes queued spans and metrics.
+    let _telemetry = crate::telemetry::init(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
@@ -80,7 +82,8 @@ fn unreachable_policy() -> anyhow::Result<ExitCode> {
     anyhow::bail!("internal error: policy command dispatched twice")
 }
 
-/// Logs go to stderr, filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`).
+/// Logs only, for commands that run without a configuration: stderr, filtered by `TOOLGATE_LOG`
+/// (an `EnvFilter`, default `info`). Everything else gets [`crate::telemetry::init`].
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));

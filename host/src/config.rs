@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{auth, governance, http, plugins, policy, sandbox};
+use crate::{auth, governance, http, plugins, policy, sandbox, telemetry};
 
 /// Whether the host runs for real or on a developer's machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,6 +56,8 @@ pub struct Config {
     pub sandbox: sandbox::SandboxConfig,
     /// Verify, approval and audit settings.
     pub governance: governance::GovernanceConfig,
+    /// Logs, traces and metrics.
+    pub telemetry: telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             policy: Default::default(),
             sandbox: Default::default(),
             governance: Default::default(),
+            telemetry: Default::default(),
         }
     }
 }

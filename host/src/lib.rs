@@ -18,6 +18,7 @@
 //!   the WIT world in `wit/`.
 //! - [`sandbox`]: the secure executor: argv checks, then a Docker container per command.
 //! - [`governance`]: the audit sink and, later, approvals, verify and rollback.
+//! - [`telemetry`]: logs, OpenTelemetry traces over OTLP, metrics over OTLP and `GET /metrics`.
 //! - [`http`]: the axum API under `/api/v1`, its single error model and its OpenAPI document.
 //! - [`cli`]: the `toolgate` command line (`serve`, `plugins`, `policy`, `users`, `doctor`).
 
@@ -31,3 +32,4 @@ pub mod plugins;
 pub mod policy;
 pub mod sandbox;
 pub mod store;
+pub mod telemetry;

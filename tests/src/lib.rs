@@ -202,3 +202,5 @@ pub fn client() -> reqwest::Client {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
+
+pub mod otlp;

@@ -1,0 +1,40 @@
+//! Without any OTLP endpoint nothing is exported, yet every request still gets a trace id in
+//! `x-trace-id`, the same one the handler (and so the audit entry) sees.
+//!
+//! Its own test binary: `telemetry::init` installs the process-wide subscriber once.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use axum::routing::get;
+use tower::ServiceExt as _;
+
+use toolgate_host::config::Config;
+use toolgate_host::telemetry;
+
+#[tokio::test]
+async fn requests_get_trace_ids_when_export_is_off() -> anyhow::Result<()> {
+    let config = Config::default();
+    anyhow::ensure!(
+        telemetry::resolve_exporting(&config.telemetry, |name| std::env::var(name).ok())?.is_none(),
+        "an OTEL_EXPORTER_OTLP_* variable is set in this environment"
+    );
+    let _guard = telemetry::init(&config)?;
+    let app = Router::new()
+        .route("/whoami", get(|| async { telemetry::current_trace_id().unwrap_or_default() }))
+        .layer(axum::middleware::from_fn(telemetry::http::trace_request));
+
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let response = app.clone().oneshot(Request::get("/whoami").body(Body::empty())?).await?;
+        let header = response.headers().get(telemetry::http::TRACE_ID_HEADER).map(|v| v.to_str()).transpose()?.unwrap_or_default().to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+        assert_eq!(header.len(), 32, "{header:?}");
+        assert!(header.chars().all(|c| c.is_ascii_hexdigit()) && header.chars().any(|c| c != '0'), "{header}");
+        assert_eq!(std::str::from_utf8(&body)?, header);
+        seen.push(header);
+    }
+    assert_ne!(seen[0], seen[1], "two requests share a trace id");
+    assert_eq!(telemetry::spans_dropped(), 0);
+    Ok(())
+}
