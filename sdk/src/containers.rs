@@ -8,30 +8,30 @@ pub use wit::{ContainerDetails, ContainerLogs, ContainerSummary};
 
 /// Containers on the host; stopped ones too when `all`.
 pub fn list(all: bool) -> Result<Vec<ContainerSummary>, Error> {
-    Ok(wit::list(all)?)
+    crate::host::call(|| wit::list(all))
 }
 
 /// One container by name or id.
 pub fn inspect(container: &str) -> Result<ContainerDetails, Error> {
-    Ok(wit::inspect(container)?)
+    crate::host::call(|| wit::inspect(container))
 }
 
 /// The last `tail` lines of a container's output.
 pub fn logs(container: &str, tail: u32) -> Result<ContainerLogs, Error> {
-    Ok(wit::logs(container, tail)?)
+    crate::host::call(|| wit::logs(container, tail))
 }
 
 /// Start a stopped container.
 pub fn start(container: &str) -> Result<(), Error> {
-    Ok(wit::start(container)?)
+    crate::host::call(|| wit::start(container))
 }
 
 /// Stop a running container.
 pub fn stop(container: &str) -> Result<(), Error> {
-    Ok(wit::stop(container)?)
+    crate::host::call(|| wit::stop(container))
 }
 
 /// Restart a container.
 pub fn restart(container: &str) -> Result<(), Error> {
-    Ok(wit::restart(container)?)
+    crate::host::call(|| wit::restart(container))
 }

@@ -50,6 +50,22 @@ pub mod bindings {
     });
 }
 
+/// How every wrapper calls the host.
+mod host {
+    use crate::Error;
+    use crate::bindings::toolgate::plugin::types::Error as WitError;
+
+    /// Call a host function. In a native build (a plugin's unit tests) there is no host: answer
+    /// `unavailable` rather than reach the import, which would abort the test process.
+    pub(crate) fn call<T>(f: impl FnOnce() -> Result<T, WitError>) -> Result<T, Error> {
+        if cfg!(target_arch = "wasm32") {
+            f().map_err(Error::from)
+        } else {
+            Err(Error::unavailable("host functions exist only inside the Toolgate host, not in a native build"))
+        }
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;

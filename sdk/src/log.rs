@@ -5,10 +5,15 @@ use crate::bindings::toolgate::plugin::log as wit;
 
 pub use wit::Level;
 
-/// Emit one record at `level` with key-value `fields`.
+/// Emit one record at `level` with key-value `fields`. In a native build (a plugin's unit tests)
+/// the record goes to standard error instead, so tools that log can be tested outside the host.
 pub fn log(level: Level, message: &str, fields: &[(&str, &str)]) {
-    let fields: Vec<(String, String)> = fields.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
-    wit::log(level, message, &fields);
+    if cfg!(target_arch = "wasm32") {
+        let fields: Vec<(String, String)> = fields.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
+        wit::log(level, message, &fields);
+    } else {
+        eprintln!("{level:?}: {message} {fields:?}");
+    }
 }
 
 /// Very detailed diagnostics.

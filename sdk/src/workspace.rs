@@ -10,7 +10,7 @@ pub use wit::{DirEntry, EntryKind};
 
 /// The content of the file at `path`.
 pub fn read(path: &str) -> Result<Vec<u8>, Error> {
-    Ok(wit::read(path)?)
+    crate::host::call(|| wit::read(path))
 }
 
 /// The content of the file at `path` as text; `failed` when it is not UTF-8.
@@ -20,16 +20,16 @@ pub fn read_to_string(path: &str) -> Result<String, Error> {
 
 /// The entries of the directory at `path` (`.` for the root), sorted by name.
 pub fn list(path: &str) -> Result<Vec<DirEntry>, Error> {
-    Ok(wit::list(path)?)
+    crate::host::call(|| wit::list(path))
 }
 
 /// Replace the file at `path` with `content` (creating parent directories), atomically. Returns
 /// the previous content, or `None` when the file did not exist: keep it as an undo record.
 pub fn write(path: &str, content: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, Error> {
-    Ok(wit::write(path, content.as_ref())?)
+    crate::host::call(|| wit::write(path, content.as_ref()))
 }
 
 /// Remove the file at `path`. Returns its content, or `None` when it did not exist.
 pub fn remove(path: &str) -> Result<Option<Vec<u8>>, Error> {
-    Ok(wit::remove(path)?)
+    crate::host::call(|| wit::remove(path))
 }

@@ -202,3 +202,13 @@ fn the_wit_error_keeps_the_case_and_message() {
     let err = PLUGIN.invoke("nope", "{}").unwrap_err();
     assert_eq!(WitError::from(err), WitError::InvalidParams("plugin `sample` has no tool `nope`".into()));
 }
+
+#[test]
+fn host_calls_in_a_native_build_are_unavailable_not_an_abort() {
+    let err = toolgate_sdk::sandbox::exec(&["true"], "default").unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    let err = toolgate_sdk::workspace::read_to_string("notes/a.txt").unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    // Logging works natively: it goes to standard error.
+    toolgate_sdk::log::info("logged from a native test");
+}
