@@ -112,12 +112,14 @@ pub fn compile(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result<Compil
     Ok(Compiled { component, source: Source::Compiled, cache_file })
 }
 
-/// The only `unsafe` of the runtime.
+/// The only `unsafe` of the runtime. The file is read into memory rather than mapped, so a
+/// cache file truncated or rewritten later cannot fault a running host (SIGBUS).
 #[allow(unsafe_code)]
 fn deserialize_cached(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: wasmtime requires the file to be a trusted artefact of `precompile_component`. We
-    // wrote it ourselves under our data directory (temp file + rename, so never half-written),
-    // its name is the sha256 of the source bytes plus the engine's compatibility hash, and
-    // wasmtime still checks its header and engine compatibility before using it.
-    unsafe { Component::deserialize_file(engine, file) }
+    let bytes = std::fs::read(file)?;
+    // SAFETY: wasmtime requires the bytes to be a trusted artefact of `precompile_component`. We
+    // wrote the file ourselves under our data directory (temp file + rename, so never
+    // half-written), its name is the sha256 of the source bytes plus the engine's compatibility
+    // hash, and wasmtime still checks its header and engine compatibility before using it.
+    unsafe { Component::deserialize(engine, &bytes) }
 }

@@ -525,6 +525,17 @@ fn component_files(dir: &Path) -> Result<Vec<PathBuf>, PluginError> {
 mod tests {
     use super::*;
 
+    /// The HTTP layer shares one runtime between tasks and awaits calls inside axum handlers.
+    #[allow(dead_code)]
+    fn runtime_and_calls_are_shareable(rt: &PluginRuntime, call: &CallContext, tool: &ToolName) {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        send_sync(rt);
+        send(rt.invoke(call, tool, serde_json::Value::Null));
+        send(rt.verify(call, tool, &serde_json::Value::Null, &serde_json::Value::Null));
+        send(rt.rollback(call, tool, &serde_json::Value::Null));
+    }
+
     #[test]
     fn panic_messages_are_extracted_from_stderr() {
         let stderr = "thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
