@@ -10,6 +10,8 @@ pub use wit::CallContext;
 ///
 /// In a native build (a plugin's unit tests), where there is no call and so no context.
 pub fn current() -> CallContext {
-    assert!(cfg!(target_arch = "wasm32"), "toolgate_sdk::context::current() exists only inside the Toolgate host");
+    if !cfg!(target_arch = "wasm32") {
+        panic!("toolgate_sdk::context::current() exists only inside the Toolgate host");
+    }
     wit::current()
 }

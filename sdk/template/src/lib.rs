@@ -57,6 +57,7 @@ toolgate_sdk::plugin!(name = "template", tools = [Greet]);
 
 // Tests that call no host function run natively: `cargo test -p toolgate-plugin-template`.
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
