@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::bindings::exports::toolgate::plugin::tool::{InvokeResult, Manifest, ToolSpec};
-use crate::tool::{DocumentOf, Tool, ToolOutput, UndoOf, Verdict};
+use crate::tool::{Category, DocumentOf, Tool, ToolOutput, UndoOf, Verdict};
 use crate::Error;
 
 /// A plugin: a name, a version and its tools, as [`plugin!`](crate::plugin) declares them.
@@ -34,7 +34,34 @@ pub struct ToolEntry {
 
 impl ToolEntry {
     /// The entry of tool `T`.
+    ///
+    /// A `SENSITIVE` or `CRITICAL` tool without verify and rollback does not compile: the host
+    /// would refuse to run it anyway, better to learn it at build time.
+    ///
+    /// ```compile_fail
+    /// use toolgate_sdk::prelude::*;
+    ///
+    /// struct Wipe;
+    ///
+    /// impl Tool for Wipe {
+    ///     const NAME: &'static str = "wipe";
+    ///     const DESCRIPTION: &'static str = "Wipes, and cannot undo it.";
+    ///     const CATEGORY: Category = Category::Sensitive;
+    ///     type Params = NoParams;
+    ///     type Output = NoParams;
+    ///     fn invoke(_: NoParams) -> Result<NoParams, Error> { Ok(NoParams {}) }
+    /// }
+    ///
+    /// const WIPE: toolgate_sdk::ToolEntry = toolgate_sdk::ToolEntry::of::<Wipe>();
+    /// ```
     pub const fn of<T: Tool>() -> Self {
+        const {
+            let risky = matches!(T::CATEGORY, Category::Sensitive | Category::Critical);
+            assert!(
+                !risky || (T::SUPPORTS_VERIFY && <T::Output as ToolOutput>::UNDOABLE),
+                "a SENSITIVE or CRITICAL tool must support verify (SUPPORTS_VERIFY) and rollback (Output = WithUndo<..>)"
+            );
+        }
         Self { name: T::NAME, spec: spec_of::<T>, invoke: invoke_of::<T>, verify: verify_of::<T>, rollback: rollback_of::<T> }
     }
 
