@@ -12,6 +12,8 @@ if [ ! -x "$venv/bin/componentize-py" ]; then
     "$venv/bin/pip" install --quiet 'componentize-py==0.25.*'
 fi
 mkdir -p "$target/fixtures"
+# No bytecode beside the sources.
+export PYTHONDONTWRITEBYTECODE=1
 cd "$root/sdk/python/example"
 "$venv/bin/componentize-py" --quiet -d "$root/wit" -w plugin componentize app -o "$target/fixtures/python_example.wasm"
 echo "$target/fixtures/python_example.wasm"
