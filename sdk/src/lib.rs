@@ -119,6 +119,9 @@ macro_rules! plugin {
             }
         }
 
+        // Only a component has these exports; the symbol names (`toolgate:plugin/tool@0.1.0#invoke`)
+        // would break a native linker's export list, and native builds (tests) need none.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_plugin!(__ToolgatePlugin with_types_in $crate::bindings);
     };
 }
