@@ -340,6 +340,26 @@ async fn exec_goes_through_policy_then_executor_and_host_time_is_not_plugin_time
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_beyond_the_pool_wait_for_a_slot() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["well_behaved"])?;
+    setup.config.max_concurrent_calls = 2;
+    let mut services = setup.services();
+    services.exec_policy = Some(Arc::new(EchoOnly));
+    services.executor = Some(Arc::new(SlowEcho { delay: Duration::from_millis(50) }));
+    let runtime = Arc::new(setup.load_with(services).await?);
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let runtime = Arc::clone(&runtime);
+            tokio::spawn(async move { runtime.invoke(&call(), &tool("run_echo"), json!({ "text": format!("n{i}") })).await })
+        })
+        .collect();
+    for (i, handle) in calls.into_iter().enumerate() {
+        assert_eq!(handle.await??.output["stdout"], format!("n{i}\n"));
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn second_load_uses_the_compiled_cache() -> anyhow::Result<()> {
     let setup = Setup::new(&["well_behaved"])?;

@@ -162,6 +162,8 @@ pub struct PluginRuntime {
     services: Arc<HostServices>,
     tools: BTreeMap<ToolName, ToolEntry>,
     report: LoadReport,
+    /// One permit per pool slot: calls beyond `max_concurrent_calls` wait instead of failing.
+    slots: tokio::sync::Semaphore,
     _ticker: Ticker,
 }
 
@@ -208,6 +210,7 @@ impl PluginRuntime {
             services: Arc::new(services),
             tools: BTreeMap::new(),
             report: LoadReport::default(),
+            slots: tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1) as usize),
             _ticker: ticker,
         };
         for file in component_files(&config.dir)? {
@@ -412,6 +415,7 @@ impl PluginRuntime {
             capabilities: entry.def.capabilities.clone(),
             context: ctx.clone(),
         };
+        let _slot = self.slots.acquire().await.map_err(|e| PluginError::Trap { tool: tool.to_owned(), message: e.to_string() })?;
         let mut store = self.store(&entry.plugin, Some(Arc::new(info)));
         let result = async {
             let instance = entry.plugin.pre.instantiate_async(&mut store).await?;
