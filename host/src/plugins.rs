@@ -24,6 +24,7 @@
 //! - `state`: what each `Store` holds, its memory limiter and deadline accounting.
 //! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `log`, `context`).
 //! - `runtime`: [`PluginRuntime`], loading and calling.
+//! - `types`: the values its API takes and returns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,12 +44,12 @@ mod host;
 mod manifest;
 mod runtime;
 mod state;
+mod types;
 
+pub use engine::Source;
 pub use manifest::Capability;
-pub use runtime::{
-    CallContext, Invocation, LoadReport, LoadedPlugin, PluginRuntime, RefusedPlugin, ToolErrorKind, ToolInfo,
-    Verdict,
-};
+pub use runtime::PluginRuntime;
+pub use types::{CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict};
 
 /// How often the epoch ticker advances the engine's epoch: the granularity of deadlines.
 pub const TICK: Duration = Duration::from_millis(10);

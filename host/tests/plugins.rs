@@ -11,8 +11,8 @@ use serde_json::json;
 use toolgate_host::governance::{AuditSink, MemoryAuditSink};
 use toolgate_host::model::ToolName;
 use toolgate_host::plugins::{
-    CallContext, HostServices, PluginError, PluginRuntime, PluginSettings, PluginsConfig, ToolErrorKind,
-    local_admin,
+    CallContext, HostServices, PluginError, PluginRuntime, PluginSettings, PluginsConfig, Source,
+    ToolErrorKind, local_admin,
 };
 use toolgate_host::policy::{Decision, ExecInput, ExecPolicy, Reason};
 use toolgate_host::sandbox::{BoxFuture, ExecOutput, ExecRequest, Executor, SandboxError};
@@ -366,17 +366,17 @@ async fn second_load_uses_the_compiled_cache() -> anyhow::Result<()> {
     let cache = setup.dir.path().join("cache");
     let first = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
     let loaded = &first.report().loaded[0];
-    assert_eq!(format!("{:?}", loaded.source), "Compiled");
+    assert_eq!(loaded.source, Source::Compiled);
     assert!(loaded.cache_file.is_file() && loaded.cache_file.starts_with(&cache));
     let second = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
     let reloaded = &second.report().loaded[0];
-    assert_eq!(format!("{:?}", reloaded.source), "Cache");
+    assert_eq!(reloaded.source, Source::Cache);
     assert_eq!(reloaded.cache_file, loaded.cache_file);
     still_serves(&second).await?;
     // A damaged entry is not trusted: it is recompiled and replaced.
     std::fs::write(&loaded.cache_file, b"not a compiled component")?;
     let third = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
-    assert_eq!(format!("{:?}", third.report().loaded[0].source), "Compiled");
+    assert_eq!(third.report().loaded[0].source, Source::Compiled);
     still_serves(&third).await
 }
 
