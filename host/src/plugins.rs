@@ -1,11 +1,58 @@
 //! The plugin runtime: loads WebAssembly components that implement the `toolgate:plugin` WIT
 //! world (`wit/`), and runs their tools with no authority but the host functions they were
 //! granted.
+//!
+//! # How a call runs
+//!
+//! Every `*.wasm` in [`PluginsConfig::dir`] is compiled once (cached on disk under
+//! `<data_dir>/cache/`), asked for its manifest once, and validated; a plugin that fails any
+//! check is refused and not loaded, with a log line naming it, and the others load (see
+//! [`LoadReport`]). Each call then gets a fresh `Store` from a pooling allocator, a WASI context
+//! with nothing in it (no files, environment, arguments or sockets; stdout and stderr captured),
+//! a memory cap and a deadline.
+//!
+//! The deadline counts **plugin execution only**: time spent inside host calls (a sandbox
+//! command may take 30 s) is not charged to the plugin. It is enforced by epoch interruption:
+//! a ticker thread advances the engine's epoch every [`TICK`], and on each deadline the store's
+//! callback subtracts the time spent in host calls from the wall-clock time of the call.
+//!
+//! # Layout
+//!
+//! - [`bindings`]: the one `bindgen!` of the WIT world.
+//! - `engine`: the wasmtime engine, its epoch ticker and the on-disk compilation cache.
+//! - `manifest`: capabilities and manifest validation.
+//! - `state`: what each `Store` holds, its memory limiter and deadline accounting.
+//! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `log`, `context`).
+//! - `runtime`: [`PluginRuntime`], loading and calling.
+//! - `types`: the values its API takes and returns.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::governance::AuditSink;
+use crate::model::Caller;
+use crate::policy::ExecPolicy;
+use crate::sandbox::{ContainerEngine, Executor};
+
+pub mod bindings;
+mod engine;
+mod host;
+mod manifest;
+mod runtime;
+mod state;
+mod types;
+
+pub use engine::Source;
+pub use manifest::Capability;
+pub use runtime::PluginRuntime;
+pub use types::{CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict};
+
+/// How often the epoch ticker advances the engine's epoch: the granularity of deadlines.
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// `[plugins]`: where plugins are, their limits, and what each is granted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -13,16 +60,196 @@ use serde::{Deserialize, Serialize};
 pub struct PluginsConfig {
     /// Directory of `*.wasm` components.
     pub dir: PathBuf,
-    /// Default deadline of one call, in milliseconds of plugin execution.
+    /// Default deadline of one call, in milliseconds of plugin execution (host calls excluded).
     pub timeout_ms: u64,
     /// Default memory cap of one instance, in MiB.
     pub memory_mib: u64,
-    /// Capability grants, per plugin name: e.g. `["exec:systemd", "workspace-read"]`.
-    pub grants: BTreeMap<String, Vec<String>>,
+    /// How many calls may run at once across all plugins (sizes the pooling allocator).
+    pub max_concurrent_calls: u32,
+    /// Per plugin, by plugin name: its grants and limits, e.g.
+    /// `[plugins.plugin.docker-tools] grants = ["exec:default", "containers-read"]`.
+    pub plugin: BTreeMap<String, PluginSettings>,
 }
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self { dir: PathBuf::from("plugins"), timeout_ms: 5_000, memory_mib: 64, grants: BTreeMap::new() }
+        Self {
+            dir: PathBuf::from("plugins"),
+            timeout_ms: 5_000,
+            memory_mib: 64,
+            max_concurrent_calls: 64,
+            plugin: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[plugins.plugin.<name>]`: what one plugin is granted, and its limits when not the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Capabilities granted: `exec:<profile>`, `containers-read`, `containers-manage`,
+    /// `workspace-read`, `workspace-write`.
+    pub grants: Vec<String>,
+    /// Deadline of one call in milliseconds of plugin execution; `[plugins] timeout_ms` if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Memory cap of one instance in MiB; `[plugins] memory_mib` if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u64>,
+}
+
+/// The services host functions reach. `None` services answer `unavailable` (executor,
+/// container engine) or `denied` (exec policy: no policy means no command runs).
+#[derive(Clone)]
+pub struct HostServices {
+    /// Runs sandboxed commands for `sandbox.exec`.
+    pub executor: Option<Arc<dyn Executor>>,
+    /// Serves the `containers` interface.
+    pub containers: Option<Arc<dyn ContainerEngine>>,
+    /// Decides every command before it runs.
+    pub exec_policy: Option<Arc<dyn ExecPolicy>>,
+    /// Where exec decisions are recorded.
+    pub audit: Arc<dyn AuditSink>,
+    /// Root of the `workspace` interface (`[sandbox] workspace`).
+    pub workspace: PathBuf,
+}
+
+impl HostServices {
+    /// Services with only an audit sink and a workspace: no sandbox, no containers, no policy.
+    pub fn new(audit: Arc<dyn AuditSink>, workspace: impl Into<PathBuf>) -> Self {
+        Self { executor: None, containers: None, exec_policy: None, audit, workspace: workspace.into() }
+    }
+}
+
+/// What went wrong loading plugins or running a call.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The `[plugins]` configuration is unusable.
+    #[error("invalid plugin configuration: {0}")]
+    Config(String),
+    /// A file or directory could not be read or written.
+    #[error("cannot access `{path}`: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The wasmtime engine could not be set up.
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    /// A component could not be compiled or linked.
+    #[error("plugin file `{file}` cannot be loaded: {message}")]
+    Compile {
+        /// The component file.
+        file: String,
+        /// Why.
+        message: String,
+    },
+    /// A plugin's manifest is invalid.
+    #[error("plugin `{plugin}` refused: {reason}")]
+    Manifest {
+        /// The plugin name, or its file name when the name itself is invalid.
+        plugin: String,
+        /// Exactly what is wrong.
+        reason: String,
+    },
+    /// A plugin's tool needs a capability the operator did not grant.
+    #[error("plugin `{plugin}` refused: tool `{tool}` needs capability `{capability}`, which is not granted to it")]
+    Ungranted {
+        /// The plugin.
+        plugin: String,
+        /// The tool.
+        tool: String,
+        /// The capability, as it would be granted (`exec:host-admin`).
+        capability: String,
+    },
+    /// Two plugins provide a tool of the same name.
+    #[error("plugin `{second}` refused: tool `{tool}` is already provided by plugin `{first}`")]
+    Collision {
+        /// The tool name.
+        tool: String,
+        /// The plugin that was loaded first and keeps the tool.
+        first: String,
+        /// The refused plugin.
+        second: String,
+    },
+    /// No loaded plugin provides this tool.
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    /// The parameters do not match the tool's schema (checked by the host before `invoke`).
+    #[error("invalid params for `{tool}`: {message}")]
+    InvalidParams {
+        /// The tool.
+        tool: String,
+        /// The offending field (JSON pointer) and what is wrong with it.
+        message: String,
+    },
+    /// The tool ran and answered with an error.
+    #[error("tool `{tool}` failed ({kind}): {message}")]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// The error case the plugin chose.
+        kind: ToolErrorKind,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin ran past its deadline and was stopped.
+    #[error("tool `{tool}` timed out after {limit_ms} ms of plugin execution")]
+    Timeout {
+        /// The tool.
+        tool: String,
+        /// The deadline.
+        limit_ms: u64,
+    },
+    /// The plugin needed more memory than its cap and was stopped.
+    #[error("tool `{tool}` exhausted its memory cap of {cap_mib} MiB")]
+    MemoryExhausted {
+        /// The tool.
+        tool: String,
+        /// The cap.
+        cap_mib: u64,
+    },
+    /// The plugin panicked.
+    #[error("tool `{tool}` panicked: {message}")]
+    Panicked {
+        /// The tool.
+        tool: String,
+        /// The panic message the plugin printed.
+        message: String,
+    },
+    /// The plugin trapped (or a host function aborted it).
+    #[error("tool `{tool}` trapped: {message}")]
+    Trap {
+        /// The tool.
+        tool: String,
+        /// The trap.
+        message: String,
+    },
+    /// The plugin answered with an output or undo record that is not valid.
+    #[error("tool `{tool}` returned an invalid result: {message}")]
+    InvalidOutput {
+        /// The tool.
+        tool: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl PluginError {
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PluginError {
+        let path = path.into();
+        move |source| PluginError::Io { path, source }
+    }
+}
+
+/// The local administrator, as whom `toolgate plugins call` runs.
+pub fn local_admin() -> Caller {
+    Caller {
+        name: "local".into(),
+        role: crate::model::Role::Admin,
+        auth_method: crate::model::AuthMethod::Local,
+        source_ip: None,
     }
 }

@@ -5,8 +5,8 @@
 //!   sandbox image, and the reference OPA engine (`<target>/opa/libopabridge.so`, from the PyPI
 //!   wheel `opa-golib-python-bindings`) that the policy tests use as an oracle.
 //! - `plugins`: build every guest component into the target directory: built-in plugins into
-//!   `plugins/`, the SDK template and test fixtures into `fixtures/` (named without their
-//!   `toolgate-plugin-`/`toolgate-fixture-` prefix).
+//!   `plugins/`, the SDK template and test fixtures into `fixtures/`, each named after its crate's
+//!   directory (`tests/fixtures/well_behaved/` -> `fixtures/well_behaved.wasm`).
 //! - `test`: `setup`, `plugins`, then every test of the workspace.
 //! - `serve`: `setup`, `plugins`, then `toolgate serve` with the embedded defaults (development
 //!   mode, plugins from `target/plugins/`).
@@ -160,22 +160,23 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     }
     let mut names = Vec::new();
     for (dir, out) in &crates {
-        names.push((package_name(&dir.join("Cargo.toml"))?, *out));
+        // The directory names the component: package names use `-`, fixture names `_`.
+        let stem = dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("bad crate directory {}", dir.display()))?;
+        names.push((package_name(&dir.join("Cargo.toml"))?, *out, stem.to_owned()));
     }
     let mut cmd = Command::new(cargo());
     cmd.current_dir(root).args(["build", "--profile", "plugin", "--target", WASM_TARGET]);
-    for (name, _) in &names {
+    for (name, _, _) in &names {
         cmd.args(["--package", name]);
     }
     run(&mut cmd)?;
     let target = target_dir(root);
     let built = target.join(WASM_TARGET).join("plugin");
-    for (name, out) in &names {
+    for (name, out, stem) in &names {
         let file = format!("{}.wasm", name.replace('-', "_"));
         let dest_dir = target.join(out);
         std::fs::create_dir_all(&dest_dir)?;
-        let dest_name = name.trim_start_matches("toolgate-plugin-").trim_start_matches("toolgate-fixture-");
-        std::fs::copy(built.join(&file), dest_dir.join(format!("{dest_name}.wasm")))
+        std::fs::copy(built.join(&file), dest_dir.join(format!("{stem}.wasm")))
             .with_context(|| format!("copying {file} (is the crate a `cdylib`?)"))?;
     }
     Ok(())

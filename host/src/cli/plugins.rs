@@ -1,14 +1,125 @@
-//! `toolgate plugins`. SCAFFOLD: to be replaced by its issue's implementation.
+//! `toolgate plugins`: list the plugins of `[plugins] dir` and call their tools locally, as the
+//! local administrator. No sandbox executor, container engine or exec policy is wired here, so
+//! host calls that need them answer `unavailable` or `denied`.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use crate::config::Config;
+use crate::governance::MemoryAuditSink;
+use crate::model::ToolName;
+use crate::plugins::{CallContext, HostServices, PluginRuntime, local_admin};
 
 /// Arguments of `toolgate plugins`.
 #[derive(Debug, clap::Subcommand)]
-pub enum Args {}
+pub enum Args {
+    /// List loaded plugins with their tools, categories, capabilities and grants, and refused ones.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a tool and print its output document.
+    Call {
+        /// Tool name.
+        tool: String,
+        /// Parameters, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// Justification handed to the tool.
+        #[arg(long)]
+        justification: Option<String>,
+    },
+}
 
 /// Run `toolgate plugins`.
-pub async fn run(_args: Args, _config: Config) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`toolgate plugins` is not built yet")
+pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
+    match args {
+        Args::List { json } => {
+            let runtime = load(&config).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                serde_json::to_writer_pretty(&mut out, &listing(&runtime))?;
+                writeln!(out)?;
+            } else {
+                write_listing(&mut out, &runtime)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Args::Call { tool, params, justification } => {
+            let tool: ToolName = tool.parse()?;
+            let params: serde_json::Value =
+                serde_json::from_str(&params).context("`--params` is not a JSON document")?;
+            let runtime = load(&config).await?;
+            let call = CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
+            let invocation = runtime.invoke(&call, &tool, params).await?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &invocation.output)?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn load(config: &Config) -> anyhow::Result<PluginRuntime> {
+    let services = HostServices::new(Arc::new(MemoryAuditSink::default()), config.sandbox.workspace.clone());
+    Ok(PluginRuntime::from_config(config, services).await?)
+}
+
+fn listing(runtime: &PluginRuntime) -> serde_json::Value {
+    let tools = runtime.tools();
+    let report = runtime.report();
+    let plugins: Vec<serde_json::Value> = report
+        .loaded
+        .iter()
+        .map(|p| {
+            let mut plugin = serde_json::to_value(p).unwrap_or_default();
+            plugin["tools"] = serde_json::to_value(tools.iter().filter(|t| t.plugin == p.name).collect::<Vec<_>>())
+                .unwrap_or_default();
+            plugin
+        })
+        .collect();
+    let refused: Vec<serde_json::Value> = report
+        .refused
+        .iter()
+        .map(|r| serde_json::json!({ "file": r.file, "error": r.error.to_string() }))
+        .collect();
+    serde_json::json!({ "plugins": plugins, "refused": refused })
+}
+
+fn write_listing(out: &mut impl Write, runtime: &PluginRuntime) -> std::io::Result<()> {
+    let tools = runtime.tools();
+    let report = runtime.report();
+    let joined = |items: Vec<String>| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    for plugin in &report.loaded {
+        writeln!(
+            out,
+            "{} {}  ({}; grants: {}; {} ms, {} MiB)",
+            plugin.name,
+            plugin.version,
+            plugin.file.display(),
+            joined(plugin.grants.iter().map(ToString::to_string).collect()),
+            plugin.timeout_ms,
+            plugin.memory_mib
+        )?;
+        for tool in tools.iter().filter(|t| t.plugin == plugin.name) {
+            writeln!(
+                out,
+                "  {:<24} {:<9} capabilities: {}",
+                tool.name.as_str(),
+                tool.category.as_str(),
+                joined(tool.capabilities.iter().map(ToString::to_string).collect())
+            )?;
+        }
+    }
+    for refused in &report.refused {
+        writeln!(out, "refused {}: {}", refused.file.display(), refused.error)?;
+    }
+    if report.loaded.is_empty() && report.refused.is_empty() {
+        writeln!(out, "no plugins")?;
+    }
+    Ok(())
 }

@@ -1,0 +1,115 @@
+//! `sandbox.exec`: grant check, then the exec policy (no policy means deny), then the executor.
+
+use std::time::{Duration, Instant};
+
+use super::{require, sandbox_error};
+use crate::governance::AuditEvent;
+use crate::plugins::bindings::Error;
+use crate::plugins::bindings::toolgate::plugin::sandbox::{ExecOutput, ExecRequest, Host};
+use crate::plugins::manifest::Capability;
+use crate::plugins::state::{CallInfo, HostState};
+use crate::policy::{CallerInput, Decision, ExecInput};
+use crate::sandbox::{self, ExecOrigin};
+
+impl Host for HostState {
+    async fn exec(&mut self, request: ExecRequest) -> wasmtime::Result<Result<ExecOutput, Error>> {
+        let call = self.call()?;
+        if let Err(e) = require(&call, &Capability::Exec(request.profile.clone())) {
+            self.record(&call, &request, false, "capability_not_declared");
+            return Ok(Err(e));
+        }
+        if request.argv.first().is_none_or(|p| p.is_empty()) {
+            return Ok(Err(Error::InvalidParams("`argv` must name a program".into())));
+        }
+        let Some(policy) = self.services.exec_policy.clone() else {
+            self.record(&call, &request, false, "no_exec_policy");
+            return Ok(Err(Error::Denied("no exec policy is configured, so no command may run".into())));
+        };
+        let input = ExecInput {
+            caller: caller_input(&call),
+            tool: call.tool.clone(),
+            argv: request.argv.clone(),
+            profile: request.profile.clone(),
+        };
+        let started = Instant::now();
+        let decision = policy.decide_exec(&input);
+        self.clock.host_time(started.elapsed());
+        self.record_decision(&call, &request, &decision);
+        if !decision.allow {
+            let reasons: Vec<String> = decision.reasons.iter().map(|r| format!("{} ({})", r.message, r.code)).collect();
+            return Ok(Err(Error::Denied(format!("exec policy refused the command: {}", reasons.join("; ")))));
+        }
+        let Some(executor) = self.services.executor.clone() else {
+            return Ok(Err(Error::Unavailable("no sandbox executor is configured on this host".into())));
+        };
+        let exec = sandbox::ExecRequest {
+            argv: request.argv,
+            profile: request.profile,
+            timeout: request.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
+            origin: ExecOrigin {
+                caller: call.context.caller.clone(),
+                plugin: call.plugin.clone(),
+                tool: call.tool.name.clone(),
+                action_id: call.context.action_id.clone(),
+            },
+        };
+        let started = Instant::now();
+        let result = executor.exec(exec).await;
+        self.clock.host_time(started.elapsed());
+        Ok(result.map_err(sandbox_error).map(|out| ExecOutput {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+            duration_ms: u64::try_from(out.duration.as_millis()).unwrap_or(u64::MAX),
+            truncated: out.truncated,
+        }))
+    }
+}
+
+impl HostState {
+    fn record(&self, call: &CallInfo, request: &ExecRequest, allowed: bool, reason: &str) {
+        self.services.audit.record(exec_event(call, request, allowed, reason.to_owned(), serde_json::Value::Null));
+    }
+
+    fn record_decision(&self, call: &CallInfo, request: &ExecRequest, decision: &Decision) {
+        let reason = decision.reasons.first().map_or_else(|| "allowed".to_owned(), |r| r.code.clone());
+        let detail = serde_json::to_value(decision).unwrap_or_default();
+        self.services.audit.record(exec_event(call, request, decision.allow, reason, detail));
+    }
+}
+
+fn exec_event(
+    call: &CallInfo,
+    request: &ExecRequest,
+    allowed: bool,
+    reason: String,
+    decision: serde_json::Value,
+) -> AuditEvent {
+    AuditEvent {
+        timestamp: time::OffsetDateTime::now_utc(),
+        kind: "exec_decision".into(),
+        actor: Some(call.context.caller.name.clone()),
+        role: Some(call.context.caller.role),
+        action_id: Some(call.context.action_id.clone()),
+        command: Some(request.argv.join(" ")),
+        allowed,
+        reason,
+        detail: serde_json::json!({
+            "plugin": call.plugin,
+            "tool": call.tool.name,
+            "argv": request.argv,
+            "profile": request.profile,
+            "decision": decision,
+        }),
+    }
+}
+
+fn caller_input(call: &CallInfo) -> CallerInput {
+    let caller = &call.context.caller;
+    CallerInput {
+        user: caller.name.clone(),
+        role: caller.role,
+        auth_method: caller.auth_method,
+        source_ip: caller.source_ip.map(|ip| ip.to_string()),
+    }
+}

@@ -1,0 +1,33 @@
+//! Run commands in the host's locked-down sandbox. Needs [`Capability::Exec`](crate::Capability)
+//! for the profile used.
+
+use std::time::Duration;
+
+use crate::Error;
+use crate::bindings::toolgate::plugin::sandbox as wit;
+
+pub use wit::ExecOutput;
+
+/// Run `argv` in sandbox profile `profile` with the profile's default deadline. A non-zero exit is
+/// an `Ok` with its exit code; `Err` means nothing ran to completion (`denied`, `unavailable`,
+/// `timeout`).
+///
+/// ```no_run
+/// let out = toolgate_sdk::sandbox::exec(&["df", "-P"], "default")?;
+/// # Ok::<(), toolgate_sdk::Error>(())
+/// ```
+pub fn exec(argv: &[&str], profile: &str) -> Result<ExecOutput, Error> {
+    run(argv, profile, None)
+}
+
+/// As [`exec`], killed after `timeout` (never later than the profile's maximum; whole
+/// milliseconds, capped at `u32::MAX`).
+pub fn exec_with_timeout(argv: &[&str], profile: &str, timeout: Duration) -> Result<ExecOutput, Error> {
+    let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    run(argv, profile, Some(ms))
+}
+
+fn run(argv: &[&str], profile: &str, timeout_ms: Option<u32>) -> Result<ExecOutput, Error> {
+    let request = wit::ExecRequest { argv: argv.iter().map(|&a| a.to_owned()).collect(), profile: profile.to_owned(), timeout_ms };
+    crate::host::call(|| wit::exec(&request))
+}
