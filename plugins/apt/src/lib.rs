@@ -11,6 +11,7 @@ mod exec;
 pub mod package;
 pub mod parse;
 
+use toolgate_sdk::NoUndo;
 use toolgate_sdk::prelude::*;
 
 use crate::exec::{capped, exit_failure, run, run_ok};
@@ -44,19 +45,24 @@ pub struct UpdateOutput {
     pub raw_truncated: bool,
 }
 
-/// `apt_update`: `apt-get update -q`. Refreshing package lists cannot be undone, so it has no
-/// rollback; policy decides whether that is acceptable for a critical tool.
+/// `apt_update`: `apt-get update -q`. Verified by the sources it fetched and `apt-get check`.
+///
+/// Refreshed package lists cannot be put back (apt keeps no copy of the old ones), so `invoke`
+/// never returns an undo record: the host must treat the call as not undoable. The tool still
+/// declares rollback because the host requires it of every critical tool; a rollback asked for
+/// anyway fails rather than pretending.
 pub struct AptUpdate;
 
 impl Tool for AptUpdate {
     const NAME: &'static str = "apt_update";
-    const DESCRIPTION: &'static str = "Refreshes the host's package lists (`apt-get update`). Cannot be rolled back.";
+    const DESCRIPTION: &'static str = "Refreshes the host's package lists (`apt-get update`). Verify checks every source was fetched and apt's database is consistent. It cannot be undone: no undo record is produced.";
     const CATEGORY: Category = Category::Critical;
     const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const SUPPORTS_VERIFY: bool = true;
     type Params = NoParams;
-    type Output = UpdateOutput;
+    type Output = WithUndo<UpdateOutput, NoUndo>;
 
-    fn invoke(_: NoParams) -> Result<UpdateOutput, Error> {
+    fn invoke(_: NoParams) -> Result<Self::Output, Error> {
         let argv = ["apt-get", "update", "-q"];
         let out = run(&argv, PROFILE)?;
         let update = parse::update(&out.stdout, &out.stderr);
@@ -67,7 +73,26 @@ impl Tool for AptUpdate {
             });
         }
         let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(UpdateOutput { update, raw, raw_truncated: raw_truncated || out.truncated })
+        Ok(WithUndo::nothing_to_undo(UpdateOutput { update, raw, raw_truncated: raw_truncated || out.truncated }))
+    }
+
+    fn verify(_: NoParams, output: UpdateOutput) -> Result<Verdict, Error> {
+        if let Some(failed) = output.update.sources.iter().find(|s| s.kind == "err") {
+            return Ok(Verdict::fail(format!("source `{}` could not be fetched", failed.index)));
+        }
+        if let Some(error) = output.update.errors.first() {
+            return Ok(Verdict::fail(format!("apt reported an error: {error}")));
+        }
+        let out = run(&["apt-get", "check", "-q"], PROFILE)?;
+        Ok(if out.exit_code == 0 {
+            Verdict::pass(format!("{} sources refreshed without error and `apt-get check` passes", output.update.sources.len()))
+        } else {
+            Verdict::fail(format!("`apt-get check` exited with status {}: {}", out.exit_code, out.stderr.trim()))
+        })
+    }
+
+    fn rollback(undo: NoUndo) -> Result<serde_json::Value, Error> {
+        match undo {}
     }
 }
 
@@ -214,12 +239,15 @@ mod tests {
     }
 
     #[test]
-    fn both_tools_are_critical_and_only_install_can_be_undone() {
+    fn both_tools_are_critical_and_declare_verify_and_rollback() {
         let m = PLUGIN.manifest();
         let update = m.tools.iter().find(|t| t.name == "apt_update").expect("apt_update");
         let install = m.tools.iter().find(|t| t.name == "apt_install").expect("apt_install");
         assert_eq!((update.category, install.category), (Category::Critical, Category::Critical));
-        assert!(!update.supports_rollback && !update.supports_verify);
+        // The host refuses a critical tool without both; apt_update never returns an undo record.
+        assert!(update.supports_rollback && update.supports_verify);
         assert!(install.supports_rollback && install.supports_verify);
+        let err = PLUGIN.rollback("apt_update", "{}").expect_err("nothing to undo");
+        assert!(matches!(err, Error::InvalidParams(_)), "{err}");
     }
 }
