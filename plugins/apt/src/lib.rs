@@ -223,6 +223,7 @@ fn apt_failure(argv: &[&str], out: &toolgate_sdk::sandbox::ExecOutput) -> Error 
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -29,6 +29,7 @@ pub fn validate(field: &str, package: &str) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -38,10 +38,10 @@ pub fn update(stdout: &str, stderr: &str) -> Update {
             update.fetched = Some(rest.to_owned());
         } else if let Some((kind, rest)) = line.split_once(':') {
             let known = matches!(kind, "Hit" | "Get" | "Ign" | "Err");
-            if let (true, Some((n, index))) = (known, rest.split_once(' ')) {
-                if n.bytes().all(|b| b.is_ascii_digit()) {
-                    update.sources.push(Source { kind: kind.to_lowercase(), index: index.to_owned() });
-                }
+            if let (true, Some((n, index))) = (known, rest.split_once(' '))
+                && n.bytes().all(|b| b.is_ascii_digit())
+            {
+                update.sources.push(Source { kind: kind.to_lowercase(), index: index.to_owned() });
             }
         }
     }
@@ -74,11 +74,11 @@ pub fn install(stdout: &str) -> Install {
     for line in stdout.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("Setting up ") {
             // `Setting up libnl-3-200:amd64 (3.7.0-0.2+b1) ...`
-            if let Some((name, rest)) = rest.split_once(" (") {
-                if let Some((version, _)) = rest.split_once(')') {
-                    let name = name.split(':').next().unwrap_or(name);
-                    install.set_up.push(SetUp { name: name.to_owned(), version: version.to_owned() });
-                }
+            if let Some((name, rest)) = rest.split_once(" (")
+                && let Some((version, _)) = rest.split_once(')')
+            {
+                let name = name.split(':').next().unwrap_or(name);
+                install.set_up.push(SetUp { name: name.to_owned(), version: version.to_owned() });
             }
         } else if let Some((_, rest)) = line.split_once(" is already the newest version (") {
             install.already_newest = rest.split_once(')').map(|(v, _)| v.to_owned());
@@ -112,6 +112,7 @@ pub fn dpkg_status(stdout: &str) -> PackageState {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -16,6 +16,7 @@ pub fn capped(text: &str) -> (String, bool) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

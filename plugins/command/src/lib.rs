@@ -88,6 +88,7 @@ impl Tool for RunCommand {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

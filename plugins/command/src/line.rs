@@ -35,6 +35,7 @@ pub fn split(field: &str, line: &str) -> Result<Vec<String>, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

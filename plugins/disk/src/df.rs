@@ -54,6 +54,7 @@ fn row(line: &str) -> Option<Filesystem> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

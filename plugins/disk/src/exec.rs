@@ -31,6 +31,7 @@ pub fn exit_failure(argv: &[&str], out: &ExecOutput) -> Error {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -70,6 +70,7 @@ impl Tool for DiskUsage {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -13,6 +13,10 @@ use toolgate_sdk::prelude::*;
 /// Most log lines one call returns.
 pub const MAX_TAIL: u32 = 1000;
 
+/// How long `verify` waits for a health check still `starting`: 12 polls of 250 ms, 3 s.
+const HEALTH_POLLS: u32 = 12;
+const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[cfg(target_arch = "wasm32")]
 toolgate_sdk::plugin!(name = "docker", tools = [DockerListContainers, DockerLogs, DockerRestart]);
 
@@ -190,7 +194,16 @@ impl Tool for DockerRestart {
 
     fn verify(params: ContainerParams, output: RestartOutput) -> Result<Verdict, Error> {
         name::validate("output.id", &output.id)?;
-        let now = containers::inspect(&output.id)?;
+        let mut now = containers::inspect(&output.id)?;
+        // A health check reports `starting` until its first probe after the restart: give it a
+        // few seconds before judging, well inside the plugin's deadline.
+        for _ in 0..HEALTH_POLLS {
+            if !(now.running && now.health.as_deref() == Some("starting")) {
+                break;
+            }
+            std::thread::sleep(HEALTH_POLL_INTERVAL);
+            now = containers::inspect(&output.id)?;
+        }
         Ok(judge_restart(&params.container, output.previous_started_at.as_deref(), &now))
     }
 
@@ -232,6 +245,7 @@ pub fn judge_restart(container: &str, previous_started_at: Option<&str>, now: &C
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -28,6 +28,7 @@ pub fn validate(field: &str, container: &str) -> Result<(), Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

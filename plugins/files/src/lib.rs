@@ -321,6 +321,7 @@ impl Tool for WriteFile {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

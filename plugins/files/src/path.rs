@@ -56,6 +56,7 @@ pub fn validate(field: &str, path: &str, target: Target) -> Result<String, Error
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

@@ -74,6 +74,7 @@ impl Tool for NetworkListeners {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

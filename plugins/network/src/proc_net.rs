@@ -86,6 +86,7 @@ fn endpoint(hex: &str) -> Option<(IpAddr, u16)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

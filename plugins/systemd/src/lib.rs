@@ -230,6 +230,7 @@ fn is_active(unit: &str) -> Result<String, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 

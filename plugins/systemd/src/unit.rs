@@ -42,6 +42,7 @@ fn printable(text: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 
