@@ -3,6 +3,25 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Why `df` output could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Nothing was printed.
+    #[error("no output")]
+    Empty,
+    /// The first line is not the `df -P -k` header.
+    #[error("unexpected header `{0}`: not `df -P -k` output")]
+    Header(String),
+    /// A filesystem line does not parse.
+    #[error("line {line}: cannot parse `{text}`")]
+    Row {
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+}
+
 /// One mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Filesystem {
@@ -22,14 +41,14 @@ pub struct Filesystem {
 
 /// The filesystems in `df -P -k` output. Every line after the header must parse: a line that does
 /// not is an error naming it, never silently dropped.
-pub fn filesystems(text: &str) -> Result<Vec<Filesystem>, String> {
+pub fn filesystems(text: &str) -> Result<Vec<Filesystem>, ParseError> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     match lines.next() {
         Some((_, header)) if header.starts_with("Filesystem") && header.contains("1024-blocks") => {}
-        Some((_, header)) => return Err(format!("unexpected header `{header}`: not `df -P -k` output")),
-        None => return Err("no output".into()),
+        Some((_, header)) => return Err(ParseError::Header(header.to_owned())),
+        None => return Err(ParseError::Empty),
     }
-    lines.map(|(n, line)| row(line).ok_or_else(|| format!("line {}: cannot parse `{line}`", n + 1))).collect()
+    lines.map(|(n, line)| row(line).ok_or_else(|| ParseError::Row { line: n + 1, text: line.to_owned() })).collect()
 }
 
 /// `source blocks used available capacity% mount`; source and mount may contain spaces, so the
@@ -104,9 +123,9 @@ tmpfs               804860     1044    803816       1% /run
 
     #[test]
     fn other_text_is_an_error_naming_the_line() {
-        assert!(filesystems("").is_err());
-        assert!(filesystems("df: invalid option -- 'P'\n").is_err());
+        assert_eq!(filesystems(""), Err(ParseError::Empty));
+        assert_eq!(filesystems("df: invalid option -- 'P'\n"), Err(ParseError::Header("df: invalid option -- 'P'".into())));
         let err = filesystems("Filesystem 1024-blocks Used Available Capacity Mounted on\nbroken line\n").expect_err("bad row");
-        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(err.to_string(), "line 2: cannot parse `broken line`");
     }
 }

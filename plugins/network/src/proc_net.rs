@@ -10,6 +10,32 @@ const TCP_LISTEN: &str = "0A";
 /// `TCP_CLOSE`, which an unconnected UDP socket reports: what `ss -lu` lists as listening.
 const UDP_UNCONNECTED: &str = "07";
 
+/// Why a socket table could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A socket line came before any table header.
+    #[error("line {0}: a socket line before any table header")]
+    NoHeader(usize),
+    /// A socket line has too few fields.
+    #[error("line {line}: expected at least 10 fields, found {found}")]
+    Fields {
+        /// 1-based line number.
+        line: usize,
+        /// How many there were.
+        found: usize,
+    },
+    /// A field is not what the kernel prints.
+    #[error("line {line}: bad {field} `{value}`")]
+    Field {
+        /// 1-based line number.
+        line: usize,
+        /// Which field.
+        field: &'static str,
+        /// Its text.
+        value: String,
+    },
+}
+
 /// One listening socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Listener {
@@ -28,7 +54,7 @@ pub struct Listener {
 /// The listening sockets in `text`: one or more of the four tables concatenated, each starting
 /// with its header line. A table's protocol is told by its header (UDP's ends with `drops`) and
 /// by the address width (32 hex digits for IPv6).
-pub fn listeners(text: &str) -> Result<Vec<Listener>, String> {
+pub fn listeners(text: &str) -> Result<Vec<Listener>, ParseError> {
     let mut udp = None;
     let mut found = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -40,24 +66,26 @@ pub fn listeners(text: &str) -> Result<Vec<Listener>, String> {
             udp = Some(line.ends_with("drops"));
             continue;
         }
-        let Some(udp) = udp else { return Err(format!("line {}: a socket line before any table header", n + 1)) };
+        let line_no = n + 1;
+        let Some(udp) = udp else { return Err(ParseError::NoHeader(line_no)) };
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
         let [_, local, remote, state, _, _, _, uid, _, inode, ..] = fields[..] else {
-            return Err(format!("line {}: expected at least 10 fields, found {}", n + 1, fields.len()));
+            return Err(ParseError::Fields { line: line_no, found: fields.len() });
         };
         let listening = if udp { state == UDP_UNCONNECTED && remote.ends_with(":0000") } else { state == TCP_LISTEN };
         if !listening {
             continue;
         }
-        let (address, port) = endpoint(local).ok_or_else(|| format!("line {}: bad local address `{local}`", n + 1))?;
+        let bad = |field, value: &str| ParseError::Field { line: line_no, field, value: value.to_owned() };
+        let (address, port) = endpoint(local).ok_or_else(|| bad("local address", local))?;
         let family = if address.is_ipv6() { "6" } else { "" };
         found.push(Listener {
             protocol: format!("{}{family}", if udp { "udp" } else { "tcp" }),
             address: address.to_string(),
             port,
-            uid: uid.parse().map_err(|_| format!("line {}: bad uid `{uid}`", n + 1))?,
-            inode: inode.parse().map_err(|_| format!("line {}: bad inode `{inode}`", n + 1))?,
+            uid: uid.parse().map_err(|_| bad("uid", uid))?,
+            inode: inode.parse().map_err(|_| bad("inode", inode))?,
         });
     }
     found.sort_by(|a, b| (a.port, &a.protocol, &a.address).cmp(&(b.port, &b.protocol, &b.address)));
@@ -135,9 +163,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_an_empty_list() {
-        assert!(listeners("   0: 00000000:0016 00000000:0000 0A\n").is_err(), "no header");
-        let bad = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: ZZ:0016 00000000:0000 0A 0:0 0:0 0 0 0 1 1\n";
-        assert!(listeners(bad).is_err());
+        assert_eq!(listeners("   0: 00000000:0016 00000000:0000 0A\n"), Err(ParseError::NoHeader(1)));
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let short = format!("{header}   0: 00000000:0016 00000000:0000 0A\n");
+        assert_eq!(listeners(&short), Err(ParseError::Fields { line: 2, found: 4 }));
+        let bad = format!("{header}   0: ZZ:0016 00000000:0000 0A 0:0 0:0 0 0 0 1 1\n");
+        let err = listeners(&bad).expect_err("bad address");
+        assert_eq!(err.to_string(), "line 2: bad local address `ZZ:0016`");
         assert_eq!(listeners("").expect("empty"), []);
     }
 }
