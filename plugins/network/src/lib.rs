@@ -1,0 +1,80 @@
+//! Built-in plugin `network`: the host's listening sockets, read from `/proc/net/*` in the
+//! `host-net` sandbox profile (a real deployment runs that profile in the host's network
+//! namespace, read-only; busybox has no `ss`, and `/proc/net` is what `ss` reads anyway).
+//!
+//! # Layout
+//! - this file: the tool;
+//! - `proc_net`: the parser of the kernel's socket tables;
+//! - `exec`: running a command and keeping its raw text, capped.
+
+mod exec;
+pub mod proc_net;
+
+use toolgate_sdk::prelude::*;
+
+use crate::exec::{capped, exit_failure, run};
+use crate::proc_net::Listener;
+
+/// The sandbox profile the command runs in.
+const PROFILE: &str = "host-net";
+
+/// The socket tables read; a kernel without IPv6 lacks the `6` ones.
+const TABLES: [&str; 4] = ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"];
+
+toolgate_sdk::plugin!(name = "network", tools = [NetworkListeners]);
+
+
+/// Output of `network_listeners`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ListenersOutput {
+    /// Listening TCP sockets and unconnected UDP sockets, by port.
+    pub listeners: Vec<Listener>,
+    /// Tables that could not be read (e.g. `/proc/net/tcp6` without IPv6).
+    pub warnings: Vec<String>,
+    /// The tables as read, capped at 64 KiB.
+    pub raw: String,
+    /// True when `raw` was cut at its cap.
+    pub raw_truncated: bool,
+}
+
+/// `network_listeners`: `cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6`, parsed.
+pub struct NetworkListeners;
+
+impl Tool for NetworkListeners {
+    const NAME: &'static str = "network_listeners";
+    const DESCRIPTION: &'static str =
+        "Lists the host's listening sockets: protocol, address, port, owner uid and inode.";
+    const CATEGORY: Category = Category::Read;
+    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    type Params = NoParams;
+    type Output = ListenersOutput;
+
+    fn invoke(_: NoParams) -> Result<ListenersOutput, Error> {
+        let argv: Vec<&str> = std::iter::once("cat").chain(TABLES).collect();
+        let out = run(&argv, PROFILE)?;
+        // `cat` exits 1 when one table is missing but still prints the others.
+        if out.exit_code != 0 && out.stdout.trim().is_empty() {
+            return Err(exit_failure(&argv, &out));
+        }
+        let listeners = proc_net::listeners(&out.stdout).map_err(|e| Error::failed(format!("unreadable socket table: {e}")))?;
+        let warnings = out.stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+        let (raw, raw_truncated) = capped(&out.stdout);
+        Ok(ListenersOutput { listeners, warnings, raw, raw_truncated: raw_truncated || out.truncated })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // a test that panics is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_declares_the_host_net_profile() {
+        let m = PLUGIN.manifest();
+        assert_eq!(m.tools[0].name, "network_listeners");
+        assert_eq!(m.tools[0].category, Category::Read);
+        assert!(!m.tools[0].supports_rollback);
+        let err = PLUGIN.invoke("network_listeners", r#"{"extra":1}"#).expect_err("unknown field");
+        assert!(matches!(err, Error::InvalidParams(_)), "{err}");
+    }
+}
