@@ -19,6 +19,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::token::Tokens;
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::store::Store;
 
 pub mod auth_api;
@@ -27,6 +28,7 @@ pub mod extract;
 pub mod health;
 pub mod keys_api;
 pub mod openapi;
+pub mod policy_api;
 pub mod ratelimit;
 pub mod tls;
 pub mod users_api;
@@ -107,6 +109,8 @@ pub struct AppState {
     pub readiness: Arc<Vec<Component>>,
     /// Parsed `http.trusted_proxies`.
     pub trusted_proxies: Arc<[std::net::IpAddr]>,
+    /// Policy, plugins, sandbox and audit: what tool calls go through.
+    pub gateway: Arc<Gateway>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -116,8 +120,8 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State for `config` over `store`, signing tokens with the configured secret.
-    pub fn new(config: Config, store: Store) -> Result<AppState, HttpError> {
+    /// State for `config` over `store` and `gateway`, signing tokens with the configured secret.
+    pub fn new(config: Config, store: Store, gateway: Arc<Gateway>) -> Result<AppState, HttpError> {
         let tokens = Tokens::new(&config.jwt_secret, config.auth.token_ttl_secs)?;
         let limits = RateLimiters::new(&config.http.rate_limits).map_err(HttpError::Config)?;
         let cookie = &config.auth.cookie_name;
@@ -144,8 +148,9 @@ impl AppState {
             store,
             tokens: Arc::new(tokens),
             limits: Arc::new(limits),
-            readiness: Arc::new(vec![store_check]),
+            readiness: Arc::new(std::iter::once(store_check).chain(gateway.readiness()).collect()),
             trusted_proxies: trusted_proxies.into(),
+            gateway,
         })
     }
 
@@ -190,6 +195,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/api/v1/keys", General, get(keys_api::list)),
         r(Method::POST, "/api/v1/keys", General, post(keys_api::create)),
         r(Method::DELETE, "/api/v1/keys/{name}", General, delete(keys_api::revoke)),
+        r(Method::POST, "/api/v1/policy/evaluate", General, post(policy_api::evaluate)),
     ]
 }
 

@@ -17,6 +17,8 @@
 //! - [`plugins`]: the wasmtime runtime that loads tool components and implements the host side of
 //!   the WIT world in `wit/`.
 //! - [`sandbox`]: the secure executor: argv checks, then a Docker container per command.
+//! - [`gateway`]: the running system (policy engine, executor, container engine, plugin
+//!   runtime, audit sink) assembled once from the configuration.
 //! - [`governance`]: the audit sink and, later, approvals, verify and rollback.
 //! - [`telemetry`]: logs, OpenTelemetry traces over OTLP, metrics over OTLP and `GET /metrics`.
 //! - [`http`]: the axum API under `/api/v1`, its single error model and its OpenAPI document.
@@ -25,6 +27,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod governance;
 pub mod http;
 pub mod model;

@@ -60,6 +60,9 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub struct PluginsConfig {
     /// Directory of `*.wasm` components.
     pub dir: PathBuf,
+    /// Where compiled components are cached, keyed by content and engine; `<data_dir>/cache`
+    /// when empty. Safe to share between servers.
+    pub cache_dir: PathBuf,
     /// Default deadline of one call, in milliseconds of plugin execution (host calls excluded).
     pub timeout_ms: u64,
     /// Default memory cap of one instance, in MiB.
@@ -75,12 +78,27 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("plugins"),
+            cache_dir: PathBuf::new(),
             timeout_ms: 5_000,
             memory_mib: 64,
             max_concurrent_calls: 64,
-            plugin: BTreeMap::new(),
+            plugin: default_grants(),
         }
     }
+}
+
+/// The built-in plugins that work on any host get their grants by default. `systemd`,
+/// `network` and `apt` need sandbox profiles that reach into the host (its systemd, its network
+/// namespace, its package database): they stay refused at load until an operator declares those
+/// profiles and grants them (see `toolgate.example.toml`).
+fn default_grants() -> BTreeMap<String, PluginSettings> {
+    let grant = |grants: &[&str]| PluginSettings { grants: grants.iter().map(|g| (*g).to_owned()).collect(), ..Default::default() };
+    BTreeMap::from([
+        ("command".to_owned(), grant(&["exec:default"])),
+        ("disk".to_owned(), grant(&["exec:default"])),
+        ("docker".to_owned(), grant(&["containers-read", "containers-manage"])),
+        ("files".to_owned(), grant(&["workspace-read", "workspace-write"])),
+    ])
 }
 
 /// `[plugins.plugin.<name>]`: what one plugin is granted, and its limits when not the defaults.

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AuthMethod, Category, Role};
+use crate::model::{AuthMethod, Caller, Category, Role};
 
 /// `[policy]`: where the policy set lives and how it is checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +52,17 @@ pub struct CallerInput {
     pub auth_method: AuthMethod,
     /// Source address, when the call came over the network.
     pub source_ip: Option<String>,
+}
+
+impl From<&Caller> for CallerInput {
+    fn from(caller: &Caller) -> Self {
+        CallerInput {
+            user: caller.name.clone(),
+            role: caller.role,
+            auth_method: caller.auth_method,
+            source_ip: caller.source_ip.map(|ip| ip.to_string()),
+        }
+    }
 }
 
 /// The tool, as policy input sees it.

@@ -53,18 +53,39 @@ pub struct Server {
     stderr_path: PathBuf,
 }
 
+/// The repository's default policy set.
+pub fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+/// Where `cargo xtask plugins` puts the built-in plugins: `<target>/plugins`.
+pub fn plugins_dir() -> PathBuf {
+    // target/<profile>/deps/<test> → target
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors().nth(3).map_or_else(|| PathBuf::from("target"), Path::to_path_buf).join("plugins")
+}
+
 /// Environment every test server gets unless overridden: production mode, a valid secret,
-/// cheap scrypt so logins do not dominate test time.
+/// cheap scrypt so logins do not dominate test time, the repository's policies, the built-in
+/// plugins, and no warm sandbox pool (each server would otherwise keep containers running).
 pub fn base_env() -> Vec<(String, String)> {
+    let dirs = [
+        ("TOOLGATE_POLICY_DIR".to_owned(), policies_dir().display().to_string()),
+        ("TOOLGATE_PLUGINS_DIR".to_owned(), plugins_dir().display().to_string()),
+        // One compile cache for every test server: each would otherwise compile every plugin.
+        ("TOOLGATE_PLUGINS_CACHE_DIR".to_owned(), plugins_dir().with_file_name("test-plugin-cache").display().to_string()),
+    ];
     [
         ("TOOLGATE_MODE", "production"),
         ("TOOLGATE_JWT_SECRET", SECRET),
         ("TOOLGATE_LISTEN", "127.0.0.1:0"),
         ("TOOLGATE_AUTH_SCRYPT_LOG_N", "8"),
         ("TOOLGATE_LOG", "warn"),
+        ("TOOLGATE_SANDBOX_POOL_SIZE", "0"),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .chain(dirs)
     .collect()
 }
 
@@ -84,6 +105,7 @@ fn command(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Command> {
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     cmd.envs(base_env());
     cmd.env("TOOLGATE_DATA_DIR", data_dir);
+    cmd.env("TOOLGATE_SANDBOX_WORKSPACE", data_dir.join("workspace"));
     cmd.envs(env.iter().copied());
     Ok(cmd)
 }

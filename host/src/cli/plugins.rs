@@ -1,6 +1,7 @@
-//! `toolgate plugins`: list the plugins of `[plugins] dir` and call their tools locally, as the
-//! local administrator. No sandbox executor, container engine or exec policy is wired here, so
-//! host calls that need them answer `unavailable` or `denied`.
+//! `toolgate plugins`: list the plugins of `[plugins] dir`, and call their tools locally as the
+//! local administrator (for plugin development). A call starts the real gateway: its commands go
+//! through the exec policy and the sandbox, exactly as under `toolgate serve`; only the action
+//! policy is skipped, since the local administrator already holds the machine.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::gateway::Gateway;
 use crate::governance::MemoryAuditSink;
 use crate::model::ToolName;
 use crate::plugins::{CallContext, HostServices, PluginRuntime, local_admin};
@@ -53,9 +55,12 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             let tool: ToolName = tool.parse()?;
             let params: serde_json::Value =
                 serde_json::from_str(&params).context("`--params` is not a JSON document")?;
-            let runtime = load(&config).await?;
+            // The real gateway: commands go through the exec policy and the sandbox.
+            let gateway = Gateway::start(&config).await?;
             let call = CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
-            let invocation = runtime.invoke(&call, &tool, params).await?;
+            let invocation = gateway.plugins.invoke(&call, &tool, params).await;
+            gateway.shutdown().await;
+            let invocation = invocation?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &invocation.output)?;
             writeln!(out)?;

@@ -1,5 +1,6 @@
-//! `toolgate serve`: check the configuration, open the store, create the first admin on an
-//! empty store, and serve the API until Ctrl-C or SIGTERM.
+//! `toolgate serve`: check the configuration, open the store, start the gateway (sandbox
+//! posture, policy set with hot reload, executor, plugins), create the first admin on an empty
+//! store, and serve the API until Ctrl-C or SIGTERM.
 //!
 //! stdout carries exactly two kinds of line a script may read: the initial admin password (once,
 //! on the very first start) and `toolgate listening on <url>`. Logs and security events go to
@@ -7,6 +8,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use anyhow::Context;
 use crate::auth::events::{self, Level};
 use crate::auth::{password, token};
 use crate::config::{Config, Mode, Secret};
+use crate::gateway::Gateway;
 use crate::http::{self, AppState};
 use crate::model::Role;
 use crate::store::{Store, UserRecord};
@@ -32,8 +35,12 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
     let listen = config.listen.clone();
+    // Refuses an unsafe sandbox posture or an invalid policy set; keeps serving on a policy
+    // reload that fails (the last good set stays active).
+    let gateway = Arc::new(Gateway::start(&config).await?);
+    let _policy_watcher = gateway.policy.watch()?;
     // Validates the rest of the configuration before anything is written.
-    let state = AppState::new(config, store.clone())?;
+    let state = AppState::new(config, store.clone(), gateway.clone())?;
     create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
     let app = http::router(state.clone())?;
     let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
@@ -48,10 +55,12 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     std::io::stdout().flush()?;
 
     tokio::spawn(maintenance(state));
-    match tls {
-        Some(acceptor) => http::tls::serve(listener, acceptor, app, shutdown_signal()).await?,
-        None => http::serve(listener, app, shutdown_signal()).await?,
-    }
+    let served = match tls {
+        Some(acceptor) => http::tls::serve(listener, acceptor, app, shutdown_signal()).await,
+        None => http::serve(listener, app, shutdown_signal()).await,
+    };
+    gateway.shutdown().await;
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::AuthError;
+use crate::plugins::PluginError;
 use crate::store::StoreError;
 
 use super::ratelimit::RateClass;
@@ -23,6 +24,9 @@ pub enum ApiError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A plugin or its runtime refused or failed.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// The body is not JSON, or not the expected shape (names the field).
     #[error("{0}")]
     BadRequest(String),
@@ -113,6 +117,11 @@ impl ApiError {
                 StoreError::NoUser(_) => (S::NOT_FOUND, "user_not_found"),
                 StoreError::KeyExists(_) => (S::CONFLICT, "api_key_exists"),
                 StoreError::NoKey(_) => (S::NOT_FOUND, "api_key_not_found"),
+                _ => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Plugin(e) => match e {
+                PluginError::UnknownTool(_) => (S::NOT_FOUND, "unknown_tool"),
+                PluginError::InvalidParams { .. } => (S::BAD_REQUEST, "invalid_params"),
                 _ => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),

@@ -7,7 +7,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{auth_api, health, keys_api, users_api};
+use super::{auth_api, health, keys_api, policy_api, users_api};
 
 /// A role, as the API writes it.
 #[derive(Debug, ToSchema)]
@@ -34,10 +34,11 @@ pub enum RoleSchema {
         auth_api::register, auth_api::login, auth_api::logout, auth_api::refresh, auth_api::me, auth_api::change_password,
         users_api::list, users_api::create, users_api::update,
         keys_api::list, keys_api::create, keys_api::revoke,
+        policy_api::evaluate,
     ),
     components(schemas(ErrorBody, ErrorDetail, RoleSchema)),
     modifiers(&CommonErrors),
-    tags((name = "auth"), (name = "users"), (name = "keys"), (name = "health")),
+    tags((name = "auth"), (name = "users"), (name = "keys"), (name = "policy"), (name = "health")),
 )]
 pub struct ApiDoc;
 

@@ -11,13 +11,22 @@ use super::*;
 use crate::config::Secret;
 use crate::model::Role;
 
-fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
+/// State over the repository's default policies and an empty plugin directory (no sandbox).
+async fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
     let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
     config.http.trusted_proxies = vec!["10.9.9.9".into()];
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
+    config.policy.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    config.plugins.dir = dir.join("plugins");
+    std::fs::create_dir_all(&config.plugins.dir)?;
+    let audit: Arc<dyn crate::governance::AuditSink> = Arc::new(crate::governance::MemoryAuditSink::default());
+    let policy = Arc::new(crate::policy::PolicyEngine::load(&config.policy)?);
+    let services = crate::plugins::HostServices::new(audit.clone(), dir.join("workspace"));
+    let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);
+    let gateway = Arc::new(crate::gateway::Gateway { policy, plugins, audit, executor: None });
     let store = Store::open(dir)?;
     store.insert_user(&crate::store::UserRecord::new("alice", crate::auth::password::hash("Al1ce-pass!", 4)?, Role::Operator))?;
-    Ok(AppState::new(config, store)?)
+    Ok(AppState::new(config, store, gateway)?)
 }
 
 fn me(token: &str, from: [u8; 4]) -> anyhow::Result<Request<Body>> {
@@ -29,7 +38,7 @@ fn me(token: &str, from: [u8; 4]) -> anyhow::Result<Request<Body>> {
 #[tokio::test]
 async fn a_user_is_limited_across_addresses() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let state = state(dir.path(), 3)?;
+    let state = state(dir.path(), 3).await?;
     let (token, _) = state.tokens.issue("alice", Role::Operator)?;
     let app = router(state)?;
     // Three addresses, each well under its own limit; the user's own limit trips on the fourth.
@@ -46,19 +55,21 @@ async fn a_user_is_limited_across_addresses() -> anyhow::Result<()> {
 #[tokio::test]
 async fn readiness_lists_added_components() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let state = state(dir.path(), 100)?
-        .with_component(Component { name: "policy", check: Arc::new(|| Err("no policies loaded".into())) });
+    let state = state(dir.path(), 100).await?
+        .with_component(Component { name: "extra", check: Arc::new(|| Err("not there yet".into())) });
     let res = router(state)?.oneshot(Request::get("/readyz").body(Body::empty())?).await?;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await?)?;
-    assert_eq!(body, serde_json::json!({"status": "not_ready", "components": {"store": "ok", "policy": "unavailable"}}));
+    // No plugin is loaded from an empty directory: not ready to serve tools.
+    let components = serde_json::json!({"store": "ok", "policy": "ok", "plugins": "unavailable", "extra": "unavailable"});
+    assert_eq!(body, serde_json::json!({"status": "not_ready", "components": components}));
     Ok(())
 }
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_behind_a_trusted_proxy() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let app = router(state(dir.path(), 2)?)?;
+    let app = router(state(dir.path(), 2).await?)?;
     let health = |peer: [u8; 4], forwarded: &str| -> anyhow::Result<Request<Body>> {
         let mut req = Request::get("/healthz").header("x-forwarded-for", forwarded).body(Body::empty())?;
         req.extensions_mut().insert(ConnectInfo(SocketAddr::from((peer, 40000))));

@@ -111,10 +111,14 @@ impl PluginRuntime {
         Ok(runtime)
     }
 
-    /// Load with the whole configuration: plugins from `[plugins]`, cache under
-    /// `<data_dir>/cache`.
+    /// Load with the whole configuration: plugins from `[plugins]`, compiled code cached in
+    /// `plugins.cache_dir` (`<data_dir>/cache` when empty).
     pub async fn from_config(config: &crate::config::Config, services: HostServices) -> Result<Self, PluginError> {
-        Self::load(&config.plugins, &config.data_dir.join("cache"), services).await
+        let cache_dir = match config.plugins.cache_dir.as_os_str().is_empty() {
+            true => config.data_dir.join("cache"),
+            false => config.plugins.cache_dir.clone(),
+        };
+        Self::load(&config.plugins, &cache_dir, services).await
     }
 
     async fn load_one(
@@ -211,6 +215,12 @@ impl PluginRuntime {
     /// One tool.
     pub fn tool(&self, name: &ToolName) -> Option<&ToolInfo> {
         self.tools.get(name).map(|t| &t.info)
+    }
+
+    /// Check `params` against the tool's schema without running it (`invalid-params` names the
+    /// offending field), as [`PluginRuntime::invoke`] does first.
+    pub fn check_params(&self, tool: &ToolName, params: &serde_json::Value) -> Result<(), PluginError> {
+        check_params(self.entry(tool)?, params)
     }
 
     /// Validate `params` against the tool's schema, then run the tool.

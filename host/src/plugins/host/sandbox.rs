@@ -26,7 +26,7 @@ impl Host for HostState {
             return Ok(Err(Error::Denied("no exec policy is configured, so no command may run".into())));
         };
         let input = ExecInput {
-            caller: caller_input(&call),
+            caller: CallerInput::from(&call.context.caller),
             tool: call.tool.clone(),
             argv: request.argv.clone(),
             profile: request.profile.clone(),
@@ -104,12 +104,3 @@ fn exec_event(
     }
 }
 
-fn caller_input(call: &CallInfo) -> CallerInput {
-    let caller = &call.context.caller;
-    CallerInput {
-        user: caller.name.clone(),
-        role: caller.role,
-        auth_method: caller.auth_method,
-        source_ip: caller.source_ip.map(|ip| ip.to_string()),
-    }
-}

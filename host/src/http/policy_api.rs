@@ -1,0 +1,88 @@
+//! `POST /api/v1/policy/evaluate`: what the action decision *would* be for a tool call by the
+//! caller. Nothing runs; the evaluation is audited as a dry run.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody, Json};
+use super::extract::Authenticated;
+use crate::governance::AuditEvent;
+use crate::model::ToolName;
+use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
+
+/// A tool call to evaluate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// Tool name.
+    pub tool: String,
+    /// Parameters, checked against the tool's schema.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+    /// The justification the call would carry.
+    #[serde(default)]
+    pub justification: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// The decision the call would get, and the input it was decided on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Evaluation {
+    /// The decision document: `allow`, `reasons`, `requirements`, `revision`.
+    #[schema(value_type = Object)]
+    pub decision: Decision,
+    /// The exact `input` document the `action` policy saw.
+    #[schema(value_type = Object)]
+    pub input: ActionInput,
+}
+
+/// Evaluate the action policy for a tool call by the caller, as a dry run.
+#[utoipa::path(post, path = "/api/v1/policy/evaluate", tag = "policy", operation_id = "evaluate_policy",
+    security(("bearer" = [])), request_body = EvaluateRequest,
+    responses((status = 200, body = Evaluation, description = "the decision (allowed or not)"),
+        (status = 400, body = ErrorBody, description = "params do not match the tool's schema (`invalid_params`)"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "no such tool (`unknown_tool`)")))]
+pub async fn evaluate(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<EvaluateRequest>,
+) -> Result<Json<Evaluation>, ApiError> {
+    let gateway = &state.gateway;
+    let name: ToolName = body.tool.parse().map_err(|_| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
+    let tool = gateway.plugins.tool(&name).ok_or_else(|| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
+    gateway.plugins.check_params(&name, &body.params)?;
+    let caller = &auth.caller;
+    let input = ActionInput {
+        caller: CallerInput::from(caller),
+        tool: ToolInput {
+            name: tool.name.to_string(),
+            plugin: tool.plugin.to_string(),
+            category: tool.category,
+            supports_verify: tool.supports_verify,
+            supports_rollback: tool.supports_rollback,
+        },
+        params: body.params,
+        justification: body.justification,
+        approval: ApprovalState::None,
+        dry_run: true,
+    };
+    let decision = gateway.policy.decide_action(&input);
+    gateway.audit.record(AuditEvent {
+        timestamp: OffsetDateTime::now_utc(),
+        kind: "policy_evaluate".into(),
+        actor: Some(caller.name.clone()),
+        role: Some(caller.role),
+        action_id: None,
+        command: None,
+        allowed: decision.allow,
+        reason: decision.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(","),
+        detail: serde_json::json!({ "dry_run": true, "tool": tool.name, "revision": decision.revision }),
+    });
+    Ok(Json(Evaluation { decision, input }))
+}

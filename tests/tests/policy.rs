@@ -1,0 +1,74 @@
+//! `POST /api/v1/policy/evaluate` against the real binary, the repository's default policies and
+//! the built-in plugins (`cargo xtask plugins`): what a call would be decided, nothing executed.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use toolgate_tests::{Server, client, code};
+
+async fn evaluate(server: &Server, token: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
+    let res = client().post(server.url("/api/v1/policy/evaluate")).bearer_auth(token).json(&body).send().await?;
+    Ok((res.status(), res.json().await?))
+}
+
+fn reason_codes(evaluation: &Value) -> Vec<&str> {
+    evaluation["decision"]["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn evaluate_explains_what_a_call_would_be_decided() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let admin = server.admin_token().await?;
+    let res = client()
+        .post(server.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "vera", "password": "Vi3wer-pass!", "role": "viewer"}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let viewer = server.login("vera", "Vi3wer-pass!").await?;
+
+    // A viewer may read; the decision carries the policy revision and the exact input.
+    let (status, read) = evaluate(&server, &viewer, json!({"tool": "read_file", "params": {"path": "notes.txt"}})).await?;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["decision"]["allow"], true, "{read}");
+    assert!(read["decision"]["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")), "{read}");
+    assert_eq!((read["input"]["dry_run"].as_bool(), read["input"]["caller"]["role"].as_str()), (Some(true), Some("viewer")));
+
+    // ...but not write.
+    let write = json!({"tool": "write_file", "params": {"path": "notes.txt", "content": "x"}});
+    let (status, denied) = evaluate(&server, &viewer, write.clone()).await?;
+    assert_eq!((status, denied["decision"]["allow"].as_bool()), (StatusCode::OK, Some(false)), "{denied}");
+    assert!(reason_codes(&denied).contains(&"role_insufficient"), "{denied}");
+
+    // An admin needs a justification for a SENSITIVE tool; with one, verify and rollback are required.
+    let (_, unjustified) = evaluate(&server, &admin, write.clone()).await?;
+    assert!(reason_codes(&unjustified).contains(&"justification_required"), "{unjustified}");
+    let mut justified = write;
+    justified["justification"] = json!("rotate the notes file for OPS-42");
+    let (_, allowed) = evaluate(&server, &admin, justified).await?;
+    assert_eq!(allowed["decision"]["allow"], true, "{allowed}");
+    let requirements = allowed["decision"]["requirements"].as_array().cloned().unwrap_or_default();
+    assert!(requirements.contains(&json!("verify")) && requirements.contains(&json!("rollback")), "{allowed}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn evaluate_refuses_unknown_tools_bad_params_and_anonymous_callers() -> anyhow::Result<()> {
+    let server = Server::start(&[])?;
+    let admin = server.admin_token().await?;
+
+    let (status, body) = evaluate(&server, &admin, json!({"tool": "format_disk"})).await?;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_tool"), "{body}");
+
+    let (status, body) = evaluate(&server, &admin, json!({"tool": "read_file", "params": {"path": 7}})).await?;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_params"), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("/path")), "{body}");
+
+    let (status, body) = evaluate(&server, &admin, json!({"tool": "read_file", "extra": 1})).await?;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "bad_request"), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("extra")), "{body}");
+
+    let res = client().post(server.url("/api/v1/policy/evaluate")).json(&json!({"tool": "read_file"})).send().await?;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
