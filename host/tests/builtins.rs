@@ -80,7 +80,14 @@ async fn systemd_restart_gives_a_new_main_pid_and_rollback_restores_the_previous
     assert_eq!(status["active_state"], "inactive", "{status}");
     assert!(fx.calls().contains(&"systemctl stop postgresql.service".to_owned()), "{:?}", fx.calls());
 
-    // A unit that fails to start: the tool says so, and verify would not pass.
+    // Restarts are for admins (policies/data.json): an operator's first command is refused.
+    let before = fx.calls().len();
+    let (kind, message) = tool_error(fx.invoke(Role::Operator, "systemd_restart", json!({"unit": "cron"})).await);
+    assert_eq!(kind, ToolErrorKind::Denied, "{message}");
+    assert!(message.contains("command_not_allowed"), "{message}");
+    assert_eq!(fx.calls().len(), before, "{:?}", fx.calls());
+
+    // A unit that fails to start: the tool says so.
     let (kind, message) = tool_error(fx.invoke(Role::Admin, "systemd_restart", json!({"unit": "broken"})).await);
     assert_eq!(kind, ToolErrorKind::Failed, "{message}");
     assert!(message.contains("broken.service"), "{message}");
@@ -255,13 +262,14 @@ async fn run_command_follows_the_exec_allowlist_of_each_role() -> anyhow::Result
     assert!(message.contains("command_not_allowed"), "{message}");
     let ran = |fx: &Fixture| fx.commands().iter().filter(|(kind, ..)| kind == "exec").count();
     assert_eq!(ran(&fx), 1, "the denied command never reached the sandbox: {:?}", fx.commands());
+    assert!(fx.calls().is_empty(), "{:?}", fx.calls());
 
-    // Allowed for an operator: it reaches the sandbox (whose image has no systemctl).
-    let result = fx.invoke(Role::Operator, "run_command", restart).await;
+    // Allowed for an operator: it runs in the sandbox, where the fake host records it.
+    let out = fx.invoke(Role::Operator, "run_command", restart).await?.output;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert_eq!(fx.calls(), ["systemctl restart nginx.service"]);
     assert_eq!(ran(&fx), 2, "{:?}", fx.commands());
-    if let Ok(out) = result {
-        assert_ne!(out.output["exit_code"], 0, "{}", out.output);
-    }
+
     let (kind, message) = tool_error(fx.invoke(Role::Operator, "run_command", json!({"command": "rm -rf /"})).await);
     assert_eq!(kind, ToolErrorKind::Denied, "{message}");
     assert_eq!(ran(&fx), 2, "{:?}", fx.commands());

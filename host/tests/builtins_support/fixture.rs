@@ -1,7 +1,7 @@
 //! The real pieces of a deployment, assembled per test: the built-in plugins from
 //! `<target>/plugins/` (`cargo xtask plugins`), the repo's `policies/` as the exec policy, a
-//! [`SecureExecutor`] on the real Docker engine whose `systemd` and `host-admin` profiles run the
-//! fake-host image (`tests/images/fake-host/`), and a [`DockerEngine`].
+//! [`SecureExecutor`] on the real Docker engine whose `default`, `systemd` and `host-admin`
+//! profiles run the fake-host image (`tests/images/fake-host/`), and a [`DockerEngine`].
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -188,7 +188,8 @@ impl Fixture {
             ..ProfileConfig::default()
         };
         let mut profiles = BTreeMap::from([
-            ("default".to_owned(), ProfileConfig::default()),
+            // The fake host's tools in `default` too, so that `run_command` can reach them.
+            ("default".to_owned(), fake(WorkspaceAccess::Default)),
             ("systemd".to_owned(), fake(WorkspaceAccess::None)),
             ("host-admin".to_owned(), fake(WorkspaceAccess::None)),
         ]);
