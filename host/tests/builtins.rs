@@ -165,8 +165,12 @@ async fn docker_tools_list_read_logs_restart_verify_and_roll_back() -> anyhow::R
     assert_ne!(out.output["started_at"], out.output["previous_started_at"], "{}", out.output);
     assert!(fx.verify(Role::Admin, "docker_restart", &params, &out).await?.ok);
 
-    // Stopped before the restart: rollback stops it again.
+    // Stopped since: the same restart no longer verifies.
     fixture_docker(&["stop", &web.id])?;
+    let verdict = fx.verify(Role::Admin, "docker_restart", &params, &out).await?;
+    assert!(!verdict.ok, "{verdict:?}");
+
+    // Stopped before the restart: rollback stops it again.
     let out = fx.invoke(Role::Admin, "docker_restart", params.clone()).await?;
     assert_eq!(out.output["previous_running"], false, "{}", out.output);
     assert_eq!(web.inspect("{{.State.Running}}")?, "true");
@@ -204,6 +208,8 @@ async fn files_write_read_list_verify_and_roll_back() -> anyhow::Result<()> {
     assert_eq!(read["sha256"], out.output["sha256"], "{read}");
     fx.rollback(Role::Admin, "write_file", &out).await?;
     assert_eq!(std::fs::read_to_string(fx.workspace.join("conf/app.ini"))?, "port = 80\n");
+    let verdict = fx.verify(Role::Admin, "write_file", &params, &out).await?;
+    assert!(!verdict.ok, "rolled back, the write no longer verifies: {verdict:?}");
 
     // A new file: rollback removes it. Shell syntax in content is data, written as is.
     let params = json!({"path": "conf/new.txt", "content": "$(id); rm -rf /\n"});
