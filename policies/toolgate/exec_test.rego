@@ -16,7 +16,7 @@ run(role, tool, plugin, argv, profile) := d if {
 	}
 }
 
-cmd(role, argv) := run(role, "run_command", "shell", argv, "default")
+cmd(role, argv) := run(role, "run_command", "command", argv, "default")
 
 codes(d) := [r.code | some r in d.reasons]
 
@@ -58,30 +58,49 @@ test_option_injection_in_placeholder_denied if {
 }
 
 test_builtin_tools_have_their_read_commands if {
-	run("viewer", "systemd_status", "systemd", ["systemctl", "status", "nginx"], "default").allow
-	run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "50", "--no-pager"], "default").allow
-	run("viewer", "network_listeners", "network", ["ss", "-ltnup"], "default").allow
-	run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp6"], "default").allow
-	run("viewer", "disk_usage", "disk", ["df", "-P"], "default").allow
-	run("viewer", "apt_install", "apt", ["dpkg-query", "-W", "curl"], "default").allow
+	run("viewer", "systemd_status", "systemd", ["systemctl", "status", "--no-pager", "nginx.service"], "systemd").allow
+	run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "50", "--no-pager"], "systemd").allow
+	run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"], "host-net").allow
+	run("viewer", "disk_usage", "disk", ["df", "-P", "-k"], "default").allow
+}
+
+test_builtin_tools_are_pinned_to_their_plugin_and_profile if {
+	codes(run("viewer", "systemd_status", "command", ["systemctl", "status", "--no-pager", "nginx"], "systemd")) == ["plugin_mismatch"]
+	codes(run("viewer", "systemd_status", "systemd", ["systemctl", "status", "--no-pager", "nginx"], "default")) == ["profile_not_allowed"]
+	codes(run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp"], "default")) == ["command_not_allowed", "profile_not_allowed"]
+	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-q", "htop"], "default")) == ["profile_not_allowed"]
+	codes(run("operator", "run_command", "shell", ["ls"], "default")) == ["plugin_mismatch"]
+}
+
+test_network_listeners_reads_only_the_socket_tables if {
+	codes(run("viewer", "network_listeners", "network", ["cat", "/etc/shadow"], "host-net")) == ["command_not_allowed"]
 }
 
 test_journal_line_count_must_be_a_number if {
-	d := run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "all", "--no-pager"], "default")
+	d := run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "all", "--no-pager"], "systemd")
 	codes(d) == ["command_not_allowed"]
 }
 
-test_restart_tool_by_role if {
-	argv := ["systemctl", "restart", "nginx"]
-	run("operator", "systemd_restart", "systemd", argv, "default").allow
-	codes(run("viewer", "systemd_restart", "systemd", argv, "default")) == ["command_not_allowed"]
+test_restart_tool_admin_only if {
+	every verb in ["is-active", "restart", "start", "stop"] {
+		run("admin", "systemd_restart", "systemd", ["systemctl", verb, "nginx.service"], "systemd").allow
+		codes(run("operator", "systemd_restart", "systemd", ["systemctl", verb, "nginx.service"], "systemd")) == ["command_not_allowed"]
+	}
+	codes(run("admin", "systemd_restart", "systemd", ["systemctl", "restart", "--force"], "systemd")) == ["command_not_allowed"]
 }
 
-test_apt_install_admin_only if {
-	argv := ["apt-get", "install", "-y", "curl"]
-	run("admin", "apt_install", "apt", argv, "default").allow
-	codes(run("operator", "apt_install", "apt", argv, "default")) == ["command_not_allowed"]
-	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-o", "x"], "default")) == ["command_not_allowed"]
+test_apt_admin_only if {
+	update := ["apt-get", "update", "-q"]
+	run("admin", "apt_update", "apt", update, "host-admin").allow
+	run("admin", "apt_update", "apt", ["apt-get", "check", "-q"], "host-admin").allow
+	codes(run("operator", "apt_update", "apt", update, "host-admin")) == ["command_not_allowed"]
+	install := ["apt-get", "install", "-y", "-q", "htop"]
+	run("admin", "apt_install", "apt", install, "host-admin").allow
+	run("admin", "apt_install", "apt", ["dpkg-query", "-s", "htop"], "host-admin").allow
+	run("admin", "apt_install", "apt", ["apt-get", "remove", "-y", "-q", "htop"], "host-admin").allow
+	codes(run("operator", "apt_install", "apt", install, "host-admin")) == ["command_not_allowed"]
+	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-q", "-o", "x"], "host-admin")) == ["command_not_allowed"]
+	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-q", "--allow-unauthenticated"], "host-admin")) == ["command_not_allowed"]
 }
 
 test_echo_fixture_allowed_for_every_role if {
