@@ -395,10 +395,11 @@ fn toolgate(setup: &Setup, args: &[&str]) -> anyhow::Result<std::process::Output
     std::fs::write(
         &config,
         format!(
-            "data_dir = {:?}\n[plugins]\ndir = {:?}\n[plugins.plugin.well_behaved]\ngrants = [\"workspace-read\", \"workspace-write\", \"exec:default\", \"containers-read\"]\n[sandbox]\nworkspace = {:?}\n",
+            "data_dir = {:?}\n[plugins]\ndir = {:?}\n[plugins.plugin.well_behaved]\ngrants = [\"workspace-read\", \"workspace-write\", \"exec:default\", \"containers-read\"]\n[sandbox]\nworkspace = {:?}\npool_size = 0\n[policy]\ndir = {:?}\n",
             setup.dir.path().join("data"),
             setup.config.dir,
-            setup.workspace()
+            setup.workspace(),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         ),
     )?;
     Ok(Command::new(env!("CARGO_BIN_EXE_toolgate"))
@@ -436,7 +437,13 @@ fn cli_lists_plugins_and_calls_a_tool() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid params for `count_words`") && stderr.contains("`/text`"), "{stderr}");
 
+    // A call runs its commands through the real exec policy and the real sandbox.
     let out = toolgate(&setup, &["plugins", "call", "run_echo", "--params", r#"{"text": "x"}"#])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let output: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!((output["exit_code"].as_i64(), output["stdout"].as_str()), (Some(0), Some("x\n")), "{output}");
+
+    let out = toolgate(&setup, &["plugins", "call", "sneaky_exec"])?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("denied"));
     Ok(())

@@ -124,7 +124,8 @@ async fn security_headers_on_200_4xx_and_5xx() -> anyhow::Result<()> {
 async fn ready_store_reports_ok() -> anyhow::Result<()> {
     let server = Server::start(&[])?;
     let body: Value = client().get(server.url("/readyz")).send().await?.json().await?;
-    assert_eq!(body, json!({"status": "ready", "components": {"store": "ok"}}));
+    let components = json!({"store": "ok", "policy": "ok", "plugins": "ok", "sandbox": "ok"});
+    assert_eq!(body, json!({"status": "ready", "components": components}));
     Ok(())
 }
 

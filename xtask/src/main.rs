@@ -74,7 +74,18 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
 fn setup(root: &Path) -> anyhow::Result<()> {
     ensure_wasm_target(root)?;
     ensure_debian_package("busybox-static", Path::new("/bin/busybox"))?;
+    // The OpenAPI document is validated by an independent implementation in the tests.
+    ensure_python_module("openapi_spec_validator", "openapi-spec-validator")?;
     ensure_opa(root)
+}
+
+fn ensure_python_module(module: &str, package: &str) -> anyhow::Result<()> {
+    let present = Command::new("python3").args(["-c", &format!("import {module}")]).output();
+    if present.is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the Python package {package}");
+    run(Command::new("python3").args(["-m", "pip", "install", "--quiet", package]))
 }
 
 /// The wheel that carries OPA's Go library as a C shared object; pinned so oracle runs repeat.

@@ -1,0 +1,45 @@
+//! `toolgate serve` as a whole: what it refuses at start-up and how it degrades.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use toolgate_tests::{Server, client, run_cli};
+
+#[tokio::test]
+async fn without_docker_the_server_serves_and_says_the_sandbox_is_unavailable() -> anyhow::Result<()> {
+    let server = Server::start(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")])?;
+    let res = client().get(server.url("/healthz")).send().await?;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let res = client().get(server.url("/readyz")).send().await?;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = res.json().await?;
+    assert_eq!(ready["components"]["sandbox"], "unavailable", "{ready}");
+    assert_eq!((ready["components"]["policy"].as_str(), ready["components"]["plugins"].as_str()), (Some("ok"), Some("ok")));
+
+    // What needs no sandbox still works.
+    let token = server.admin_token().await?;
+    let res = client()
+        .post(server.url("/api/v1/policy/evaluate"))
+        .bearer_auth(&token)
+        .json(&json!({"tool": "disk_usage"}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(server.stderr().contains("sandbox unavailable"), "the reason is logged");
+    Ok(())
+}
+
+#[test]
+fn no_valid_policy_set_means_no_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(policies.join("toolgate"))?;
+    std::fs::write(policies.join("toolgate/action.rego"), "package toolgate.action\n\ndecision := {\"allow\": true\n")?;
+    let policy_dir = policies.display().to_string();
+    let out = run_cli(dir.path(), &[("TOOLGATE_POLICY_DIR", policy_dir.as_str())], &["serve"], "")?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("action.rego"), "the error names the broken file: {stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it must not serve");
+    Ok(())
+}
