@@ -1,5 +1,6 @@
 //! Cost of one tool call through the runtime (fresh store + instantiate + invoke + schema checks)
-//! and of start-up (loading every fixture from a warm compilation cache).
+//! for `well_behaved`'s `echo` and the SDK template's `greet` (a smaller component that makes one
+//! host call, `log`), and of start-up (loading every fixture from a warm compilation cache).
 //!
 //! Needs the fixtures: `cargo xtask plugins`, then `cargo bench -p toolgate-host --bench invoke`.
 
@@ -38,9 +39,16 @@ fn bench(c: &mut Criterion) {
     let echo: ToolName = "echo".parse().unwrap_or_else(|e| panic!("{e}"));
     let params = serde_json::json!({ "text": "hello" });
     rt.block_on(runtime.invoke(&call, &echo, params.clone())).unwrap_or_else(|e| panic!("echo: {e}"));
+    let greet: ToolName = "greet".parse().unwrap_or_else(|e| panic!("{e}"));
+    let name = serde_json::json!({ "name": "bench" });
+    let greeting = rt.block_on(runtime.invoke(&call, &greet, name.clone())).unwrap_or_else(|e| panic!("greet: {e}"));
+    assert_eq!(greeting.output, serde_json::json!({ "message": "Hello, bench!" }));
 
     c.bench_function("invoke echo (new store + instantiate + call)", |b| {
         b.iter(|| rt.block_on(runtime.invoke(&call, &echo, params.clone())))
+    });
+    c.bench_function("invoke greet (new store + instantiate + call)", |b| {
+        b.iter(|| rt.block_on(runtime.invoke(&call, &greet, name.clone())))
     });
     let mut startup = c.benchmark_group("startup");
     startup.sample_size(10);

@@ -9,7 +9,8 @@
 //! check is refused and not loaded, with a log line naming it, and the others load (see
 //! [`LoadReport`]). Each call then gets a fresh `Store` from a pooling allocator, a WASI context
 //! with nothing in it (no files, environment, arguments or sockets; stdout and stderr captured),
-//! a memory cap and a deadline.
+//! a memory cap and a deadline. Pool slots are reused, never shared: the pages a call wrote are
+//! reset to the module's initial contents before the slot serves another call.
 //!
 //! The deadline counts **plugin execution only**: time spent inside host calls (a sandbox
 //! command may take 30 s) is not charged to the plugin. It is enforced by epoch interruption:

@@ -8,11 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::{PluginError, PluginsConfig, TICK};
 
 const MIB: u64 = 1024 * 1024;
+
+/// Pages of a memory or table slot that a call wrote and that stay mapped for the next call in
+/// the slot, reset in place to their initial contents instead of being unmapped (`madvise`), so
+/// the next call takes no page fault on them. Only used when the kernel reports written pages
+/// (`PAGEMAP_SCAN`, Linux 6.7+): without it wasmtime would reset the lowest bytes whether written
+/// or not, and a Rust guest's lowest MiB is its mostly untouched stack.
+const KEEP_RESIDENT: usize = 1024 * 1024;
 
 /// The engine every plugin shares. Pool slots are sized for the largest memory cap configured.
 pub fn build(config: &PluginsConfig) -> Result<Engine, PluginError> {
@@ -32,8 +39,15 @@ pub fn build(config: &PluginsConfig) -> Result<Engine, PluginError> {
         .total_tables(calls.saturating_mul(8))
         .max_tables_per_component(8)
         .max_memory_size(usize::try_from(largest_mib * MIB).map_err(|e| PluginError::Config(e.to_string()))?);
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes).linear_memory_keep_resident(KEEP_RESIDENT).table_keep_resident(KEEP_RESIDENT);
+    }
     let mut wasm = Config::new();
-    wasm.epoch_interruption(true)
+    // No concurrent (component-model-async) calls are made, yet with it every `Store` set up and
+    // tore down state for them: 7 µs of a 17 µs call with `RUST_BACKTRACE=1`, as the teardown
+    // builds (and captures a backtrace for) an error it then discards.
+    wasm.concurrency_support(false)
+        .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .wasm_component_model(true);
     Engine::new(&wasm).map_err(|e| PluginError::Engine(format!("{e:#}")))

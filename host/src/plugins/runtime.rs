@@ -232,11 +232,13 @@ impl PluginRuntime {
             return Err(internal(tool));
         };
         let output = parse_json(tool, "output", &result.output)?;
-        if let Some(err) = entry.def.output_validator.iter_errors(&output).next() {
-            return Err(PluginError::InvalidOutput {
-                tool: tool.to_string(),
-                message: format!("output does not match its schema at `{}`: {err}", pointer(&err.instance_path().to_string())),
+        // `is_valid` allocates nothing and stops at the first failure; errors are only collected
+        // (to name the failing field) for output that is invalid.
+        if !entry.def.output_validator.is_valid(&output) {
+            let at = entry.def.output_validator.iter_errors(&output).next().map_or_else(String::new, |err| {
+                format!(" at `{}`: {err}", pointer(&err.instance_path().to_string()))
             });
+            return Err(PluginError::InvalidOutput { tool: tool.to_string(), message: format!("output does not match its schema{at}") });
         }
         let undo = result.undo.as_deref().map(|u| parse_json(tool, "undo record", u)).transpose()?;
         Ok(Invocation { output, undo, duration: started.elapsed() })
@@ -367,6 +369,10 @@ fn tool_error(tool: &str, err: WitError) -> PluginError {
 }
 
 fn check_params(entry: &ToolEntry, params: &serde_json::Value) -> Result<(), PluginError> {
+    // The allocation-free check first: valid params, the common case, cost no error collection.
+    if entry.def.params_validator.is_valid(params) {
+        return Ok(());
+    }
     let errors: Vec<String> = entry
         .def
         .params_validator
