@@ -112,6 +112,17 @@ async fn well_behaved_tools_answer_with_their_output() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn no_call_sees_what_a_previous_call_left_in_memory() -> anyhow::Result<()> {
+    let setup = Setup::new(&["well_behaved"])?;
+    let runtime = setup.load().await?;
+    for secret in ["first caller's secret", "second caller's secret", "third"] {
+        let out = runtime.invoke(&call(), &tool("remember"), json!({ "text": secret })).await?;
+        assert_eq!(out.output, json!({ "calls": 1, "previous": null }), "state leaked between calls");
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn template_plugin_loads() -> anyhow::Result<()> {
     let setup = Setup::new(&["template"])?;
     let runtime = setup.load().await?;
