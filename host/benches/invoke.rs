@@ -23,7 +23,11 @@ fn services(workspace: &Path) -> HostServices {
 
 fn bench(c: &mut Criterion) {
     let dir = fixtures();
-    assert!(dir.join("well_behaved.wasm").is_file(), "fixtures missing in {}: run `cargo xtask plugins`", dir.display());
+    assert!(
+        dir.join("well_behaved.wasm").is_file(),
+        "fixtures missing in {}: run `cargo xtask plugins`",
+        dir.display()
+    );
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let (plugins, cache) = (tmp.path().join("plugins"), tmp.path().join("cache"));
     std::fs::create_dir_all(&plugins).unwrap_or_else(|e| panic!("{e}"));
@@ -32,9 +36,8 @@ fn bench(c: &mut Criterion) {
     }
     let config = PluginsConfig { dir: plugins, ..PluginsConfig::default() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-    let runtime = rt
-        .block_on(PluginRuntime::load(&config, &cache, services(tmp.path())))
-        .unwrap_or_else(|e| panic!("load: {e}"));
+    let runtime =
+        rt.block_on(PluginRuntime::load(&config, &cache, services(tmp.path()))).unwrap_or_else(|e| panic!("load: {e}"));
     let call = CallContext { action_id: "bench".into(), caller: local_admin(), justification: None };
     let echo: ToolName = "echo".parse().unwrap_or_else(|e| panic!("{e}"));
     let params = serde_json::json!({ "text": "hello" });

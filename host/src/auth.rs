@@ -44,7 +44,9 @@ pub enum AuthError {
     #[error("password must contain {}", .0.join(", "))]
     WeakPassword(Vec<&'static str>),
     /// A user or key name outside the grammar.
-    #[error("invalid name `{0}`: expected 1 to 64 characters, a lower-case letter first, then lower-case letters, digits, `.`, `_` or `-`")]
+    #[error(
+        "invalid name `{0}`: expected 1 to 64 characters, a lower-case letter first, then lower-case letters, digits, `.`, `_` or `-`"
+    )]
     InvalidName(String),
     /// Wrong user name or password (deliberately not saying which).
     #[error("invalid user name or password")]

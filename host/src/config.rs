@@ -162,8 +162,8 @@ impl Config {
         let mut doc = toml::Value::try_from(Config::default())
             .map_err(|e| ConfigError::Invalid { origin: None, message: e.to_string() })?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             let origin = Some(path.display().to_string());
             let overlay: toml::Value = toml::from_str(&text)
                 .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
@@ -177,10 +177,8 @@ impl Config {
             let path: Vec<String> = if let Some((_, path)) = RUNTIME_VARIABLES.iter().find(|(n, _)| *n == name) {
                 path.iter().map(|s| (*s).to_owned()).collect()
             } else if name.starts_with("TOOLGATE_") && !NOT_KEYS.contains(&name.as_str()) {
-                env_key_path(&defaults, &name).ok_or_else(|| ConfigError::Env {
-                    name: name.clone(),
-                    message: "not a configuration key".into(),
-                })?
+                env_key_path(&defaults, &name)
+                    .ok_or_else(|| ConfigError::Env { name: name.clone(), message: "not a configuration key".into() })?
             } else {
                 continue;
             };
@@ -242,12 +240,12 @@ fn set_from_env(doc: &mut toml::Value, path: &[String], name: &str, raw: &str) -
             "false" | "0" | "no" => toml::Value::Boolean(false),
             _ => return Err(env_err(format!("expected true or false, got `{raw}`"))),
         },
-        toml::Value::Integer(_) => toml::Value::Integer(
-            raw.trim().parse().map_err(|_| env_err(format!("expected an integer, got `{raw}`")))?,
-        ),
-        toml::Value::Float(_) => toml::Value::Float(
-            raw.trim().parse().map_err(|_| env_err(format!("expected a number, got `{raw}`")))?,
-        ),
+        toml::Value::Integer(_) => {
+            toml::Value::Integer(raw.trim().parse().map_err(|_| env_err(format!("expected an integer, got `{raw}`")))?)
+        }
+        toml::Value::Float(_) => {
+            toml::Value::Float(raw.trim().parse().map_err(|_| env_err(format!("expected a number, got `{raw}`")))?)
+        }
         toml::Value::Array(_) => toml::Value::Array(
             raw.split(',')
                 .map(str::trim)

@@ -126,7 +126,9 @@ impl AppState {
         let limits = RateLimiters::new(&config.http.rate_limits).map_err(HttpError::Config)?;
         let cookie = &config.auth.cookie_name;
         if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            return Err(HttpError::Config(format!("`auth.cookie_name` `{cookie}` must be letters, digits, `_` or `-`")));
+            return Err(HttpError::Config(format!(
+                "`auth.cookie_name` `{cookie}` must be letters, digits, `_` or `-`"
+            )));
         }
         // The same bound verification enforces, so every hash we write can be checked later.
         if !(1..=22).contains(&config.auth.scrypt_log_n) {
@@ -139,10 +141,13 @@ impl AppState {
             .http
             .trusted_proxies
             .iter()
-            .map(|p| p.parse().map_err(|_| HttpError::Config(format!("`http.trusted_proxies`: `{p}` is not an IP address"))))
+            .map(|p| {
+                p.parse().map_err(|_| HttpError::Config(format!("`http.trusted_proxies`: `{p}` is not an IP address")))
+            })
             .collect::<Result<Vec<std::net::IpAddr>, _>>()?;
         let checked = store.clone();
-        let store_check = Component { name: "store", check: Arc::new(move || checked.health().map_err(|e| e.to_string())) };
+        let store_check =
+            Component { name: "store", check: Arc::new(move || checked.health().map_err(|e| e.to_string())) };
         Ok(AppState {
             config: Arc::new(config),
             store,
@@ -246,7 +251,8 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
 pub fn router(state: AppState) -> Result<Router, HttpError> {
     let mut app: Router<AppState> = Router::new();
     for route in routes() {
-        let limited = route.handler.layer(middleware::from_fn_with_state((state.clone(), route.class), ratelimit::per_address));
+        let limited =
+            route.handler.layer(middleware::from_fn_with_state((state.clone(), route.class), ratelimit::per_address));
         app = app.route(route.path, limited);
     }
     let body_limit = usize::try_from(state.config.http.body_limit_bytes)
@@ -272,7 +278,9 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]

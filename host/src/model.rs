@@ -42,10 +42,11 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownValue { kind: "role", value: s.to_owned(), expected: "viewer, operator, admin" })
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| UnknownValue {
+            kind: "role",
+            value: s.to_owned(),
+            expected: "viewer, operator, admin",
+        })
     }
 }
 
@@ -176,7 +177,9 @@ name_type!(
 
 /// A name that does not follow its grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} `{value}`: expected a lower-case letter, then lower-case letters, digits or separators, at most 64 characters")]
+#[error(
+    "invalid {kind} `{value}`: expected a lower-case letter, then lower-case letters, digits or separators, at most 64 characters"
+)]
 pub struct InvalidName {
     /// What kind of name it was.
     pub kind: &'static str,

@@ -93,7 +93,10 @@ impl Default for PluginsConfig {
 /// namespace, its package database): they stay refused at load until an operator declares those
 /// profiles and grants them (see `toolgate.example.toml`).
 fn default_grants() -> BTreeMap<String, PluginSettings> {
-    let grant = |grants: &[&str]| PluginSettings { grants: grants.iter().map(|g| (*g).to_owned()).collect(), ..Default::default() };
+    let grant = |grants: &[&str]| PluginSettings {
+        grants: grants.iter().map(|g| (*g).to_owned()).collect(),
+        ..Default::default()
+    };
     BTreeMap::from([
         ("command".to_owned(), grant(&["exec:default"])),
         ("disk".to_owned(), grant(&["exec:default"])),

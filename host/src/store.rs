@@ -256,11 +256,7 @@ impl Store {
     }
 
     /// Change a user in place and return the new record.
-    pub fn update_user(
-        &self,
-        username: &str,
-        change: impl FnOnce(&mut UserRecord),
-    ) -> Result<UserRecord, StoreError> {
+    pub fn update_user(&self, username: &str, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord, StoreError> {
         self.write(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
             let mut user: UserRecord = match table.get(username)? {

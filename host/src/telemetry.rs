@@ -53,18 +53,18 @@
 
 use std::time::Duration;
 
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry::KeyValue;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use opentelemetry_sdk::Resource;
 use serde::{Deserialize, Serialize};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::Layer as _;
 
 mod export;
 pub mod http;
@@ -241,7 +241,9 @@ pub fn resolve_exporting(
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok(None);
     }
-    for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] {
+    for name in
+        ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"]
+    {
         if let Some(protocol) = var(name)
             && protocol != "http/protobuf"
         {
@@ -250,7 +252,8 @@ pub fn resolve_exporting(
     }
     // The exporter's hyper client has no TLS (one TLS stack is enough for this binary), so an
     // https endpoint would fail every export: refuse it at start-up instead.
-    let endpoints = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
+    let endpoints =
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"];
     let base = config.otlp_endpoint.trim();
     for endpoint in endpoints.iter().filter_map(|name| var(name)).chain((!base.is_empty()).then(|| base.to_owned())) {
         if endpoint.trim().to_ascii_lowercase().starts_with("https://") {
@@ -288,20 +291,24 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
     };
     let mut export_reader = None;
     if let Some(exporting) = exporting {
-        let timeout = Duration::from_millis(positive(settings.export_timeout_ms, "telemetry.export_timeout_ms")? as u64);
+        let timeout =
+            Duration::from_millis(positive(settings.export_timeout_ms, "telemetry.export_timeout_ms")? as u64);
         let queue = export::QueueSettings {
             capacity: positive(settings.queue_size, "telemetry.queue_size")?,
             delay: Duration::from_millis(settings.batch_delay_ms),
             timeout,
         };
-        let interval = Duration::from_millis(positive(settings.metrics_interval_ms, "telemetry.metrics_interval_ms")? as u64);
+        let interval =
+            Duration::from_millis(positive(settings.metrics_interval_ms, "telemetry.metrics_interval_ms")? as u64);
         let spans = span_exporter(exporting.traces.as_deref(), timeout)?;
         let metrics = metric_exporter(exporting.metrics.as_deref(), timeout)?;
         let (runtime, handle) = Background::start()?;
         guard.runtime = Some(runtime);
         let processor = export::QueueProcessor::start(spans, &resource, handle.clone(), queue)?;
-        guard.tracer = SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone()).build();
-        export_reader = Some(PeriodicReader::builder(export::InRuntime::new(metrics, handle)).with_interval(interval).build());
+        guard.tracer =
+            SdkTracerProvider::builder().with_span_processor(processor).with_resource(resource.clone()).build();
+        export_reader =
+            Some(PeriodicReader::builder(export::InRuntime::new(metrics, handle)).with_interval(interval).build());
     }
     guard.meter = Some(metrics::install(resource, export_reader).ok_or(TelemetryError::AlreadyInitialised)?);
 
@@ -349,7 +356,10 @@ fn resource(settings: &TelemetryConfig) -> Resource {
     builder.build()
 }
 
-fn span_exporter(endpoint: Option<&str>, timeout: Duration) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+fn span_exporter(
+    endpoint: Option<&str>,
+    timeout: Duration,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
     let mut builder = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -360,7 +370,10 @@ fn span_exporter(endpoint: Option<&str>, timeout: Duration) -> Result<openteleme
     builder.build().map_err(|e| TelemetryError::Exporter(e.to_string()))
 }
 
-fn metric_exporter(endpoint: Option<&str>, timeout: Duration) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
+fn metric_exporter(
+    endpoint: Option<&str>,
+    timeout: Duration,
+) -> Result<opentelemetry_otlp::MetricExporter, TelemetryError> {
     let mut builder = opentelemetry_otlp::MetricExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -408,7 +421,8 @@ mod tests {
 
     #[test]
     fn standard_variables_turn_export_on_and_can_disable_it() -> anyhow::Result<()> {
-        let on = resolve_exporting(&TelemetryConfig::default(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]))?;
+        let on =
+            resolve_exporting(&TelemetryConfig::default(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")]))?;
         assert_eq!(on, Some(Exporting { traces: None, metrics: None }));
         let off = resolve_exporting(
             &TelemetryConfig::default(),
@@ -425,7 +439,8 @@ mod tests {
         let config = TelemetryConfig { otlp_endpoint: "collector:4318".into(), ..Default::default() };
         let err = resolve_exporting(&config, env(&[])).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("`collector:4318`"), "{err}");
-        let err = resolve_exporting(&TelemetryConfig::default(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]));
+        let err =
+            resolve_exporting(&TelemetryConfig::default(), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]));
         assert!(matches!(&err, Err(TelemetryError::Tls(e)) if e == "https://c:4318"), "{err:?}");
     }
 

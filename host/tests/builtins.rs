@@ -116,7 +116,8 @@ async fn apt_install_installs_with_dependencies_and_rollback_removes_it() -> any
     let out = fx.invoke(Role::Admin, "apt_install", params.clone()).await?;
     assert_eq!(out.output["was_installed"], false, "{}", out.output);
     assert_eq!(out.output["version"], "3.2.2-2", "{}", out.output);
-    let set_up: Vec<&str> = out.output["set_up"].as_array().context("set_up")?.iter().filter_map(|p| p["name"].as_str()).collect();
+    let set_up: Vec<&str> =
+        out.output["set_up"].as_array().context("set_up")?.iter().filter_map(|p| p["name"].as_str()).collect();
     for name in ["htop", "libnl-3-200", "libnl-genl-3-200"] {
         assert!(set_up.contains(&name), "{set_up:?}");
     }
@@ -133,7 +134,8 @@ async fn apt_install_installs_with_dependencies_and_rollback_removes_it() -> any
     assert_eq!(curl.output["already_newest"], "7.88.1-10+deb12u5", "{}", curl.output);
     assert!(curl.undo.is_none(), "{:?}", curl.undo);
 
-    let (kind, message) = tool_error(fx.invoke(Role::Admin, "apt_install", json!({"package": "no-such-package"})).await);
+    let (kind, message) =
+        tool_error(fx.invoke(Role::Admin, "apt_install", json!({"package": "no-such-package"})).await);
     assert_eq!(kind, ToolErrorKind::Failed, "{message}");
     assert!(message.contains("no-such-package"), "{message}");
     fx.shutdown().await;
@@ -147,7 +149,8 @@ async fn docker_tools_list_read_logs_restart_verify_and_roll_back() -> anyhow::R
     let web = TestContainer::start(&fx.base_image, &name, &["sh", "-c", "echo hello from e2e; exec sleep 300"])?;
 
     let list = fx.invoke(Role::Viewer, "docker_list_containers", json!({})).await?.output;
-    let listed = list["containers"].as_array().context("containers")?.iter().find(|c| c["name"] == name.as_str()).cloned();
+    let listed =
+        list["containers"].as_array().context("containers")?.iter().find(|c| c["name"] == name.as_str()).cloned();
     let listed = listed.with_context(|| format!("`{name}` not listed: {list}"))?;
     assert_eq!(listed["state"], "running", "{listed}");
     assert_eq!(listed["id"], web.id.as_str(), "{listed}");
@@ -177,7 +180,8 @@ async fn docker_tools_list_read_logs_restart_verify_and_roll_back() -> anyhow::R
     fx.rollback(Role::Admin, "docker_restart", &out).await?;
     assert_eq!(web.inspect("{{.State.Running}}")?, "false");
 
-    let (kind, message) = tool_error(fx.invoke(Role::Viewer, "docker_logs", json!({"container": unique("toolgate-e2e-absent")})).await);
+    let (kind, message) =
+        tool_error(fx.invoke(Role::Viewer, "docker_logs", json!({"container": unique("toolgate-e2e-absent")})).await);
     assert_ne!(kind, ToolErrorKind::InvalidParams, "{message}");
     assert!(message.contains("toolgate-e2e-absent"), "{message}");
     assert!(fx.commands().is_empty(), "the docker tools run no command: {:?}", fx.commands());
@@ -217,7 +221,8 @@ async fn files_write_read_list_verify_and_roll_back() -> anyhow::Result<()> {
     assert_eq!(out.output["created"], true, "{}", out.output);
     assert_eq!(std::fs::read_to_string(fx.workspace.join("conf/new.txt"))?, "$(id); rm -rf /\n");
     let list = fx.invoke(Role::Viewer, "list_dir", json!({"path": "conf"})).await?.output;
-    let names: Vec<&str> = list["entries"].as_array().context("entries")?.iter().filter_map(|e| e["name"].as_str()).collect();
+    let names: Vec<&str> =
+        list["entries"].as_array().context("entries")?.iter().filter_map(|e| e["name"].as_str()).collect();
     assert_eq!(names, ["app.ini", "new.txt"], "{list}");
     fx.rollback(Role::Admin, "write_file", &out).await?;
     assert!(!fx.workspace.join("conf/new.txt").exists());
@@ -230,10 +235,15 @@ async fn disk_usage_reports_the_sandbox_filesystems() -> anyhow::Result<()> {
     let fx = fixture().await?;
     let out = fx.invoke(Role::Viewer, "disk_usage", json!({})).await?.output;
     let filesystems = out["filesystems"].as_array().context("filesystems")?;
-    let workspace = filesystems.iter().find(|f| f["mount"] == "/workspace").with_context(|| format!("no /workspace: {out}"))?;
+    let workspace =
+        filesystems.iter().find(|f| f["mount"] == "/workspace").with_context(|| format!("no /workspace: {out}"))?;
     assert!(workspace["size_bytes"].as_u64().unwrap_or(0) > 0, "{workspace}");
     assert!(filesystems.iter().any(|f| f["mount"] == "/tmp"), "{out}");
-    assert!(fx.commands().iter().any(|(kind, allowed, cmd)| kind == "exec" && *allowed && cmd == "df -P -k"), "{:?}", fx.commands());
+    assert!(
+        fx.commands().iter().any(|(kind, allowed, cmd)| kind == "exec" && *allowed && cmd == "df -P -k"),
+        "{:?}",
+        fx.commands()
+    );
     fx.shutdown().await;
     Ok(())
 }
@@ -241,7 +251,8 @@ async fn disk_usage_reports_the_sandbox_filesystems() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn network_listeners_finds_a_listener_in_the_namespace_it_reads() -> anyhow::Result<()> {
     let base = fixture::sandbox_image().await?;
-    let listener = TestContainer::start_networked(&base, &unique("toolgate-e2e-listener"), &["nc", "-l", "-p", "8080"])?;
+    let listener =
+        TestContainer::start_networked(&base, &unique("toolgate-e2e-listener"), &["nc", "-l", "-p", "8080"])?;
     let fx = Fixture::new(TESTS, Some(&listener)).await?;
     let out = fx.invoke(Role::Viewer, "network_listeners", json!({})).await?.output;
     let listeners = out["listeners"].as_array().context("listeners")?;
@@ -337,7 +348,8 @@ async fn injections_in_every_string_parameter_are_refused_before_anything_runs()
     assert!(executed.is_empty(), "no container may be created: {executed:?}");
     assert!(fx.commands().iter().all(|(_, allowed, _)| !allowed), "{:?}", fx.commands());
     assert!(fx.calls().is_empty(), "the fake host saw {:?}", fx.calls());
-    let written: Vec<_> = std::fs::read_dir(&fx.workspace)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    let written: Vec<_> =
+        std::fs::read_dir(&fx.workspace)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
     assert_eq!(written, ["$(id)"], "only the literal file name was written");
     fx.shutdown().await;
     Ok(())

@@ -11,8 +11,8 @@ use serde_json::json;
 use toolgate_host::governance::{AuditSink, MemoryAuditSink};
 use toolgate_host::model::ToolName;
 use toolgate_host::plugins::{
-    CallContext, HostServices, PluginError, PluginRuntime, PluginSettings, PluginsConfig, Source,
-    ToolErrorKind, local_admin,
+    CallContext, HostServices, PluginError, PluginRuntime, PluginSettings, PluginsConfig, Source, ToolErrorKind,
+    local_admin,
 };
 use toolgate_host::policy::{Decision, ExecInput, ExecPolicy, Reason};
 use toolgate_host::sandbox::{BoxFuture, ExecOutput, ExecRequest, Executor, SandboxError};
@@ -44,7 +44,10 @@ impl Setup {
             std::fs::copy(fixture(name)?, plugins.join(format!("{name}.wasm")))?;
         }
         let mut config = PluginsConfig { dir: plugins, ..PluginsConfig::default() };
-        config.plugin.insert("well_behaved".into(), settings(&["exec:default", "containers-read", "workspace-read", "workspace-write"]));
+        config.plugin.insert(
+            "well_behaved".into(),
+            settings(&["exec:default", "containers-read", "workspace-read", "workspace-write"]),
+        );
         Ok(Setup { dir, config, audit: Arc::new(MemoryAuditSink::default()) })
     }
 
@@ -76,7 +79,11 @@ fn settings(grants: &[&str]) -> PluginSettings {
 }
 
 fn call() -> CallContext {
-    CallContext { action_id: "0193-test-action".into(), caller: local_admin(), justification: Some("testing the runtime".into()) }
+    CallContext {
+        action_id: "0193-test-action".into(),
+        caller: local_admin(),
+        justification: Some("testing the runtime".into()),
+    }
 }
 
 fn tool(name: &str) -> ToolName {
@@ -135,7 +142,10 @@ async fn template_plugin_loads() -> anyhow::Result<()> {
 #[tokio::test]
 async fn infinite_loop_times_out_and_the_host_keeps_serving() -> anyhow::Result<()> {
     let mut setup = Setup::new(&["infinite_loop", "well_behaved"])?;
-    setup.config.plugin.insert("infinite_loop".into(), PluginSettings { timeout_ms: Some(300), ..PluginSettings::default() });
+    setup
+        .config
+        .plugin
+        .insert("infinite_loop".into(), PluginSettings { timeout_ms: Some(300), ..PluginSettings::default() });
     let runtime = setup.load().await?;
     let err = runtime.invoke(&call(), &tool("spin"), json!({})).await.err();
     assert!(matches!(err, Some(PluginError::Timeout { ref tool, limit_ms: 300 }) if tool == "spin"), "{err:?}");
@@ -145,7 +155,10 @@ async fn infinite_loop_times_out_and_the_host_keeps_serving() -> anyhow::Result<
 #[tokio::test]
 async fn memory_bomb_hits_its_cap_and_the_host_keeps_serving() -> anyhow::Result<()> {
     let mut setup = Setup::new(&["memory_bomb", "well_behaved"])?;
-    setup.config.plugin.insert("memory_bomb".into(), PluginSettings { memory_mib: Some(16), ..PluginSettings::default() });
+    setup
+        .config
+        .plugin
+        .insert("memory_bomb".into(), PluginSettings { memory_mib: Some(16), ..PluginSettings::default() });
     let runtime = setup.load().await?;
     let err = runtime.invoke(&call(), &tool("hog"), json!({})).await.err();
     assert!(matches!(err, Some(PluginError::MemoryExhausted { ref tool, cap_mib: 16 }) if tool == "hog"), "{err:?}");
@@ -174,7 +187,10 @@ async fn ungranted_capability_refuses_the_plugin_naming_tool_and_capability() ->
     assert_eq!(refused.len(), 1, "{refused:?}");
     match &refused[0].error {
         PluginError::Ungranted { plugin, tool, capability } => {
-            assert_eq!((plugin.as_str(), tool.as_str(), capability.as_str()), ("ungranted", "admin_exec", "exec:host-admin"));
+            assert_eq!(
+                (plugin.as_str(), tool.as_str(), capability.as_str()),
+                ("ungranted", "admin_exec", "exec:host-admin")
+            );
         }
         other => bail!("expected an ungranted refusal, got {other:?}"),
     }
@@ -190,8 +206,11 @@ async fn colliding_tool_names_refuse_the_later_plugin_naming_both() -> anyhow::R
     let refused = &runtime.report().refused;
     assert_eq!(refused.len(), 1, "{refused:?}");
     let message = refused[0].error.to_string();
-    assert!(matches!(&refused[0].error, PluginError::Collision { tool, first, second }
-        if tool == "echo" && first == "colliding" && second == "well_behaved"), "{message}");
+    assert!(
+        matches!(&refused[0].error, PluginError::Collision { tool, first, second }
+        if tool == "echo" && first == "colliding" && second == "well_behaved"),
+        "{message}"
+    );
     assert!(message.contains("`colliding`") && message.contains("`well_behaved`"), "{message}");
     assert_eq!(runtime.tool(&tool("echo")).map(|t| t.plugin.as_str()), Some("colliding"));
     assert!(runtime.tool(&tool("count_words")).is_none(), "no tool of a refused plugin is served");
@@ -223,7 +242,10 @@ async fn undeclared_exec_is_denied_and_audited() -> anyhow::Result<()> {
         other => bail!("expected denied, got {other:?}"),
     }
     let events = setup.audit.events();
-    assert!(events.iter().any(|e| e.kind == "exec_decision" && !e.allowed && e.command.as_deref() == Some("echo sneaky")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.kind == "exec_decision" && !e.allowed && e.command.as_deref() == Some("echo sneaky")),
+        "{events:?}"
+    );
     Ok(())
 }
 
@@ -296,7 +318,10 @@ async fn missing_services_answer_unavailable_and_missing_policy_denies() -> anyh
     assert!(matches!(err, Some(PluginError::Tool { kind: ToolErrorKind::Unavailable, .. })), "{err:?}");
     // No exec policy: fail closed, nothing runs.
     let err = runtime.invoke(&call(), &tool("run_echo"), json!({ "text": "hi" })).await.err();
-    assert!(matches!(err, Some(PluginError::Tool { kind: ToolErrorKind::Denied, ref message, .. }) if message.contains("no exec policy")), "{err:?}");
+    assert!(
+        matches!(err, Some(PluginError::Tool { kind: ToolErrorKind::Denied, ref message, .. }) if message.contains("no exec policy")),
+        "{err:?}"
+    );
     Ok(())
 }
 
@@ -306,7 +331,11 @@ struct EchoOnly;
 impl ExecPolicy for EchoOnly {
     fn decide_exec(&self, input: &ExecInput) -> Decision {
         let allow = input.argv.first().is_some_and(|p| p == "echo");
-        let reasons = if allow { vec![] } else { vec![Reason { code: "command_not_allowed".into(), message: "only echo".into() }] };
+        let reasons = if allow {
+            vec![]
+        } else {
+            vec![Reason { code: "command_not_allowed".into(), message: "only echo".into() }]
+        };
         Decision { allow, reasons, requirements: vec![], revision: "test".into() }
     }
 }
@@ -362,7 +391,9 @@ async fn calls_beyond_the_pool_wait_for_a_slot() -> anyhow::Result<()> {
     let calls: Vec<_> = (0..8)
         .map(|i| {
             let runtime = Arc::clone(&runtime);
-            tokio::spawn(async move { runtime.invoke(&call(), &tool("run_echo"), json!({ "text": format!("n{i}") })).await })
+            tokio::spawn(
+                async move { runtime.invoke(&call(), &tool("run_echo"), json!({ "text": format!("n{i}") })).await },
+            )
         })
         .collect();
     for (i, handle) in calls.into_iter().enumerate() {
@@ -430,7 +461,8 @@ fn cli_lists_plugins_and_calls_a_tool() -> anyhow::Result<()> {
     let plugin = &listing["plugins"][0];
     assert_eq!(plugin["name"], "well_behaved");
     assert!(plugin["grants"].as_array().is_some_and(|g| g.contains(&json!("exec:default"))));
-    let write_note = plugin["tools"].as_array().and_then(|t| t.iter().find(|t| t["name"] == "write_note")).context("write_note")?;
+    let write_note =
+        plugin["tools"].as_array().and_then(|t| t.iter().find(|t| t["name"] == "write_note")).context("write_note")?;
     assert_eq!(write_note["category"], "SENSITIVE");
     assert_eq!(write_note["capabilities"], json!(["workspace-read", "workspace-write"]));
     assert!(listing["refused"][0]["error"].as_str().is_some_and(|e| e.contains("exec:host-admin")), "{listing}");

@@ -35,7 +35,10 @@ fn the_default_policies_pass_their_own_tests() -> anyhow::Result<()> {
     let out = toolgate(&["policy", "test", dir.to_str().unwrap_or_default()])?;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("PASS toolgate/action_test.rego: data.toolgate.action_test.test_viewer_read_allowed"), "{stdout}");
+    assert!(
+        stdout.contains("PASS toolgate/action_test.rego: data.toolgate.action_test.test_viewer_read_allowed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("PASS toolgate/exec_test.rego: data.toolgate.exec_test.test_plugin_mismatch"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
@@ -52,7 +55,10 @@ fn a_failing_test_is_named_and_fails_the_run() -> anyhow::Result<()> {
     let out = toolgate(&["policy", "test", dir.path().to_str().unwrap_or_default()])?;
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL toolgate/extra_test.rego: data.toolgate.extra_test.test_viewer_may_restart"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL toolgate/extra_test.rego: data.toolgate.extra_test.test_viewer_may_restart"),
+        "{stdout}"
+    );
     assert!(stdout.contains("PASS toolgate/extra_test.rego: data.toolgate.extra_test.test_passes"), "{stdout}");
     assert!(stdout.trim_end().ends_with(" passed, 1 failed"), "{stdout}");
     Ok(())
@@ -75,9 +81,16 @@ fn coverage_is_reported_per_file() -> anyhow::Result<()> {
 fn check_points_at_the_error_with_a_caret() -> anyhow::Result<()> {
     let dir = copy_of_policies()?;
     let ok = toolgate(&["policy", "check", dir.path().to_str().unwrap_or_default()])?;
-    assert!(ok.status.success() && text(&ok.stdout).starts_with("ok: 4 files, revision sha256:"), "{}", text(&ok.stderr));
+    assert!(
+        ok.status.success() && text(&ok.stdout).starts_with("ok: 4 files, revision sha256:"),
+        "{}",
+        text(&ok.stderr)
+    );
 
-    std::fs::write(dir.path().join("toolgate/broken.rego"), "package toolgate.broken\n\nallow if {\n\tinput.x ==\n}\n")?;
+    std::fs::write(
+        dir.path().join("toolgate/broken.rego"),
+        "package toolgate.broken\n\nallow if {\n\tinput.x ==\n}\n",
+    )?;
     let out = toolgate(&["policy", "check", dir.path().to_str().unwrap_or_default()])?;
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -113,12 +126,14 @@ fn eval_prints_the_decision_and_explains_it() -> anyhow::Result<()> {
         .to_string(),
     )?;
     let dir = policies();
-    let args = ["policy", "eval", "--input", input.to_str().unwrap_or_default(), "--dir", dir.to_str().unwrap_or_default()];
+    let args =
+        ["policy", "eval", "--input", input.to_str().unwrap_or_default(), "--dir", dir.to_str().unwrap_or_default()];
     let out = toolgate(&args)?;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let decision: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(decision["allow"], false);
-    let codes: Vec<&str> = decision["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect();
+    let codes: Vec<&str> =
+        decision["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect();
     assert_eq!(codes, ["justification_required", "role_insufficient"]);
     assert!(decision["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")));
 
@@ -143,7 +158,14 @@ fn eval_picks_the_exec_point_for_an_argv() -> anyhow::Result<()> {
         .to_string(),
     )?;
     let dir = policies();
-    let out = toolgate(&["policy", "eval", "--input", input.to_str().unwrap_or_default(), "--dir", dir.to_str().unwrap_or_default()])?;
+    let out = toolgate(&[
+        "policy",
+        "eval",
+        "--input",
+        input.to_str().unwrap_or_default(),
+        "--dir",
+        dir.to_str().unwrap_or_default(),
+    ])?;
     let decision: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(decision["reasons"][0]["code"], "command_not_allowed", "{decision}");
     Ok(())

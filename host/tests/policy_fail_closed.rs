@@ -129,10 +129,7 @@ fn a_set_without_a_decision_rule_is_refused() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("exec.rego"), EXEC_OK)?;
     std::fs::write(dir.path().join("action.rego"), "package toolgate.action\n\nallow := true\n")?;
     let err = PolicyEngine::load(&config(dir.path())).err();
-    assert!(
-        matches!(&err, Some(PolicyError::MissingRule(rule)) if rule == "data.toolgate.action.decision"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, Some(PolicyError::MissingRule(rule)) if rule == "data.toolgate.action.decision"), "{err:?}");
     Ok(())
 }
 
@@ -186,7 +183,10 @@ fn a_broken_reload_keeps_the_last_good_set() -> anyhow::Result<()> {
     assert!(engine.decide_action(&input).allow, "the last good set must still decide");
 
     // A valid change is swapped in and its revision shows in every decision.
-    write_set(dir.path(), r#"decision := {"allow": false, "reasons": [{"code": "closed", "message": "m"}], "requirements": []}"#)?;
+    write_set(
+        dir.path(),
+        r#"decision := {"allow": false, "reasons": [{"code": "closed", "message": "m"}], "requirements": []}"#,
+    )?;
     let new = engine.reload()?;
     assert_ne!(new, good);
     let d = engine.decide_action(&input);
@@ -244,7 +244,10 @@ fn the_watcher_swaps_valid_changes_and_refuses_broken_ones() -> anyhow::Result<(
     let first = engine.revision();
     let input = action(Role::Viewer, Category::Read, None);
 
-    write_set(dir.path(), r#"decision := {"allow": false, "reasons": [{"code": "closed", "message": "m"}], "requirements": []}"#)?;
+    write_set(
+        dir.path(),
+        r#"decision := {"allow": false, "reasons": [{"code": "closed", "message": "m"}], "requirements": []}"#,
+    )?;
     assert!(eventually(|| engine.revision() != first), "the change was not picked up");
     let second = engine.revision();
     assert!(!engine.decide_action(&input).allow);

@@ -36,7 +36,12 @@ fn interpreter_and_rvm_give_the_wanted_decisions() -> anyhow::Result<()> {
         let interpreted = set.decide(case.point, &case.input, EvalPath::Interpreter);
         let compiled = set.decide(case.point, &case.input, EvalPath::Rvm);
         if want_of(&interpreted) != case.want {
-            failures.push(format!("{file}: {}: interpreter gave {:?}, want {:?}", case.note, want_of(&interpreted), case.want));
+            failures.push(format!(
+                "{file}: {}: interpreter gave {:?}, want {:?}",
+                case.note,
+                want_of(&interpreted),
+                case.want
+            ));
         }
         // The fast path is only used because it decides exactly as the interpreter does.
         if compiled != interpreted {
@@ -68,7 +73,8 @@ fn reference_opa_agrees_on_every_golden_case() -> anyhow::Result<()> {
 fn golden_cases_cover_every_reason_code_and_every_role_and_category() -> anyhow::Result<()> {
     // Every reason code the policies can emit (`"code": "..."` in a rule head).
     let mut emitted = BTreeSet::new();
-    for file in PolicySet::load(&policy_dir(), None)?.sources().files.iter().filter(|f| !f.path.ends_with("_test.rego")) {
+    for file in PolicySet::load(&policy_dir(), None)?.sources().files.iter().filter(|f| !f.path.ends_with("_test.rego"))
+    {
         for piece in file.text.split("\"code\": \"").skip(1) {
             emitted.insert(piece.split('"').next().unwrap_or_default().to_owned());
         }
@@ -82,7 +88,10 @@ fn golden_cases_cover_every_reason_code_and_every_role_and_category() -> anyhow:
     let pairs: BTreeSet<(String, String)> = cases
         .iter()
         .filter_map(|(_, c)| {
-            Some((c.input.pointer("/caller/role")?.as_str()?.to_owned(), c.input.pointer("/tool/category")?.as_str()?.to_owned()))
+            Some((
+                c.input.pointer("/caller/role")?.as_str()?.to_owned(),
+                c.input.pointer("/tool/category")?.as_str()?.to_owned(),
+            ))
         })
         .filter(|_| true)
         .collect();

@@ -27,7 +27,13 @@ async fn requests_get_trace_ids_when_export_is_off() -> anyhow::Result<()> {
     let mut seen = Vec::new();
     for _ in 0..2 {
         let response = app.clone().oneshot(Request::get("/whoami").body(Body::empty())?).await?;
-        let header = response.headers().get(telemetry::http::TRACE_ID_HEADER).map(|v| v.to_str()).transpose()?.unwrap_or_default().to_owned();
+        let header = response
+            .headers()
+            .get(telemetry::http::TRACE_ID_HEADER)
+            .map(|v| v.to_str())
+            .transpose()?
+            .unwrap_or_default()
+            .to_owned();
         let body = axum::body::to_bytes(response.into_body(), 1024).await?;
         assert_eq!(header.len(), 32, "{header:?}");
         assert!(header.chars().all(|c| c.is_ascii_hexdigit()) && header.chars().any(|c| c != '0'), "{header}");

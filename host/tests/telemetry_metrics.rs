@@ -32,8 +32,16 @@ fn parse(text: &str) -> anyhow::Result<Series> {
                 (Some("HELP"), Some(name), _) => ensure!(valid_name(name), "bad name, {}", at()),
                 (Some("TYPE"), Some(name), Some(kind)) => {
                     ensure!(valid_name(name), "bad name, {}", at());
-                    ensure!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "bad type, {}", at());
-                    ensure!(types.insert(name.to_owned(), kind.to_owned()).is_none(), "family declared twice, {}", at());
+                    ensure!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                        "bad type, {}",
+                        at()
+                    );
+                    ensure!(
+                        types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                        "family declared twice, {}",
+                        at()
+                    );
                     current = Some(name.to_owned());
                 }
                 _ => bail!("bad comment, {}", at()),
@@ -45,7 +53,9 @@ fn parse(text: &str) -> anyhow::Result<Series> {
         let family = current.as_deref().with_context(|| format!("sample before any TYPE, {}", at()))?;
         let kind = types.get(family).map(String::as_str).unwrap_or_default();
         let fits = match kind {
-            "histogram" => [format!("{family}_bucket"), format!("{family}_sum"), format!("{family}_count")].contains(&name),
+            "histogram" => {
+                [format!("{family}_bucket"), format!("{family}_sum"), format!("{family}_count")].contains(&name)
+            }
             _ => name == family,
         };
         ensure!(fits, "sample `{name}` outside its family `{family}`, {}", at());
@@ -65,7 +75,10 @@ fn parse(text: &str) -> anyhow::Result<Series> {
                 .collect::<anyhow::Result<_>>()?;
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             ensure!(buckets.windows(2).all(|w| w[0].1 <= w[1].1), "{name}{labels:?}: buckets not cumulative");
-            ensure!(buckets.last().map(|b| (b.0, b.1)) == Some((f64::INFINITY, *count)), "{name}{labels:?}: +Inf bucket != count");
+            ensure!(
+                buckets.last().map(|b| (b.0, b.1)) == Some((f64::INFINITY, *count)),
+                "{name}{labels:?}: +Inf bucket != count"
+            );
         }
     }
     Ok(series)
@@ -186,7 +199,10 @@ async fn metrics_parse_as_prometheus_text_and_move_with_calls() -> anyhow::Resul
     assert_eq!(delta("toolgate_policy_decisions_total", &[("outcome", "deny"), ("point", "action")]), 1.0);
     assert_eq!(delta("toolgate_policy_decisions_total", &[("outcome", "allow"), ("point", "action")]), 1.0);
     assert_eq!(
-        delta("toolgate_policy_decision_reasons_total", &[("outcome", "deny"), ("point", "action"), ("reason", "needs_approval")]),
+        delta(
+            "toolgate_policy_decision_reasons_total",
+            &[("outcome", "deny"), ("point", "action"), ("reason", "needs_approval")]
+        ),
         1.0
     );
     assert_eq!(delta("toolgate_tool_calls_total", &[("status", "ok"), ("tool", "disk_usage")]), 1.0);
@@ -194,9 +210,18 @@ async fn metrics_parse_as_prometheus_text_and_move_with_calls() -> anyhow::Resul
     assert_eq!(delta("toolgate_plugin_call_duration_seconds_count", &[("tool", "disk_usage")]), 2.0);
     let readonly_ok = [("exit_code", "0"), ("profile", "readonly")];
     assert_eq!(delta("toolgate_sandbox_exec_duration_seconds_count", &readonly_ok), 1.0);
-    assert_eq!(delta("toolgate_sandbox_exec_duration_seconds_bucket", &[readonly_ok[0], ("le", "0.25"), readonly_ok[1]]), 0.0);
-    assert_eq!(delta("toolgate_sandbox_exec_duration_seconds_bucket", &[readonly_ok[0], ("le", "0.5"), readonly_ok[1]]), 1.0);
-    assert_eq!(delta("toolgate_sandbox_exec_duration_seconds_count", &[("exit_code", "none"), ("profile", "readonly")]), 1.0);
+    assert_eq!(
+        delta("toolgate_sandbox_exec_duration_seconds_bucket", &[readonly_ok[0], ("le", "0.25"), readonly_ok[1]]),
+        0.0
+    );
+    assert_eq!(
+        delta("toolgate_sandbox_exec_duration_seconds_bucket", &[readonly_ok[0], ("le", "0.5"), readonly_ok[1]]),
+        1.0
+    );
+    assert_eq!(
+        delta("toolgate_sandbox_exec_duration_seconds_count", &[("exit_code", "none"), ("profile", "readonly")]),
+        1.0
+    );
     assert_eq!(delta("toolgate_rate_limited_total", &[("class", "login")]), 1.0);
     assert_eq!(delta("toolgate_actions_active", &[("state", "awaiting_approval")]), 1.0);
     // A hostile label value survives the round trip through escaping.
@@ -207,11 +232,11 @@ async fn metrics_parse_as_prometheus_text_and_move_with_calls() -> anyhow::Resul
 #[test]
 fn the_parser_rejects_malformed_exposition() {
     for bad in [
-        "toolgate_x_total 1\n",                                            // no TYPE
-        "# TYPE a counter\na 1\n",                                         // counter without _total
-        "# TYPE a gauge\na{b=\"unterminated} 1\n",                        // bad label
-        "# TYPE a gauge\na{b=\"x\"} one\n",                               // bad value
-        "# TYPE a gauge\na 1\na 2\n",                                      // repeated series
+        "toolgate_x_total 1\n",                    // no TYPE
+        "# TYPE a counter\na 1\n",                 // counter without _total
+        "# TYPE a gauge\na{b=\"unterminated} 1\n", // bad label
+        "# TYPE a gauge\na{b=\"x\"} one\n",        // bad value
+        "# TYPE a gauge\na 1\na 2\n",              // repeated series
         "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n", // not cumulative
     ] {
         assert!(parse(bad).is_err(), "accepted:\n{bad}");

@@ -16,8 +16,8 @@ use tower::ServiceExt as _;
 use tracing::Instrument as _;
 
 use toolgate_host::config::Config;
-use toolgate_host::telemetry::{self, TelemetryConfig, TelemetryGuard, metrics, span};
 use toolgate_host::telemetry::span::attr;
+use toolgate_host::telemetry::{self, TelemetryConfig, TelemetryGuard, metrics, span};
 use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan};
 
 const SECRET: &str = "hunter2-do-not-export";
@@ -93,7 +93,11 @@ async fn call_tool(Path(name): Path<String>) -> String {
     trace_id
 }
 
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str, filter: impl Fn(&ReceivedSpan) -> bool) -> anyhow::Result<&'a ReceivedSpan> {
+fn one<'a>(
+    spans: &'a [ReceivedSpan],
+    name: &str,
+    filter: impl Fn(&ReceivedSpan) -> bool,
+) -> anyhow::Result<&'a ReceivedSpan> {
     let found: Vec<_> = spans.iter().filter(|s| s.name == name && filter(s)).collect();
     match found.as_slice() {
         [one] => Ok(one),
@@ -109,7 +113,8 @@ async fn one_tool_call_exports_the_documented_tree_without_secrets() -> anyhow::
         .body(Body::from(format!(r#"{{"path": "/", "password": "{SECRET}"}}"#)))?;
     let response = app().oneshot(request).await?;
     assert_eq!(response.status(), 200);
-    let header = response.headers().get(telemetry::http::TRACE_ID_HEADER).context("no x-trace-id")?.to_str()?.to_owned();
+    let header =
+        response.headers().get(telemetry::http::TRACE_ID_HEADER).context("no x-trace-id")?.to_str()?.to_owned();
     let body = axum::body::to_bytes(response.into_body(), 1 << 16).await?;
     // What the audit layer stores is the id the client sees.
     assert_eq!(std::str::from_utf8(&body)?, header);
@@ -130,7 +135,9 @@ async fn one_tool_call_exports_the_documented_tree_without_secrets() -> anyhow::
     let audit = one(&trace, span::AUDIT, |_| true)?;
 
     assert_eq!(http.parent_span_id, "", "the HTTP span is the root");
-    for (child, parent) in [(auth, http), (action, http), (plugin, http), (host, plugin), (exec_policy, host), (exec, host), (audit, http)] {
+    for (child, parent) in
+        [(auth, http), (action, http), (plugin, http), (host, plugin), (exec_policy, host), (exec, host), (audit, http)]
+    {
         assert_eq!(child.parent_span_id, parent.span_id, "{} should be a child of {}", child.name, parent.name);
     }
 
@@ -159,7 +166,11 @@ async fn one_tool_call_exports_the_documented_tree_without_secrets() -> anyhow::
 
     for span in &trace {
         for (key, value) in &span.attributes {
-            assert!(!value.contains(SECRET) && !value.contains("Bearer"), "{}: {key}={value} leaks a secret", span.name);
+            assert!(
+                !value.contains(SECRET) && !value.contains("Bearer"),
+                "{}: {key}={value} leaks a secret",
+                span.name
+            );
         }
     }
     Ok(())
@@ -170,9 +181,14 @@ async fn client_traceparent_is_honoured_and_echoed() -> anyhow::Result<()> {
     let f = fixture()?;
     let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let client_span = "00f067aa0ba902b7";
-    let request = Request::get("/items/42").header("traceparent", format!("00-{client_trace}-{client_span}-01")).body(Body::empty())?;
+    let request = Request::get("/items/42")
+        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
+        .body(Body::empty())?;
     let response = app().oneshot(request).await?;
-    assert_eq!(response.headers().get(telemetry::http::TRACE_ID_HEADER).map(|v| v.to_str()).transpose()?, Some(client_trace));
+    assert_eq!(
+        response.headers().get(telemetry::http::TRACE_ID_HEADER).map(|v| v.to_str()).transpose()?,
+        Some(client_trace)
+    );
 
     let fresh = app().oneshot(Request::get("/items/7").body(Body::empty())?).await?;
     let fresh_id = fresh.headers().get(telemetry::http::TRACE_ID_HEADER).context("no x-trace-id")?.to_str()?.to_owned();
@@ -200,13 +216,19 @@ async fn metrics_are_exported_over_otlp() -> anyhow::Result<()> {
             .collector
             .points()
             .into_iter()
-            .filter(|p| p.metric == "toolgate.tool.calls" && p.attributes.get("tool").map(String::as_str) == Some("otlp_probe"))
+            .filter(|p| {
+                p.metric == "toolgate.tool.calls" && p.attributes.get("tool").map(String::as_str) == Some("otlp_probe")
+            })
             .map(|p| p.value)
             .fold(0.0, f64::max);
         if calls >= 2.0 {
             return Ok(());
         }
-        anyhow::ensure!(std::time::Instant::now() < deadline, "no toolgate.tool.calls point for otlp_probe: {:#?}", f.collector.points());
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no toolgate.tool.calls point for otlp_probe: {:#?}",
+            f.collector.points()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

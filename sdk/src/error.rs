@@ -102,7 +102,10 @@ mod tests {
 
     #[test]
     fn display_names_the_case_and_keeps_the_message() {
-        assert_eq!(Error::invalid_params("field `n`: expected a number").to_string(), "invalid params: field `n`: expected a number");
+        assert_eq!(
+            Error::invalid_params("field `n`: expected a number").to_string(),
+            "invalid params: field `n`: expected a number"
+        );
         assert_eq!(Error::timeout("after 1 s").to_string(), "timeout: after 1 s");
         assert_eq!(Error::denied("no").message(), "no");
     }

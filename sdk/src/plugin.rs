@@ -7,9 +7,9 @@ use schemars::generate::SchemaSettings;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Error;
 use crate::bindings::exports::toolgate::plugin::tool::{InvokeResult, Manifest, ToolSpec};
 use crate::tool::{Category, DocumentOf, Tool, ToolOutput, UndoOf, Verdict};
-use crate::Error;
 
 /// A plugin: a name, a version and its tools, as [`plugin!`](crate::plugin) declares them.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +62,13 @@ impl ToolEntry {
                 "a SENSITIVE or CRITICAL tool must support verify (SUPPORTS_VERIFY) and rollback (Output = WithUndo<..>)"
             );
         }
-        Self { name: T::NAME, spec: spec_of::<T>, invoke: invoke_of::<T>, verify: verify_of::<T>, rollback: rollback_of::<T> }
+        Self {
+            name: T::NAME,
+            spec: spec_of::<T>,
+            invoke: invoke_of::<T>,
+            verify: verify_of::<T>,
+            rollback: rollback_of::<T>,
+        }
     }
 
     /// The tool's name.
@@ -126,7 +132,10 @@ fn spec_of<T: Tool>() -> ToolSpec {
 fn invoke_of<T: Tool>(params: &str) -> Result<InvokeResult, Error> {
     let params = parse::<T::Params>(params, "params")?;
     let (output, undo) = T::invoke(params)?.split();
-    Ok(InvokeResult { output: to_json(&output, T::NAME, "output")?, undo: undo.map(|u| to_json(&u, T::NAME, "undo record")).transpose()? })
+    Ok(InvokeResult {
+        output: to_json(&output, T::NAME, "output")?,
+        undo: undo.map(|u| to_json(&u, T::NAME, "undo record")).transpose()?,
+    })
 }
 
 fn verify_of<T: Tool>(params: &str, output: &str) -> Result<Verdict, Error> {
@@ -156,5 +165,6 @@ fn parse<T: DeserializeOwned>(json: &str, what: &str) -> Result<T, Error> {
 }
 
 fn to_json<T: Serialize>(value: &T, tool: &str, what: &str) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::failed(format!("tool `{tool}` produced an {what} that is not JSON: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::failed(format!("tool `{tool}` produced an {what} that is not JSON: {e}")))
 }

@@ -28,6 +28,10 @@ pub fn exec_with_timeout(argv: &[&str], profile: &str, timeout: Duration) -> Res
 }
 
 fn run(argv: &[&str], profile: &str, timeout_ms: Option<u32>) -> Result<ExecOutput, Error> {
-    let request = wit::ExecRequest { argv: argv.iter().map(|&a| a.to_owned()).collect(), profile: profile.to_owned(), timeout_ms };
+    let request = wit::ExecRequest {
+        argv: argv.iter().map(|&a| a.to_owned()).collect(),
+        profile: profile.to_owned(),
+        timeout_ms,
+    };
     crate::host::call(|| wit::exec(&request))
 }

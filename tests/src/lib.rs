@@ -73,7 +73,10 @@ pub fn base_env() -> Vec<(String, String)> {
         ("TOOLGATE_POLICY_DIR".to_owned(), policies_dir().display().to_string()),
         ("TOOLGATE_PLUGINS_DIR".to_owned(), plugins_dir().display().to_string()),
         // One compile cache for every test server: each would otherwise compile every plugin.
-        ("TOOLGATE_PLUGINS_CACHE_DIR".to_owned(), plugins_dir().with_file_name("test-plugin-cache").display().to_string()),
+        (
+            "TOOLGATE_PLUGINS_CACHE_DIR".to_owned(),
+            plugins_dir().with_file_name("test-plugin-cache").display().to_string(),
+        ),
     ];
     [
         ("TOOLGATE_MODE", "production"),
@@ -90,7 +93,12 @@ pub fn base_env() -> Vec<(String, String)> {
 }
 
 /// Run `toolgate <args>` to completion with `env` (plus the data directory) and `stdin`.
-pub fn run_cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+pub fn run_cli(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &str,
+) -> anyhow::Result<std::process::Output> {
     use std::io::Write;
     let mut cmd = command(data_dir, env)?;
     let mut child = cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
@@ -154,8 +162,7 @@ impl Server {
                 }
             }
         };
-        let admin_password =
-            printed.lines().find_map(|l| l.trim().strip_prefix("password: ")).map(str::to_owned);
+        let admin_password = printed.lines().find_map(|l| l.trim().strip_prefix("password: ")).map(str::to_owned);
         Ok(Server { child, base, admin_password, stdout: printed, data_dir: Some(data_dir), stderr_path })
     }
 
@@ -176,7 +183,11 @@ impl Server {
 
     /// The security events written so far (the JSON lines of stderr).
     pub fn security_events(&self) -> Vec<Value> {
-        self.stderr().lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("event").is_some()).collect()
+        self.stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("event").is_some())
+            .collect()
     }
 
     /// Log in and return the token.

@@ -209,9 +209,15 @@ async fn metrics(State(received): Shared, body: Bytes) -> Response {
                     points.push(ReceivedPoint { metric: name.clone(), attributes: attributes(attrs), value });
                 };
                 match metric.data {
-                    Some(metric::Data::Sum(sum)) => sum.data_points.iter().for_each(|p| push(&p.attributes, number(p.value))),
-                    Some(metric::Data::Gauge(g)) => g.data_points.iter().for_each(|p| push(&p.attributes, number(p.value))),
-                    Some(metric::Data::Histogram(h)) => h.data_points.iter().for_each(|p| push(&p.attributes, p.count as f64)),
+                    Some(metric::Data::Sum(sum)) => {
+                        sum.data_points.iter().for_each(|p| push(&p.attributes, number(p.value)))
+                    }
+                    Some(metric::Data::Gauge(g)) => {
+                        g.data_points.iter().for_each(|p| push(&p.attributes, number(p.value)))
+                    }
+                    Some(metric::Data::Histogram(h)) => {
+                        h.data_points.iter().for_each(|p| push(&p.attributes, p.count as f64))
+                    }
                     _ => {}
                 }
             }

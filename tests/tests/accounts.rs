@@ -115,7 +115,9 @@ async fn password_policy_refusals_name_each_rule() -> anyhow::Result<()> {
     ];
     for (password, failed) in cases {
         let (status, body) = send(
-            client().post(server.url("/api/v1/auth/register")).json(&json!({"username": "carol", "password": password})),
+            client()
+                .post(server.url("/api/v1/auth/register"))
+                .json(&json!({"username": "carol", "password": password})),
         )
         .await?;
         assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "weak_password"), "{password}: {body}");
@@ -163,12 +165,18 @@ async fn admins_manage_users_and_a_disabled_user_is_locked_out_at_once() -> anyh
     let admin = server.admin_token().await?;
     let users = server.url("/api/v1/users");
     let (status, body) = send(
-        client().post(&users).bearer_auth(&admin).json(&json!({"username": "ops", "password": "0ps-Passw0rd", "role": "operator"})),
+        client()
+            .post(&users)
+            .bearer_auth(&admin)
+            .json(&json!({"username": "ops", "password": "0ps-Passw0rd", "role": "operator"})),
     )
     .await?;
     assert_eq!((status, body["role"].as_str()), (StatusCode::CREATED, Some("operator")));
     let (status, body) = send(
-        client().post(&users).bearer_auth(&admin).json(&json!({"username": "ops", "password": "0ps-Passw0rd", "role": "viewer"})),
+        client()
+            .post(&users)
+            .bearer_auth(&admin)
+            .json(&json!({"username": "ops", "password": "0ps-Passw0rd", "role": "viewer"})),
     )
     .await?;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "user_exists"));
@@ -179,19 +187,22 @@ async fn admins_manage_users_and_a_disabled_user_is_locked_out_at_once() -> anyh
 
     let (status, list) = send(client().get(&users).bearer_auth(&admin)).await?;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = list.as_array().map(|a| a.iter().filter_map(|u| u["username"].as_str()).collect()).unwrap_or_default();
+    let names: Vec<&str> =
+        list.as_array().map(|a| a.iter().filter_map(|u| u["username"].as_str()).collect()).unwrap_or_default();
     assert_eq!(names, ["admin", "ops"]);
     assert!(!list.to_string().contains("scrypt"), "hashes must not be listed: {list}");
 
     // A role change applies to existing tokens at once.
     let (status, _) =
-        send(client().patch(server.url("/api/v1/users/ops")).bearer_auth(&admin).json(&json!({"role": "viewer"}))).await?;
+        send(client().patch(server.url("/api/v1/users/ops")).bearer_auth(&admin).json(&json!({"role": "viewer"})))
+            .await?;
     assert_eq!(status, StatusCode::OK);
     let (_, me) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&ops)).await?;
     assert_eq!(me["role"], "viewer");
 
     let (status, body) =
-        send(client().patch(server.url("/api/v1/users/ops")).bearer_auth(&admin).json(&json!({"disabled": true}))).await?;
+        send(client().patch(server.url("/api/v1/users/ops")).bearer_auth(&admin).json(&json!({"disabled": true})))
+            .await?;
     assert_eq!((status, body["disabled"].as_bool()), (StatusCode::OK, Some(true)));
     let (status, body) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&ops)).await?;
     assert_eq!((status, code(&body)), (StatusCode::UNAUTHORIZED, "user_disabled"));
@@ -203,10 +214,12 @@ async fn admins_manage_users_and_a_disabled_user_is_locked_out_at_once() -> anyh
 
     // The last enabled admin cannot lock everyone out.
     let (status, body) =
-        send(client().patch(server.url("/api/v1/users/admin")).bearer_auth(&admin).json(&json!({"disabled": true}))).await?;
+        send(client().patch(server.url("/api/v1/users/admin")).bearer_auth(&admin).json(&json!({"disabled": true})))
+            .await?;
     assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "last_admin"));
     let (status, body) =
-        send(client().patch(server.url("/api/v1/users/ghost")).bearer_auth(&admin).json(&json!({"role": "admin"}))).await?;
+        send(client().patch(server.url("/api/v1/users/ghost")).bearer_auth(&admin).json(&json!({"role": "admin"})))
+            .await?;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "user_not_found"));
     assert!(server.security_events().iter().any(|e| e["event"] == "user_changed" && e["details"]["target"] == "ops"));
     Ok(())
@@ -218,7 +231,10 @@ async fn api_keys_are_shown_once_usable_as_bearer_and_revocable() -> anyhow::Res
     let admin = server.admin_token().await?;
     let keys = server.url("/api/v1/keys");
     let (status, created) = send(
-        client().post(&keys).bearer_auth(&admin).json(&json!({"name": "ci-bot", "role": "operator", "expires_in_days": 30})),
+        client()
+            .post(&keys)
+            .bearer_auth(&admin)
+            .json(&json!({"name": "ci-bot", "role": "operator", "expires_in_days": 30})),
     )
     .await?;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -227,14 +243,20 @@ async fn api_keys_are_shown_once_usable_as_bearer_and_revocable() -> anyhow::Res
 
     let (status, me) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&key)).await?;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((me["name"].as_str(), me["role"].as_str(), me["auth_method"].as_str()), (Some("ci-bot"), Some("operator"), Some("api_key")));
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str(), me["auth_method"].as_str()),
+        (Some("ci-bot"), Some("operator"), Some("api_key"))
+    );
 
     let (_, list) = send(client().get(&keys).bearer_auth(&admin)).await?;
     assert!(!list.to_string().contains(&key[20..]), "the secret must never be listed again");
     assert_eq!(list[0]["name"], "ci-bot");
 
     let (status, body) = send(
-        client().post(&keys).bearer_auth(&admin).json(&json!({"name": "long", "role": "viewer", "expires_in_days": 10000})),
+        client()
+            .post(&keys)
+            .bearer_auth(&admin)
+            .json(&json!({"name": "long", "role": "viewer", "expires_in_days": 10000})),
     )
     .await?;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_expiry"));

@@ -39,7 +39,9 @@ async fn until_limited(make: impl Fn() -> reqwest::RequestBuilder, max: usize) -
 #[tokio::test]
 async fn login_limit_uses_the_default_five_per_minute_and_recovers() -> anyhow::Result<()> {
     let server = Server::start(&[])?;
-    let login = || client().post(server.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": "Wr0ng-pass"}));
+    let login = || {
+        client().post(server.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": "Wr0ng-pass"}))
+    };
     let (accepted, retry) = until_limited(login, 10).await?;
     assert_eq!(accepted, 5);
     assert!((1..=12).contains(&retry), "retry after {retry}");
@@ -61,7 +63,8 @@ async fn register_and_general_limits_trip_and_recover() -> anyhow::Result<()> {
         ("TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS", "3"),
         ("TOOLGATE_HTTP_RATE_LIMITS_GENERAL_PERIOD_SECS", "3"),
     ])?;
-    let register = || client().post(server.url("/api/v1/auth/register")).json(&json!({"username": "x", "password": "weak"}));
+    let register =
+        || client().post(server.url("/api/v1/auth/register")).json(&json!({"username": "x", "password": "weak"}));
     let (accepted, retry) = until_limited(register, 10).await?;
     assert_eq!((accepted, retry), (2, 1));
     tokio::time::sleep(Duration::from_secs(retry)).await;
@@ -86,7 +89,8 @@ async fn cors_allows_listed_origins_only() -> anyhow::Result<()> {
             .header("access-control-request-headers", "content-type")
     };
     let allowed = preflight("https://ops.example.com").send().await?;
-    let header = |res: &reqwest::Response, name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header =
+        |res: &reqwest::Response, name: &str| res.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     assert_eq!(header(&allowed, "access-control-allow-origin").as_deref(), Some("https://ops.example.com"));
     assert_eq!(header(&allowed, "access-control-allow-credentials").as_deref(), Some("true"));
     assert_security_headers(&allowed, "preflight");

@@ -28,11 +28,15 @@ async fn evaluate_explains_what_a_call_would_be_decided() -> anyhow::Result<()> 
     let viewer = server.login("vera", "Vi3wer-pass!").await?;
 
     // A viewer may read; the decision carries the policy revision and the exact input.
-    let (status, read) = evaluate(&server, &viewer, json!({"tool": "read_file", "params": {"path": "notes.txt"}})).await?;
+    let (status, read) =
+        evaluate(&server, &viewer, json!({"tool": "read_file", "params": {"path": "notes.txt"}})).await?;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["decision"]["allow"], true, "{read}");
     assert!(read["decision"]["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")), "{read}");
-    assert_eq!((read["input"]["dry_run"].as_bool(), read["input"]["caller"]["role"].as_str()), (Some(true), Some("viewer")));
+    assert_eq!(
+        (read["input"]["dry_run"].as_bool(), read["input"]["caller"]["role"].as_str()),
+        (Some(true), Some("viewer"))
+    );
 
     // ...but not write.
     let write = json!({"tool": "write_file", "params": {"path": "notes.txt", "content": "x"}});

@@ -14,7 +14,10 @@ async fn without_docker_the_server_serves_and_says_the_sandbox_is_unavailable() 
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let ready: Value = res.json().await?;
     assert_eq!(ready["components"]["sandbox"], "unavailable", "{ready}");
-    assert_eq!((ready["components"]["policy"].as_str(), ready["components"]["plugins"].as_str()), (Some("ok"), Some("ok")));
+    assert_eq!(
+        (ready["components"]["policy"].as_str(), ready["components"]["plugins"].as_str()),
+        (Some("ok"), Some("ok"))
+    );
 
     // What needs no sandbox still works.
     let token = server.admin_token().await?;

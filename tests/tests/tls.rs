@@ -46,7 +46,12 @@ fn serves_https_with_the_configured_certificate() -> anyhow::Result<()> {
 fn unusable_tls_files_refuse_to_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let missing = dir.path().join("missing.pem").display().to_string();
-    let out = run_cli(dir.path(), &[("TOOLGATE_HTTP_TLS_CERT", &missing), ("TOOLGATE_HTTP_TLS_KEY", &missing)], &["serve"], "")?;
+    let out = run_cli(
+        dir.path(),
+        &[("TOOLGATE_HTTP_TLS_CERT", &missing), ("TOOLGATE_HTTP_TLS_KEY", &missing)],
+        &["serve"],
+        "",
+    )?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pem"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = run_cli(dir.path(), &[("TOOLGATE_HTTP_TLS_CERT", &missing)], &["serve"], "")?;

@@ -47,9 +47,17 @@ async fn bad_tokens_get_401_with_a_code() -> anyhow::Result<()> {
         ("wrong scheme".into(), Some(format!("Basic {token}")), "token_invalid"),
         ("alg none".into(), Some(format!("Bearer {none_header}.{payload}.")), "token_algorithm"),
         ("alg RS256 header".into(), Some(format!("Bearer {rs256_header}.{payload}.{signature}")), "token_algorithm"),
-        ("HS512 with the real secret".into(), Some(format!("Bearer {}", forge(Algorithm::HS512, SECRET, &claims)?)), "token_algorithm"),
+        (
+            "HS512 with the real secret".into(),
+            Some(format!("Bearer {}", forge(Algorithm::HS512, SECRET, &claims)?)),
+            "token_algorithm",
+        ),
         ("tampered payload".into(), Some(format!("Bearer {tampered}")), "token_invalid"),
-        ("another secret".into(), Some(format!("Bearer {}", forge(Algorithm::HS256, &"x".repeat(64), &claims)?)), "token_invalid"),
+        (
+            "another secret".into(),
+            Some(format!("Bearer {}", forge(Algorithm::HS256, &"x".repeat(64), &claims)?)),
+            "token_invalid",
+        ),
         ("expired".into(), Some(format!("Bearer {}", forge(Algorithm::HS256, SECRET, &expired)?)), "token_expired"),
         ("unknown api key".into(), Some(format!("Bearer tgk_0123456789abcdef_{}", "0".repeat(64))), "api_key_invalid"),
     ];
@@ -70,6 +78,9 @@ async fn tokens_expire_after_the_configured_lifetime() -> anyhow::Result<()> {
     let server = Server::start(&[("TOOLGATE_AUTH_TOKEN_TTL_SECS", "1")])?;
     let token = server.admin_token().await?;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(me(&server, Some(&format!("Bearer {token}"))).await?, (StatusCode::UNAUTHORIZED, "token_expired".into()));
+    assert_eq!(
+        me(&server, Some(&format!("Bearer {token}"))).await?,
+        (StatusCode::UNAUTHORIZED, "token_expired".into())
+    );
     Ok(())
 }

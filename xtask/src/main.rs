@@ -30,7 +30,10 @@ fn main() -> anyhow::Result<()> {
         Some("test") => {
             setup(&root)?;
             build_plugins(&root)?;
-            run(Command::new(cargo()).current_dir(&root).args(["test", "--workspace", "--no-fail-fast"]).args(&args[1..]))
+            run(Command::new(cargo())
+                .current_dir(&root)
+                .args(["test", "--workspace", "--no-fail-fast"])
+                .args(&args[1..]))
         }
         Some("serve") => {
             setup(&root)?;
@@ -149,7 +152,8 @@ fn ensure_debian_package(package: &str, marker: &Path) -> anyhow::Result<()> {
 }
 
 /// Guest crates: (directory holding one crate per subdirectory, or a crate itself; output folder).
-const GUESTS: [(&str, &str); 3] = [("plugins", "plugins"), ("sdk/template", "fixtures"), ("tests/fixtures", "fixtures")];
+const GUESTS: [(&str, &str); 3] =
+    [("plugins", "plugins"), ("sdk/template", "fixtures"), ("tests/fixtures", "fixtures")];
 
 fn build_plugins(root: &Path) -> anyhow::Result<()> {
     let mut crates = Vec::new();
@@ -172,7 +176,10 @@ fn build_plugins(root: &Path) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for (dir, out) in &crates {
         // The directory names the component: package names use `-`, fixture names `_`.
-        let stem = dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("bad crate directory {}", dir.display()))?;
+        let stem = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("bad crate directory {}", dir.display()))?;
         names.push((package_name(&dir.join("Cargo.toml"))?, *out, stem.to_owned()));
     }
     let mut cmd = Command::new(cargo());
@@ -197,6 +204,8 @@ fn package_name(manifest: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(manifest)?;
     text.lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("name").map(|r| r.trim_start().trim_start_matches('=').trim().trim_matches('"').to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("name").map(|r| r.trim_start().trim_start_matches('=').trim().trim_matches('"').to_owned())
+        })
         .with_context(|| format!("no package name in {}", manifest.display()))
 }

@@ -69,13 +69,8 @@ impl Tokens {
     /// A fresh token for `user` with `role`.
     pub fn issue(&self, user: &str, role: Role) -> Result<(String, Claims), AuthError> {
         let iat = now_secs();
-        let claims = Claims {
-            sub: user.to_owned(),
-            role,
-            jti: uuid::Uuid::new_v4().to_string(),
-            iat,
-            exp: iat + self.ttl_secs,
-        };
+        let claims =
+            Claims { sub: user.to_owned(), role, jti: uuid::Uuid::new_v4().to_string(), iat, exp: iat + self.ttl_secs };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Hash(e.to_string()))?;
         Ok((token, claims))
@@ -89,11 +84,8 @@ impl Tokens {
             alg: String,
         }
         let header = token.split('.').next().unwrap_or_default();
-        let header: AlgOnly = B64URL
-            .decode(header)
-            .ok()
-            .and_then(|h| serde_json::from_slice(&h).ok())
-            .ok_or(AuthError::TokenInvalid)?;
+        let header: AlgOnly =
+            B64URL.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or(AuthError::TokenInvalid)?;
         if header.alg != "HS256" {
             return Err(AuthError::TokenAlgorithm(header.alg));
         }

@@ -57,7 +57,8 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
                 serde_json::from_str(&params).context("`--params` is not a JSON document")?;
             // The real gateway: commands go through the exec policy and the sandbox.
             let gateway = Gateway::start(&config).await?;
-            let call = CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
+            let call =
+                CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
             let invocation = gateway.plugins.invoke(&call, &tool, params).await;
             gateway.shutdown().await;
             let invocation = invocation?;
@@ -87,11 +88,8 @@ fn listing(runtime: &PluginRuntime) -> serde_json::Value {
             plugin
         })
         .collect();
-    let refused: Vec<serde_json::Value> = report
-        .refused
-        .iter()
-        .map(|r| serde_json::json!({ "file": r.file, "error": r.error.to_string() }))
-        .collect();
+    let refused: Vec<serde_json::Value> =
+        report.refused.iter().map(|r| serde_json::json!({ "file": r.file, "error": r.error.to_string() })).collect();
     serde_json::json!({ "plugins": plugins, "refused": refused })
 }
 

@@ -8,8 +8,8 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,7 +47,8 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
         ("", "") => None,
         (cert, key) => Some(http::tls::acceptor(Path::new(cert), Path::new(key))?),
     };
-    let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
+    let listener =
+        tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on `{listen}`"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving");
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -118,7 +119,13 @@ async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
     let admin = UserRecord::new("admin", hash, Role::Admin);
     store.call(move |s| s.insert_user(&admin)).await?;
-    events::emit(Level::Info, "user_created", Some("admin"), None, serde_json::json!({ "role": "admin", "initial": true }));
+    events::emit(
+        Level::Info,
+        "user_created",
+        Some("admin"),
+        None,
+        serde_json::json!({ "role": "admin", "initial": true }),
+    );
     // Printed, never logged: stdout of the first start is the only place this password exists.
     let mut out = std::io::stdout().lock();
     writeln!(out, "Initial administrator created (shown once, stored only as a hash):")?;

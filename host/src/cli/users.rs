@@ -30,8 +30,9 @@ pub enum Args {
 
 /// Run `toolgate users`.
 pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.data_dir)
-        .with_context(|| format!("cannot open the store in `{}` (is `toolgate serve` running?)", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir).with_context(|| {
+        format!("cannot open the store in `{}` (is `toolgate serve` running?)", config.data_dir.display())
+    })?;
     match args {
         Args::Add { name, role } => {
             check_name(&name)?;
@@ -41,7 +42,13 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
             let user = UserRecord::new(name.clone(), hash, role);
             store.call(move |s| s.insert_user(&user)).await?;
-            events::emit(Level::Info, "user_created", Some(&name), None, serde_json::json!({ "role": role, "via": "cli" }));
+            events::emit(
+                Level::Info,
+                "user_created",
+                Some(&name),
+                None,
+                serde_json::json!({ "role": role, "via": "cli" }),
+            );
             println!("created user `{name}` with role `{role}`");
         }
         Args::List => {

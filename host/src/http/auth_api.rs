@@ -90,7 +90,10 @@ pub struct PasswordChange {
 }
 
 fn unix_to_time(secs: u64) -> OffsetDateTime {
-    i64::try_from(secs).ok().and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, ApiError> {
@@ -128,7 +131,12 @@ pub async fn register(
 }
 
 /// Check, hash and store a new user.
-pub(super) async fn create_user(state: &AppState, username: String, pw: String, role: Role) -> Result<UserRecord, ApiError> {
+pub(super) async fn create_user(
+    state: &AppState,
+    username: String,
+    pw: String,
+    role: Role,
+) -> Result<UserRecord, ApiError> {
     check_name(&username)?;
     password::check_policy(&pw)?;
     let log_n = state.config.auth.scrypt_log_n;
@@ -238,7 +246,13 @@ pub async fn change_password(
     let name = auth.caller.name.clone();
     let ip = auth.caller.source_ip;
     if check_password(&state, &name, body.old_password).await?.is_none() {
-        events::emit(Level::Warning, "password_change_failed", Some(&name), ip, serde_json::json!({ "reason": "wrong_password" }));
+        events::emit(
+            Level::Warning,
+            "password_change_failed",
+            Some(&name),
+            ip,
+            serde_json::json!({ "reason": "wrong_password" }),
+        );
         return Err(AuthError::WrongPassword.into());
     }
     password::check_policy(&body.new_password)?;
@@ -264,4 +278,3 @@ pub async fn change_password(
     events::emit(Level::Info, "password_changed", Some(&name), ip, serde_json::json!({}));
     token_response(&state, user, StatusCode::OK)
 }
-

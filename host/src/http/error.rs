@@ -220,7 +220,8 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limits_carry_retry_after_and_weak_passwords_their_rules() -> anyhow::Result<()> {
-        let (status, body, retry) = body(ApiError::RateLimited { class: RateClass::Login, retry_after_secs: 12 }).await?;
+        let (status, body, retry) =
+            body(ApiError::RateLimited { class: RateClass::Login, retry_after_secs: 12 }).await?;
         assert_eq!((status, retry), (StatusCode::TOO_MANY_REQUESTS, Some(HeaderValue::from(12u64))));
         assert_eq!(body["error"]["details"]["class"], "login");
         let (status, body, _) = body_of_weak().await?;

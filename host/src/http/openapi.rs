@@ -57,7 +57,9 @@ impl Modify for CommonErrors {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or tgk_ API key").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT or tgk_ API key").build(),
+            ),
         );
         let error = |description: &str| {
             RefOr::T(
@@ -68,10 +70,14 @@ impl Modify for CommonErrors {
             )
         };
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put].into_iter().flatten() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put].into_iter().flatten()
+            {
                 let responses = &mut op.responses.responses;
                 responses.entry("429".into()).or_insert_with(|| error("rate limit hit; see `Retry-After`"));
-                responses.entry("500".into()).or_insert_with(|| error("internal error (details in the server log only)"));
+                responses
+                    .entry("500".into())
+                    .or_insert_with(|| error("internal error (details in the server log only)"));
                 if op.request_body.is_some() {
                     responses.entry("400".into()).or_insert_with(|| error("malformed JSON or unknown field"));
                     responses.entry("413".into()).or_insert_with(|| error("body larger than `http.body_limit_bytes`"));

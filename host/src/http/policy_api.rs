@@ -55,7 +55,8 @@ pub async fn evaluate(
 ) -> Result<Json<Evaluation>, ApiError> {
     let gateway = &state.gateway;
     let name: ToolName = body.tool.parse().map_err(|_| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
-    let tool = gateway.plugins.tool(&name).ok_or_else(|| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
+    let tool =
+        gateway.plugins.tool(&name).ok_or_else(|| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
     gateway.plugins.check_params(&name, &body.params)?;
     let caller = &auth.caller;
     let input = ActionInput {

@@ -25,12 +25,17 @@ async fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> 
     let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);
     let gateway = Arc::new(crate::gateway::Gateway { policy, plugins, audit, executor: None });
     let store = Store::open(dir)?;
-    store.insert_user(&crate::store::UserRecord::new("alice", crate::auth::password::hash("Al1ce-pass!", 4)?, Role::Operator))?;
+    store.insert_user(&crate::store::UserRecord::new(
+        "alice",
+        crate::auth::password::hash("Al1ce-pass!", 4)?,
+        Role::Operator,
+    ))?;
     Ok(AppState::new(config, store, gateway)?)
 }
 
 fn me(token: &str, from: [u8; 4]) -> anyhow::Result<Request<Body>> {
-    let mut req = Request::get("/api/v1/auth/me").header("authorization", format!("Bearer {token}")).body(Body::empty())?;
+    let mut req =
+        Request::get("/api/v1/auth/me").header("authorization", format!("Bearer {token}")).body(Body::empty())?;
     req.extensions_mut().insert(ConnectInfo(SocketAddr::from((from, 40000))));
     Ok(req)
 }
@@ -55,13 +60,15 @@ async fn a_user_is_limited_across_addresses() -> anyhow::Result<()> {
 #[tokio::test]
 async fn readiness_lists_added_components() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let state = state(dir.path(), 100).await?
+    let state = state(dir.path(), 100)
+        .await?
         .with_component(Component { name: "extra", check: Arc::new(|| Err("not there yet".into())) });
     let res = router(state)?.oneshot(Request::get("/readyz").body(Body::empty())?).await?;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await?)?;
     // No plugin is loaded from an empty directory: not ready to serve tools.
-    let components = serde_json::json!({"store": "ok", "policy": "ok", "plugins": "unavailable", "extra": "unavailable"});
+    let components =
+        serde_json::json!({"store": "ok", "policy": "ok", "plugins": "unavailable", "extra": "unavailable"});
     assert_eq!(body, serde_json::json!({"status": "not_ready", "components": components}));
     Ok(())
 }

@@ -74,7 +74,9 @@ pub async fn serve(
                 }
             };
             let service = TowerToHyperService::new(app);
-            if let Err(e) = Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+            if let Err(e) =
+                Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(tls), service).await
+            {
                 tracing::debug!(%addr, error = %e, "connection ended with an error");
             }
         });

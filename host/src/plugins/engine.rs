@@ -23,7 +23,8 @@ const KEEP_RESIDENT: usize = 1024 * 1024;
 
 /// The engine every plugin shares. Pool slots are sized for the largest memory cap configured.
 pub fn build(config: &PluginsConfig) -> Result<Engine, PluginError> {
-    let largest_mib = config.plugin.values().filter_map(|p| p.memory_mib).chain([config.memory_mib]).max().unwrap_or(64);
+    let largest_mib =
+        config.plugin.values().filter_map(|p| p.memory_mib).chain([config.memory_mib]).max().unwrap_or(64);
     if largest_mib == 0 || largest_mib > 4096 {
         return Err(PluginError::Config(format!("memory cap of {largest_mib} MiB is outside 1..=4096")));
     }
@@ -110,13 +111,14 @@ pub fn compile(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result<Compil
         match deserialize_cached(engine, &cache_file) {
             Ok(component) => return Ok(Compiled { component, source: Source::Cache, cache_file }),
             // A damaged cache entry is recompiled and replaced, never trusted.
-            Err(e) => tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry"),
+            Err(e) => {
+                tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry")
+            }
         }
     }
-    let compiled = engine.precompile_component(bytes).map_err(|e| PluginError::Compile {
-        file: String::new(),
-        message: format!("{e:#}"),
-    })?;
+    let compiled = engine
+        .precompile_component(bytes)
+        .map_err(|e| PluginError::Compile { file: String::new(), message: format!("{e:#}") })?;
     std::fs::create_dir_all(cache_dir).map_err(PluginError::io(cache_dir))?;
     let tmp = cache_dir.join(format!(".{key}.{}.tmp", uuid::Uuid::new_v4()));
     std::fs::write(&tmp, &compiled).map_err(PluginError::io(&tmp))?;

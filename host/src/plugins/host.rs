@@ -19,10 +19,7 @@ fn require(call: &CallInfo, capability: &Capability) -> Result<(), Error> {
     if call.capabilities.contains(capability) {
         Ok(())
     } else {
-        Err(Error::Denied(format!(
-            "tool `{}` did not declare capability `{capability}`",
-            call.tool.name
-        )))
+        Err(Error::Denied(format!("tool `{}` did not declare capability `{capability}`", call.tool.name)))
     }
 }
 

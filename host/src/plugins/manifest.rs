@@ -133,10 +133,8 @@ pub fn validate(
     manifest: Manifest,
     grants_for: impl Fn(&str) -> Result<BTreeSet<Capability>, PluginError>,
 ) -> Result<PluginManifest, PluginError> {
-    let name: PluginName = manifest
-        .name
-        .parse()
-        .map_err(|e| PluginError::Manifest { plugin: file.to_owned(), reason: format!("{e}") })?;
+    let name: PluginName =
+        manifest.name.parse().map_err(|e| PluginError::Manifest { plugin: file.to_owned(), reason: format!("{e}") })?;
     let refuse = |reason: String| PluginError::Manifest { plugin: name.to_string(), reason };
     if !is_semver(&manifest.version) {
         return Err(refuse(format!("version `{}` is not a semantic version (MAJOR.MINOR.PATCH)", manifest.version)));
@@ -182,8 +180,12 @@ fn validate_tool(spec: ToolSpec) -> Result<ToolDef, String> {
     }
     let (params_schema, params_validator) = schema(&name, "params-schema", &spec.params_schema)?;
     let (output_schema, output_validator) = schema(&name, "output-schema", &spec.output_schema)?;
-    let capabilities =
-        spec.capabilities.iter().map(Capability::try_from).collect::<Result<_, _>>().map_err(|e| format!("tool `{name}`: {e}"))?;
+    let capabilities = spec
+        .capabilities
+        .iter()
+        .map(Capability::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("tool `{name}`: {e}"))?;
     Ok(ToolDef {
         name,
         description: spec.description,
@@ -212,9 +214,9 @@ fn is_semver(v: &str) -> bool {
     let core = core.split_once('-').map_or(core, |(c, pre)| if pre.is_empty() { "" } else { c });
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0'))
-        })
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0')))
 }
 
 #[cfg(test)]

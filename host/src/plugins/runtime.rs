@@ -13,7 +13,9 @@ use super::bindings::{Error as WitError, Plugin as Bindings, PluginPre};
 use super::engine::{self, Ticker};
 use super::manifest::{self, Capability, ToolDef};
 use super::state::{self, CallInfo, HostState};
-use super::types::{CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict};
+use super::types::{
+    CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict,
+};
 use super::{HostServices, PluginError, PluginsConfig};
 use crate::model::{PluginName, ToolName};
 use crate::policy::ToolInput;
@@ -80,7 +82,8 @@ impl PluginRuntime {
         let ticker = Ticker::start(&engine)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        Bindings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        Bindings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
         let mut runtime = PluginRuntime {
             engine,
@@ -154,7 +157,8 @@ impl PluginRuntime {
             plugin: file_name.clone(),
             reason: format!("`manifest` failed: {}", classify("manifest", e, store.data(), &plugin)),
         })?;
-        let manifest = manifest::validate(&file_name, manifest, |name| Ok(grants.get(name).cloned().unwrap_or_default()))?;
+        let manifest =
+            manifest::validate(&file_name, manifest, |name| Ok(grants.get(name).cloned().unwrap_or_default()))?;
         let settings = config.plugin.get(manifest.name.as_str()).cloned().unwrap_or_default();
         let timeout_ms = settings.timeout_ms.unwrap_or(config.timeout_ms);
         let memory_mib = settings.memory_mib.unwrap_or(config.memory_mib);
@@ -176,7 +180,12 @@ impl PluginRuntime {
     }
 
     /// Add a validated plugin's tools, refusing it whole if one of its names is taken.
-    fn register(&mut self, plugin: Plugin, defs: Vec<ToolDef>, info: LoadedPlugin) -> Result<LoadedPlugin, PluginError> {
+    fn register(
+        &mut self,
+        plugin: Plugin,
+        defs: Vec<ToolDef>,
+        info: LoadedPlugin,
+    ) -> Result<LoadedPlugin, PluginError> {
         if let Some(taken) = defs.iter().find_map(|d| self.tools.get(&d.name)) {
             return Err(PluginError::Collision {
                 tool: taken.info.name.to_string(),
@@ -224,7 +233,12 @@ impl PluginRuntime {
     }
 
     /// Validate `params` against the tool's schema, then run the tool.
-    pub async fn invoke(&self, call: &CallContext, tool: &ToolName, params: serde_json::Value) -> Result<Invocation, PluginError> {
+    pub async fn invoke(
+        &self,
+        call: &CallContext,
+        tool: &ToolName,
+        params: serde_json::Value,
+    ) -> Result<Invocation, PluginError> {
         let entry = self.entry(tool)?;
         check_params(entry, &params)?;
         let started = Instant::now();
@@ -235,10 +249,14 @@ impl PluginRuntime {
         // `is_valid` allocates nothing and stops at the first failure; errors are only collected
         // (to name the failing field) for output that is invalid.
         if !entry.def.output_validator.is_valid(&output) {
-            let at = entry.def.output_validator.iter_errors(&output).next().map_or_else(String::new, |err| {
-                format!(" at `{}`: {err}", pointer(&err.instance_path().to_string()))
+            let at =
+                entry.def.output_validator.iter_errors(&output).next().map_or_else(String::new, |err| {
+                    format!(" at `{}`: {err}", pointer(&err.instance_path().to_string()))
+                });
+            return Err(PluginError::InvalidOutput {
+                tool: tool.to_string(),
+                message: format!("output does not match its schema{at}"),
             });
-            return Err(PluginError::InvalidOutput { tool: tool.to_string(), message: format!("output does not match its schema{at}") });
         }
         let undo = result.undo.as_deref().map(|u| parse_json(tool, "undo record", u)).transpose()?;
         Ok(Invocation { output, undo, duration: started.elapsed() })
@@ -254,7 +272,11 @@ impl PluginRuntime {
     ) -> Result<Verdict, PluginError> {
         let entry = self.entry(tool)?;
         if !entry.def.supports_verify {
-            return Err(PluginError::Tool { tool: tool.to_string(), kind: ToolErrorKind::Failed, message: "the tool does not support verify".into() });
+            return Err(PluginError::Tool {
+                tool: tool.to_string(),
+                kind: ToolErrorKind::Failed,
+                message: "the tool does not support verify".into(),
+            });
         }
         match self.call(entry, call, Op::Verify(params.to_string(), output.to_string())).await? {
             Outcome::Verify(v) => Ok(Verdict { ok: v.ok, detail: v.detail }),
@@ -263,10 +285,19 @@ impl PluginRuntime {
     }
 
     /// Undo an invocation from its undo record; returns what the plugin says it restored.
-    pub async fn rollback(&self, call: &CallContext, tool: &ToolName, undo: &serde_json::Value) -> Result<serde_json::Value, PluginError> {
+    pub async fn rollback(
+        &self,
+        call: &CallContext,
+        tool: &ToolName,
+        undo: &serde_json::Value,
+    ) -> Result<serde_json::Value, PluginError> {
         let entry = self.entry(tool)?;
         if !entry.def.supports_rollback {
-            return Err(PluginError::Tool { tool: tool.to_string(), kind: ToolErrorKind::Failed, message: "the tool does not support rollback".into() });
+            return Err(PluginError::Tool {
+                tool: tool.to_string(),
+                kind: ToolErrorKind::Failed,
+                message: "the tool does not support rollback".into(),
+            });
         }
         match self.call(entry, call, Op::Rollback(undo.to_string())).await? {
             Outcome::Rollback(text) => parse_json(tool, "rollback output", &text),
@@ -304,14 +335,20 @@ impl PluginRuntime {
             capabilities: entry.def.capabilities.clone(),
             context: ctx.clone(),
         };
-        let _slot = self.slots.acquire().await.map_err(|e| PluginError::Trap { tool: tool.to_owned(), message: e.to_string() })?;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|e| PluginError::Trap { tool: tool.to_owned(), message: e.to_string() })?;
         let mut store = self.store(&entry.plugin, Some(Arc::new(info)));
         let result = async {
             let instance = entry.plugin.pre.instantiate_async(&mut store).await?;
             let exports = instance.toolgate_plugin_tool();
             wasmtime::Result::Ok(match op {
                 Op::Invoke(params) => exports.call_invoke(&mut store, tool, &params).await?.map(Outcome::Invoke),
-                Op::Verify(params, output) => exports.call_verify(&mut store, tool, &params, &output).await?.map(Outcome::Verify),
+                Op::Verify(params, output) => {
+                    exports.call_verify(&mut store, tool, &params, &output).await?.map(Outcome::Verify)
+                }
                 Op::Rollback(undo) => exports.call_rollback(&mut store, tool, &undo).await?.map(Outcome::Rollback),
             })
         }
@@ -350,8 +387,7 @@ fn classify(tool: &str, trap: wasmtime::Error, state: &HostState, plugin: &Plugi
 /// `src/lib.rs:3:5: boom` from Rust's `thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom`.
 fn panic_message(stderr: &str) -> Option<String> {
     let (_, rest) = stderr.split_once("panicked at ")?;
-    let lines: Vec<&str> =
-        rest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
+    let lines: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
     let mut message = lines.join(" ");
     message.truncate(message.char_indices().nth(1024).map_or(message.len(), |(i, _)| i));
     Some(message)
@@ -401,7 +437,8 @@ fn internal(tool: &ToolName) -> PluginError {
 }
 
 fn mib_to_bytes(mib: u64) -> Result<usize, PluginError> {
-    usize::try_from(mib.saturating_mul(MIB)).map_err(|_| PluginError::Config(format!("memory cap of {mib} MiB is too large")))
+    usize::try_from(mib.saturating_mul(MIB))
+        .map_err(|_| PluginError::Config(format!("memory cap of {mib} MiB is too large")))
 }
 
 /// `*.wasm` files of `dir`, sorted by name.

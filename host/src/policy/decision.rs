@@ -10,11 +10,7 @@ pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
     }
     let json = serde_json::to_value(value).map_err(|e| format!("cannot read the decision: {e}"))?;
     let doc = json.as_object().ok_or_else(|| format!("the decision is not an object: {json}"))?;
-    let allow = doc
-        .get("allow")
-        .ok_or("the decision has no `allow`")?
-        .as_bool()
-        .ok_or("`allow` is not a boolean")?;
+    let allow = doc.get("allow").ok_or("the decision has no `allow`")?.as_bool().ok_or("`allow` is not a boolean")?;
     let reasons = doc.get("reasons").ok_or("the decision has no `reasons`")?;
     let reasons = reasons
         .as_array()

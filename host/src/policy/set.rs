@@ -137,8 +137,8 @@ fn collect_rego(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<()
         if path.is_dir() {
             collect_rego(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "rego") {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|source| PolicyError::Read { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| PolicyError::Read { path: path.clone(), source })?;
             let rel = path.strip_prefix(root).unwrap_or(&path);
             let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             out.push(SourceFile { path: rel, text });
@@ -237,7 +237,12 @@ impl PolicySet {
     }
 
     /// Evaluate a decision point's rule on `input`, returning the raw value (possibly undefined).
-    pub fn evaluate(&self, point: Point, input: &serde_json::Value, path: EvalPath) -> Result<regorus::Value, PolicyError> {
+    pub fn evaluate(
+        &self,
+        point: Point,
+        input: &serde_json::Value,
+        path: EvalPath,
+    ) -> Result<regorus::Value, PolicyError> {
         let input = regorus::Value::from(input.clone());
         let eval_err = |message: String| PolicyError::Eval { rule: point.rule().to_owned(), message };
         match path {

@@ -15,12 +15,12 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
-use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
-use opentelemetry_sdk::Resource;
 use tokio::runtime::Handle;
 
 use super::TelemetryError;
@@ -157,7 +157,8 @@ impl SpanProcessor for QueueProcessor {
         self.shared.work.notify_one();
         // Every queued batch may take up to one export timeout.
         let batches = state.queue.len().div_ceil(MAX_BATCH).max(1) as u32;
-        let state = self.wait_for(state, |s| s.served >= ticket || s.stopped, self.shared.settings.timeout * (batches + 1))?;
+        let state =
+            self.wait_for(state, |s| s.served >= ticket || s.stopped, self.shared.settings.timeout * (batches + 1))?;
         if state.failed_upto >= ticket {
             return Err(OTelSdkError::InternalFailure("the collector did not accept every span batch".into()));
         }

@@ -23,19 +23,20 @@ use std::time::Duration;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
 use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::Resource;
 
 /// The `Content-Type` of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Latency buckets in seconds: from a cached policy decision to a slow container.
-const SECONDS_BUCKETS: [f64; 15] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const SECONDS_BUCKETS: [f64; 15] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -68,7 +69,11 @@ impl Registry {
             http_requests: counter(&meter, "toolgate.http.requests", "HTTP requests by route template and status"),
             http_duration: seconds(&meter, "toolgate.http.request.duration", "HTTP request latency"),
             decisions: counter(&meter, "toolgate.policy.decisions", "Policy decisions by point and outcome"),
-            decision_reasons: counter(&meter, "toolgate.policy.decision.reasons", "Reason codes given by policy decisions"),
+            decision_reasons: counter(
+                &meter,
+                "toolgate.policy.decision.reasons",
+                "Reason codes given by policy decisions",
+            ),
             tool_calls: counter(&meter, "toolgate.tool.calls", "Tool calls by tool and status"),
             plugin_duration: seconds(&meter, "toolgate.plugin.call.duration", "Plugin call latency"),
             sandbox_duration: seconds(&meter, "toolgate.sandbox.exec.duration", "Sandboxed command latency"),
@@ -77,8 +82,16 @@ impl Registry {
                 .i64_up_down_counter("toolgate.actions.active")
                 .with_description("Actions in progress, by state")
                 .build(),
-            spans_dropped: counter(&meter, "toolgate.telemetry.spans.dropped", "Spans dropped because the export queue was full"),
-            span_exports_failed: counter(&meter, "toolgate.telemetry.span_exports.failed", "Span export requests the collector did not accept"),
+            spans_dropped: counter(
+                &meter,
+                "toolgate.telemetry.spans.dropped",
+                "Spans dropped because the export queue was full",
+            ),
+            span_exports_failed: counter(
+                &meter,
+                "toolgate.telemetry.span_exports.failed",
+                "Span export requests the collector did not accept",
+            ),
             provider,
             scrape,
         }
@@ -90,7 +103,12 @@ fn counter(meter: &Meter, name: &'static str, description: &'static str) -> Coun
 }
 
 fn seconds(meter: &Meter, name: &'static str, description: &'static str) -> Histogram<f64> {
-    meter.f64_histogram(name).with_description(description).with_unit("s").with_boundaries(SECONDS_BUCKETS.to_vec()).build()
+    meter
+        .f64_histogram(name)
+        .with_description(description)
+        .with_unit("s")
+        .with_boundaries(SECONDS_BUCKETS.to_vec())
+        .build()
 }
 
 fn registry() -> &'static Registry {
@@ -121,7 +139,8 @@ pub fn decision<R: AsRef<str>>(point: &str, allow: bool, reasons: &[R]) {
     let point = KeyValue::new("point", point.to_owned());
     let outcome = KeyValue::new("outcome", if allow { "allow" } else { "deny" });
     for reason in reasons {
-        r.decision_reasons.add(1, &[point.clone(), outcome.clone(), KeyValue::new("reason", reason.as_ref().to_owned())]);
+        r.decision_reasons
+            .add(1, &[point.clone(), outcome.clone(), KeyValue::new("reason", reason.as_ref().to_owned())]);
     }
     r.decisions.add(1, &[point, outcome]);
 }

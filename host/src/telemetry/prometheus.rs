@@ -102,7 +102,8 @@ fn family<T: Sample>(out: &mut String, metric: &Metric, data: &MetricData<T>) {
 
 /// `{k="v",...}` sorted by key, with `le` last when given; empty when there is no label.
 fn labels<'a>(attributes: impl Iterator<Item = &'a KeyValue>, le: Option<&str>) -> String {
-    let mut pairs: Vec<(String, String)> = attributes.map(|kv| (sanitize(kv.key.as_str()), kv.value.to_string())).collect();
+    let mut pairs: Vec<(String, String)> =
+        attributes.map(|kv| (sanitize(kv.key.as_str()), kv.value.to_string())).collect();
     pairs.sort();
     if let Some(le) = le {
         pairs.push(("le".into(), le.into()));

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use tracing::field::Empty;
 use tracing::Span;
+use tracing::field::Empty;
 
 /// `http.request`: one per HTTP request, the root of its trace (or a child of the client's
 /// `traceparent`).
@@ -111,7 +111,13 @@ pub fn http(method: &str, route: &str) -> Span {
 
 /// `auth`, for `method` (`password`, `jwt`, `api_key`); record the outcome with [`record_auth`].
 pub fn auth(method: &str) -> Span {
-    tracing::info_span!(AUTH, { AUTH_METHOD } = method, { AUTH_OUTCOME } = Empty, { ROLE } = Empty, { OTEL_STATUS } = Empty)
+    tracing::info_span!(
+        AUTH,
+        { AUTH_METHOD } = method,
+        { AUTH_OUTCOME } = Empty,
+        { ROLE } = Empty,
+        { OTEL_STATUS } = Empty
+    )
 }
 
 /// `policy.decision` at decision point `point` (`action`, `exec`); record the result with
@@ -143,7 +149,12 @@ pub fn plugin(plugin: &str, tool: &str, category: &str) -> Span {
 
 /// `host.call` of `function` in WIT interface `interface`.
 pub fn host_call(interface: &str, function: &str) -> Span {
-    tracing::info_span!(HOST_CALL, { HOST_INTERFACE } = interface, { HOST_FUNCTION } = function, { OTEL_STATUS } = Empty)
+    tracing::info_span!(
+        HOST_CALL,
+        { HOST_INTERFACE } = interface,
+        { HOST_FUNCTION } = function,
+        { OTEL_STATUS } = Empty
+    )
 }
 
 /// `sandbox.exec` of `argv` under `profile`. Only `argv[0]` is kept: the other arguments may
@@ -235,9 +246,15 @@ mod tests {
             (http("GET", "/x"), &[HTTP_METHOD, HTTP_ROUTE, HTTP_STATUS, OTEL_STATUS]),
             (auth("jwt"), &[AUTH_METHOD, AUTH_OUTCOME, ROLE, OTEL_STATUS]),
             (policy("action"), &[POLICY_POINT, DECISION, REASONS, POLICY_REVISION]),
-            (plugin("p", "t", "READ"), &[attr::PLUGIN, TOOL, CATEGORY, TOOL_STATUS, FUEL_USED, DURATION_MS, OTEL_STATUS]),
+            (
+                plugin("p", "t", "READ"),
+                &[attr::PLUGIN, TOOL, CATEGORY, TOOL_STATUS, FUEL_USED, DURATION_MS, OTEL_STATUS],
+            ),
             (host_call("sandbox", "exec"), &[HOST_INTERFACE, HOST_FUNCTION, OTEL_STATUS]),
-            (sandbox_exec(&["ls".into()], "default"), &[ARGV0, PROFILE, EXIT_CODE, CONTAINER_ID, DURATION_MS, OTEL_STATUS]),
+            (
+                sandbox_exec(&["ls".into()], "default"),
+                &[ARGV0, PROFILE, EXIT_CODE, CONTAINER_ID, DURATION_MS, OTEL_STATUS],
+            ),
             (audit("exec", true, "a1"), &[AUDIT_KIND, ALLOWED, ACTION_ID]),
         ];
         for (span, keys) in cases {

@@ -196,9 +196,13 @@ impl Fixture {
         if let Some(listener) = host_net {
             // `host` in production; here the namespace of a container with a known listener.
             let network = format!("container:{}", listener.id);
-            profiles.insert("host-net".into(), ProfileConfig { network, workspace: WorkspaceAccess::None, ..ProfileConfig::default() });
+            profiles.insert(
+                "host-net".into(),
+                ProfileConfig { network, workspace: WorkspaceAccess::None, ..ProfileConfig::default() },
+            );
         }
-        let sandbox = SandboxConfig { workspace: workspace.clone(), profiles, pool_size: 0, ..SandboxConfig::default() };
+        let sandbox =
+            SandboxConfig { workspace: workspace.clone(), profiles, pool_size: 0, ..SandboxConfig::default() };
         let audit = Arc::new(MemoryAuditSink::default());
         let executor = Arc::new(SecureExecutor::connect(&sandbox, Arc::clone(&audit) as Arc<dyn AuditSink>).await);
         let policy = PolicyEngine::load(&PolicyConfig {
@@ -223,7 +227,8 @@ impl Fixture {
         }
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
         let runtime = PluginRuntime::load(&config, &cache, services).await?;
-        let refused: Vec<String> = runtime.report().refused.iter().map(|r| format!("{}: {}", r.file.display(), r.error)).collect();
+        let refused: Vec<String> =
+            runtime.report().refused.iter().map(|r| format!("{}: {}", r.file.display(), r.error)).collect();
         if !refused.is_empty() {
             bail!("built-in plugins refused: {refused:?}");
         }
@@ -234,7 +239,13 @@ impl Fixture {
         self.runtime.invoke(&call(role), &name(tool), params).await
     }
 
-    pub async fn verify(&self, role: Role, tool: &str, params: &serde_json::Value, out: &Invocation) -> anyhow::Result<Verdict> {
+    pub async fn verify(
+        &self,
+        role: Role,
+        tool: &str,
+        params: &serde_json::Value,
+        out: &Invocation,
+    ) -> anyhow::Result<Verdict> {
         Ok(self.runtime.verify(&call(role), &name(tool), params, &out.output).await?)
     }
 
@@ -269,8 +280,13 @@ pub fn name(tool: &str) -> ToolName {
 }
 
 pub fn call(role: Role) -> CallContext {
-    let caller = Caller { name: format!("e2e-{role:?}").to_lowercase(), role, auth_method: AuthMethod::ApiKey, source_ip: None };
-    CallContext { action_id: "0193-e2e-action".into(), caller, justification: Some("end-to-end test of the built-in tools".into()) }
+    let caller =
+        Caller { name: format!("e2e-{role:?}").to_lowercase(), role, auth_method: AuthMethod::ApiKey, source_ip: None };
+    CallContext {
+        action_id: "0193-e2e-action".into(),
+        caller,
+        justification: Some("end-to-end test of the built-in tools".into()),
+    }
 }
 
 /// The error kind and message of a failed call.

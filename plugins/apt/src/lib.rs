@@ -22,7 +22,6 @@ const PROFILE: &str = "host-admin";
 
 toolgate_sdk::plugin!(name = "apt", tools = [AptUpdate, AptInstall]);
 
-
 /// Output of `apt_update`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UpdateOutput {
@@ -75,7 +74,10 @@ impl Tool for AptUpdate {
         }
         let out = run(&["apt-get", "check", "-q"], PROFILE)?;
         Ok(if out.exit_code == 0 {
-            Verdict::pass(format!("{} sources refreshed without error and `apt-get check` passes", output.update.sources.len()))
+            Verdict::pass(format!(
+                "{} sources refreshed without error and `apt-get check` passes",
+                output.update.sources.len()
+            ))
         } else {
             Verdict::fail(format!("`apt-get check` exited with status {}: {}", out.exit_code, out.stderr.trim()))
         })
@@ -174,7 +176,11 @@ impl Tool for AptInstall {
         let state = dpkg_query(&params.package)?;
         let status = state.status.as_deref().unwrap_or("unknown to dpkg");
         Ok(if state.installed {
-            Verdict::pass(format!("dpkg reports `{}` {} as `{status}`", params.package, state.version.as_deref().unwrap_or("?")))
+            Verdict::pass(format!(
+                "dpkg reports `{}` {} as `{status}`",
+                params.package,
+                state.version.as_deref().unwrap_or("?")
+            ))
         } else {
             Verdict::fail(format!("dpkg reports `{}` as `{status}`, not installed", params.package))
         })

@@ -42,7 +42,21 @@ mod tests {
 
     #[test]
     fn injection_attempts_options_and_odd_names_are_refused_naming_the_field() {
-        for p in ["nginx; rm -rf /", "$(id)", "../..", "htop\n", "-y", "--purge", "Nginx", "a", "", "nginx=1.22", "nginx:amd64", "a b", "htop*"] {
+        for p in [
+            "nginx; rm -rf /",
+            "$(id)",
+            "../..",
+            "htop\n",
+            "-y",
+            "--purge",
+            "Nginx",
+            "a",
+            "",
+            "nginx=1.22",
+            "nginx:amd64",
+            "a b",
+            "htop*",
+        ] {
             let err = validate("package", p).expect_err(p);
             assert!(matches!(&err, Error::InvalidParams(m) if m.starts_with("`package`:")), "{p:?}: {err}");
         }

@@ -20,7 +20,6 @@ const PROFILE: &str = "default";
 
 toolgate_sdk::plugin!(name = "command", tools = [RunCommand]);
 
-
 /// Parameters of `run_command`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

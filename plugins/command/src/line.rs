@@ -24,7 +24,9 @@ pub fn split(field: &str, line: &str) -> Result<Vec<String>, Error> {
         return bad("contains a control character (newline, NUL, ...): one command only".into());
     }
     if let Some(c) = line.chars().find(|c| SHELL_CHARS.contains(c)) {
-        return bad(format!("contains `{c}`: commands run without a shell, so pipes, `;`, `&&`, `$(...)` and redirections are refused"));
+        return bad(format!(
+            "contains `{c}`: commands run without a shell, so pipes, `;`, `&&`, `$(...)` and redirections are refused"
+        ));
     }
     let Some(argv) = shlex::split(line) else { return bad("has an unterminated quote or a trailing `\\`".into()) };
     match argv.first() {
@@ -43,7 +45,10 @@ mod tests {
     fn quoting_is_honoured() {
         assert_eq!(split("command", "uptime").expect("ok"), ["uptime"]);
         assert_eq!(split("command", "ls -la /var/log").expect("ok"), ["ls", "-la", "/var/log"]);
-        assert_eq!(split("command", r#"grep -c "connection reset" /var/log/app.log"#).expect("ok"), ["grep", "-c", "connection reset", "/var/log/app.log"]);
+        assert_eq!(
+            split("command", r#"grep -c "connection reset" /var/log/app.log"#).expect("ok"),
+            ["grep", "-c", "connection reset", "/var/log/app.log"]
+        );
         assert_eq!(split("command", "echo 'a  b' c\\ d").expect("ok"), ["echo", "a  b", "c d"]);
     }
 

@@ -124,8 +124,12 @@ tmpfs               804860     1044    803816       1% /run
     #[test]
     fn other_text_is_an_error_naming_the_line() {
         assert_eq!(filesystems(""), Err(ParseError::Empty));
-        assert_eq!(filesystems("df: invalid option -- 'P'\n"), Err(ParseError::Header("df: invalid option -- 'P'".into())));
-        let err = filesystems("Filesystem 1024-blocks Used Available Capacity Mounted on\nbroken line\n").expect_err("bad row");
+        assert_eq!(
+            filesystems("df: invalid option -- 'P'\n"),
+            Err(ParseError::Header("df: invalid option -- 'P'".into()))
+        );
+        let err = filesystems("Filesystem 1024-blocks Used Available Capacity Mounted on\nbroken line\n")
+            .expect_err("bad row");
         assert_eq!(err.to_string(), "line 2: cannot parse `broken line`");
     }
 }

@@ -19,7 +19,6 @@ const PROFILE: &str = "default";
 
 toolgate_sdk::plugin!(name = "disk", tools = [DiskUsage]);
 
-
 /// Output of `disk_usage`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DiskUsageOutput {
@@ -52,7 +51,8 @@ impl Tool for DiskUsage {
         if out.exit_code != 0 && out.stdout.trim().is_empty() {
             return Err(exit_failure(&argv, &out));
         }
-        let filesystems = df::filesystems(&out.stdout).map_err(|e| Error::failed(format!("unreadable `df` output: {e}")))?;
+        let filesystems =
+            df::filesystems(&out.stdout).map_err(|e| Error::failed(format!("unreadable `df` output: {e}")))?;
         let warnings = out.stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
         let (raw, raw_truncated) = capped(&out.stdout);
         Ok(DiskUsageOutput { filesystems, warnings, raw, raw_truncated: raw_truncated || out.truncated })

@@ -19,7 +19,6 @@ const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 
 toolgate_sdk::plugin!(name = "docker", tools = [DockerListContainers, DockerLogs, DockerRestart]);
 
-
 /// Output of `docker_list_containers`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ListOutput {
@@ -89,7 +88,11 @@ impl Tool for DockerLogs {
             return Err(Error::invalid_params(format!("`tail`: {} is not between 1 and {MAX_TAIL}", params.tail)));
         }
         let logs = containers::logs(&params.container, params.tail)?;
-        Ok(LogsOutput { container: params.container, lines: logs.text.lines().map(str::to_owned).collect(), truncated: logs.truncated })
+        Ok(LogsOutput {
+            container: params.container,
+            lines: logs.text.lines().map(str::to_owned).collect(),
+            truncated: logs.truncated,
+        })
     }
 }
 
@@ -164,7 +167,11 @@ impl Tool for DockerRestart {
         // By id from here on: the name could be given to another container meanwhile.
         containers::restart(&before.id)?;
         let after = containers::inspect(&before.id)?;
-        let undo = RestartUndo { id: before.id.clone(), was_running: before.running, previous_started_at: before.started_at.clone() };
+        let undo = RestartUndo {
+            id: before.id.clone(),
+            was_running: before.running,
+            previous_started_at: before.started_at.clone(),
+        };
         let output = RestartOutput {
             id: after.id,
             name: after.name,
@@ -221,10 +228,15 @@ pub fn judge_restart(container: &str, previous_started_at: Option<&str>, now: &C
         return Verdict::fail(format!("container `{container}` is `{}`, not running", now.state));
     }
     if now.started_at.is_none() || now.started_at.as_deref() == previous_started_at {
-        return Verdict::fail(format!("container `{container}` was not started again (started at {:?})", now.started_at));
+        return Verdict::fail(format!(
+            "container `{container}` was not started again (started at {:?})",
+            now.started_at
+        ));
     }
     match now.health.as_deref() {
-        None => Verdict::pass(format!("container `{container}` runs since {}", now.started_at.as_deref().unwrap_or("?"))),
+        None => {
+            Verdict::pass(format!("container `{container}` runs since {}", now.started_at.as_deref().unwrap_or("?")))
+        }
         Some("healthy") => Verdict::pass(format!("container `{container}` runs and is healthy")),
         Some(health) => Verdict::fail(format!("container `{container}` runs but its health is `{health}`")),
     }
@@ -272,7 +284,9 @@ mod tests {
         }
         let err = PLUGIN.invoke("docker_logs", r#"{"container":"web","tail":5000}"#).expect_err("cap");
         assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`tail`")), "{err}");
-        let err = PLUGIN.rollback("docker_restart", r#"{"id":"web;x","was_running":true,"previous_started_at":null}"#).expect_err("undo");
+        let err = PLUGIN
+            .rollback("docker_restart", r#"{"id":"web;x","was_running":true,"previous_started_at":null}"#)
+            .expect_err("undo");
         assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`undo.id`")), "{err}");
     }
 

@@ -20,7 +20,6 @@ pub const MAX_READ: usize = 1024 * 1024;
 
 toolgate_sdk::plugin!(name = "files", tools = [ReadFile, ListDir, WriteFile]);
 
-
 /// How file content is carried in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +52,9 @@ impl Content {
     pub fn bytes(&self) -> Result<Vec<u8>, Error> {
         match self.encoding {
             Encoding::Text => Ok(self.data.clone().into_bytes()),
-            Encoding::Base64 => BASE64.decode(&self.data).map_err(|e| Error::invalid_params(format!("`undo.previous.data`: not base64: {e}"))),
+            Encoding::Base64 => BASE64
+                .decode(&self.data)
+                .map_err(|e| Error::invalid_params(format!("`undo.previous.data`: not base64: {e}"))),
         }
     }
 }

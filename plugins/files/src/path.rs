@@ -72,7 +72,9 @@ mod tests {
 
     #[test]
     fn escapes_and_injection_attempts_are_refused_naming_the_field() {
-        for p in ["../..", "..", "a/../../etc/passwd", "/etc/passwd", "notes\n.txt", "a\0b", "a//b", "a/", "", "a\\..\\b"] {
+        for p in
+            ["../..", "..", "a/../../etc/passwd", "/etc/passwd", "notes\n.txt", "a\0b", "a//b", "a/", "", "a\\..\\b"]
+        {
             let err = validate("path", p, Target::File).expect_err(p);
             assert!(matches!(&err, Error::InvalidParams(m) if m.starts_with("`path`:")), "{p:?}: {err}");
         }

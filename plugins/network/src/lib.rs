@@ -23,7 +23,6 @@ const TABLES: [&str; 4] = ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "
 
 toolgate_sdk::plugin!(name = "network", tools = [NetworkListeners]);
 
-
 /// Output of `network_listeners`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ListenersOutput {
@@ -56,7 +55,8 @@ impl Tool for NetworkListeners {
         if out.exit_code != 0 && out.stdout.trim().is_empty() {
             return Err(exit_failure(&argv, &out));
         }
-        let listeners = proc_net::listeners(&out.stdout).map_err(|e| Error::failed(format!("unreadable socket table: {e}")))?;
+        let listeners =
+            proc_net::listeners(&out.stdout).map_err(|e| Error::failed(format!("unreadable socket table: {e}")))?;
         let warnings = out.stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
         let (raw, raw_truncated) = capped(&out.stdout);
         Ok(ListenersOutput { listeners, warnings, raw, raw_truncated: raw_truncated || out.truncated })

@@ -164,7 +164,8 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_an_empty_list() {
         assert_eq!(listeners("   0: 00000000:0016 00000000:0000 0A\n"), Err(ParseError::NoHeader(1)));
-        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let header =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
         let short = format!("{header}   0: 00000000:0016 00000000:0000 0A\n");
         assert_eq!(listeners(&short), Err(ParseError::Fields { line: 2, found: 4 }));
         let bad = format!("{header}   0: ZZ:0016 00000000:0000 0A 0:0 0:0 0 0 0 1 1\n");

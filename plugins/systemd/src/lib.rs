@@ -25,7 +25,6 @@ pub const MAX_LINES: u32 = 1000;
 
 toolgate_sdk::plugin!(name = "systemd", tools = [SystemdStatus, SystemdLogs, SystemdRestart]);
 
-
 /// Parameters naming one unit.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +118,12 @@ impl Tool for SystemdLogs {
         let lines = params.lines.to_string();
         let out = run_ok(&["journalctl", "-u", &params.unit, "-n", &lines, "--no-pager"], PROFILE)?;
         let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(LogsOutput { unit: params.unit, entries: parse::journal(&out.stdout), raw, raw_truncated: raw_truncated || out.truncated })
+        Ok(LogsOutput {
+            unit: params.unit,
+            entries: parse::journal(&out.stdout),
+            raw,
+            raw_truncated: raw_truncated || out.truncated,
+        })
     }
 }
 
@@ -160,8 +164,7 @@ pub struct SystemdRestart;
 
 impl Tool for SystemdRestart {
     const NAME: &'static str = "systemd_restart";
-    const DESCRIPTION: &'static str =
-        "Restarts a systemd unit. Verify checks it is active afterwards; rollback restores its previous active or inactive state.";
+    const DESCRIPTION: &'static str = "Restarts a systemd unit. Verify checks it is active afterwards; rollback restores its previous active or inactive state.";
     const CATEGORY: Category = Category::Sensitive;
     const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
     const SUPPORTS_VERIFY: bool = true;
@@ -235,14 +238,17 @@ mod tests {
     #[test]
     fn logs_refuse_a_line_count_outside_the_cap() {
         for lines in [0, 1001, 100_000] {
-            let err = PLUGIN.invoke("systemd_logs", &format!(r#"{{"unit":"nginx","lines":{lines}}}"#)).expect_err("cap");
+            let err =
+                PLUGIN.invoke("systemd_logs", &format!(r#"{{"unit":"nginx","lines":{lines}}}"#)).expect_err("cap");
             assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`lines`")), "{err}");
         }
     }
 
     #[test]
     fn a_tampered_undo_record_is_refused() {
-        let err = PLUGIN.rollback("systemd_restart", r#"{"unit":"x; reboot","previous_state":"active"}"#).expect_err("bad unit");
+        let err = PLUGIN
+            .rollback("systemd_restart", r#"{"unit":"x; reboot","previous_state":"active"}"#)
+            .expect_err("bad unit");
         assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`undo.unit`")), "{err}");
     }
 

@@ -67,7 +67,8 @@ pub fn status(text: &str) -> Option<UnitStatus> {
                     Some(d) => status.sub_state = Some(d.to_owned()),
                     None => {}
                 }
-                status.since = value.split_once(" since ").map(|(_, s)| s.split(';').next().unwrap_or(s).trim().to_owned());
+                status.since =
+                    value.split_once(" since ").map(|(_, s)| s.split(';').next().unwrap_or(s).trim().to_owned());
             }
             "Main PID" => {
                 let (pid, detail) = split_paren(value);

@@ -12,7 +12,9 @@ const SUFFIXES: [&str; 11] =
 /// Check `unit` (the value of parameter `field`): `[A-Za-z0-9:_.\@-]+`, at most 256 characters,
 /// no leading `-` (it would read as an option), and a known type suffix when it has one.
 pub fn validate(field: &str, unit: &str) -> Result<(), Error> {
-    let bad = |why: &str| Err(Error::invalid_params(format!("`{field}`: `{}` is not a systemd unit name: {why}", printable(unit))));
+    let bad = |why: &str| {
+        Err(Error::invalid_params(format!("`{field}`: `{}` is not a systemd unit name: {why}", printable(unit))))
+    };
     if unit.is_empty() {
         return bad("it is empty");
     }

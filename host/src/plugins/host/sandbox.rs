@@ -103,4 +103,3 @@ fn exec_event(
         }),
     }
 }
-
