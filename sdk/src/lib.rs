@@ -18,6 +18,7 @@ mod error;
 pub mod log;
 mod plugin;
 pub mod sandbox;
+pub mod text;
 mod tool;
 pub mod workspace;
 

@@ -35,3 +35,21 @@ fn run(argv: &[&str], profile: &str, timeout_ms: Option<u32>) -> Result<ExecOutp
     };
     crate::host::call(|| wit::exec(&request))
 }
+
+/// As [`exec`], but a non-zero exit is an error too: `failed`, naming the command, its status
+/// and the first lines it printed ([`exit_failure`]).
+pub fn exec_ok(argv: &[&str], profile: &str) -> Result<ExecOutput, Error> {
+    let out = exec(argv, profile)?;
+    if out.exit_code != 0 {
+        return Err(exit_failure(argv, &out));
+    }
+    Ok(out)
+}
+
+/// `failed`, naming the command, its exit status and the first lines of what it said (stderr,
+/// or stdout when stderr is empty).
+pub fn exit_failure(argv: &[&str], out: &ExecOutput) -> Error {
+    let said = if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr };
+    let said: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).take(3).collect();
+    Error::failed(format!("`{}` exited with status {}: {}", argv.join(" "), out.exit_code, said.join(" / ")))
+}

@@ -7,15 +7,15 @@
 //! - `parse`: parsers of `apt-get` and `dpkg-query` output;
 //! - `exec`: running a command and keeping its raw text, capped.
 
-mod exec;
 pub mod package;
 pub mod parse;
 
 use toolgate_sdk::NoUndo;
 use toolgate_sdk::prelude::*;
 
-use crate::exec::{capped, exit_failure, run, run_ok};
 use crate::parse::{Install, PackageState, Update};
+use toolgate_sdk::sandbox::{self, exit_failure};
+use toolgate_sdk::text::capped;
 
 /// The sandbox profile every command of this plugin runs in.
 const PROFILE: &str = "host-admin";
@@ -53,7 +53,7 @@ impl Tool for AptUpdate {
 
     fn invoke(_: NoParams) -> Result<Self::Output, Error> {
         let argv = ["apt-get", "update", "-q"];
-        let out = run(&argv, PROFILE)?;
+        let out = sandbox::exec(&argv, PROFILE)?;
         let update = parse::update(&out.stdout, &out.stderr);
         if out.exit_code != 0 {
             return Err(match update.errors.first() {
@@ -72,7 +72,7 @@ impl Tool for AptUpdate {
         if let Some(error) = output.update.errors.first() {
             return Ok(Verdict::fail(format!("apt reported an error: {error}")));
         }
-        let out = run(&["apt-get", "check", "-q"], PROFILE)?;
+        let out = sandbox::exec(&["apt-get", "check", "-q"], PROFILE)?;
         Ok(if out.exit_code == 0 {
             Verdict::pass(format!(
                 "{} sources refreshed without error and `apt-get check` passes",
@@ -150,7 +150,7 @@ impl Tool for AptInstall {
         package::validate("package", &params.package)?;
         let before = dpkg_query(&params.package)?;
         let argv = ["apt-get", "install", "-y", "-q", params.package.as_str()];
-        let out = run(&argv, PROFILE)?;
+        let out = sandbox::exec(&argv, PROFILE)?;
         if out.exit_code != 0 {
             return Err(apt_failure(&argv, &out));
         }
@@ -189,7 +189,7 @@ impl Tool for AptInstall {
     fn rollback(undo: InstallUndo) -> Result<serde_json::Value, Error> {
         // The undo record came back from storage: check it as if a caller had typed it.
         package::validate("undo.package", &undo.package)?;
-        run_ok(&["apt-get", "remove", "-y", "-q", &undo.package], PROFILE)?;
+        sandbox::exec_ok(&["apt-get", "remove", "-y", "-q", &undo.package], PROFILE)?;
         let state = dpkg_query(&undo.package)?;
         let restored = InstallRollback { package: undo.package, status: state.status, installed: state.installed };
         serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
@@ -200,7 +200,7 @@ impl Tool for AptInstall {
 /// is a package dpkg knows nothing of, not an error.
 fn dpkg_query(package: &str) -> Result<PackageState, Error> {
     let argv = ["dpkg-query", "-s", package];
-    let out = run(&argv, PROFILE)?;
+    let out = sandbox::exec(&argv, PROFILE)?;
     match out.exit_code {
         0 => Ok(parse::dpkg_status(&out.stdout)),
         1 if out.stderr.contains("is not installed") || out.stderr.contains("no packages found") => {

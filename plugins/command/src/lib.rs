@@ -7,13 +7,12 @@
 //! - `line`: splitting a command line and refusing shell constructs;
 //! - `exec`: keeping the command's text capped.
 
-mod exec;
 pub mod line;
 
 use toolgate_sdk::prelude::*;
 use toolgate_sdk::sandbox;
 
-use crate::exec::capped;
+use toolgate_sdk::text::capped;
 
 /// The sandbox profile commands run in.
 const PROFILE: &str = "default";

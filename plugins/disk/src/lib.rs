@@ -7,12 +7,12 @@
 //! - `exec`: running a command and keeping its raw text, capped.
 
 pub mod df;
-mod exec;
 
 use toolgate_sdk::prelude::*;
 
 use crate::df::Filesystem;
-use crate::exec::{capped, exit_failure, run};
+use toolgate_sdk::sandbox::{self, exit_failure};
+use toolgate_sdk::text::capped;
 
 /// The sandbox profile the command runs in.
 const PROFILE: &str = "default";
@@ -46,7 +46,7 @@ impl Tool for DiskUsage {
 
     fn invoke(_: NoParams) -> Result<DiskUsageOutput, Error> {
         let argv = ["df", "-P", "-k"];
-        let out = run(&argv, PROFILE)?;
+        let out = sandbox::exec(&argv, PROFILE)?;
         // `df` exits 1 when one mount cannot be read but still reports the others.
         if out.exit_code != 0 && out.stdout.trim().is_empty() {
             return Err(exit_failure(&argv, &out));

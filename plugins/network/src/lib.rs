@@ -7,13 +7,13 @@
 //! - `proc_net`: the parser of the kernel's socket tables;
 //! - `exec`: running a command and keeping its raw text, capped.
 
-mod exec;
 pub mod proc_net;
 
 use toolgate_sdk::prelude::*;
 
-use crate::exec::{capped, exit_failure, run};
 use crate::proc_net::Listener;
+use toolgate_sdk::sandbox::{self, exit_failure};
+use toolgate_sdk::text::capped;
 
 /// The sandbox profile the command runs in.
 const PROFILE: &str = "host-net";
@@ -50,7 +50,7 @@ impl Tool for NetworkListeners {
 
     fn invoke(_: NoParams) -> Result<ListenersOutput, Error> {
         let argv: Vec<&str> = std::iter::once("cat").chain(TABLES).collect();
-        let out = run(&argv, PROFILE)?;
+        let out = sandbox::exec(&argv, PROFILE)?;
         // `cat` exits 1 when one table is missing but still prints the others.
         if out.exit_code != 0 && out.stdout.trim().is_empty() {
             return Err(exit_failure(&argv, &out));

@@ -8,14 +8,14 @@
 //! - `parse`: parsers of `systemctl status` and `journalctl` output;
 //! - `exec`: running a command and keeping its raw text, capped.
 
-mod exec;
 pub mod parse;
 pub mod unit;
 
 use toolgate_sdk::prelude::*;
 
-use crate::exec::{capped, exit_failure, run, run_ok};
 use crate::parse::{JournalEntry, UnitStatus};
+use toolgate_sdk::sandbox::{self, exit_failure};
+use toolgate_sdk::text::capped;
 
 /// The sandbox profile every command of this plugin runs in.
 const PROFILE: &str = "systemd";
@@ -61,7 +61,7 @@ impl Tool for SystemdStatus {
     fn invoke(params: UnitParams) -> Result<StatusOutput, Error> {
         unit::validate("unit", &params.unit)?;
         let argv = ["systemctl", "status", "--no-pager", params.unit.as_str()];
-        let out = run(&argv, PROFILE)?;
+        let out = sandbox::exec(&argv, PROFILE)?;
         // Exit 3 is an inactive or failed unit: still a status. Exit 4 is an unknown unit.
         let status = parse::status(&out.stdout).ok_or_else(|| exit_failure(&argv, &out))?;
         let (raw, raw_truncated) = capped(&out.stdout);
@@ -116,7 +116,7 @@ impl Tool for SystemdLogs {
             return Err(Error::invalid_params(format!("`lines`: {} is not between 1 and {MAX_LINES}", params.lines)));
         }
         let lines = params.lines.to_string();
-        let out = run_ok(&["journalctl", "-u", &params.unit, "-n", &lines, "--no-pager"], PROFILE)?;
+        let out = sandbox::exec_ok(&["journalctl", "-u", &params.unit, "-n", &lines, "--no-pager"], PROFILE)?;
         let (raw, raw_truncated) = capped(&out.stdout);
         Ok(LogsOutput {
             unit: params.unit,
@@ -174,7 +174,7 @@ impl Tool for SystemdRestart {
     fn invoke(params: UnitParams) -> Result<Self::Output, Error> {
         unit::validate("unit", &params.unit)?;
         let previous_state = is_active(&params.unit)?;
-        run_ok(&["systemctl", "restart", &params.unit], PROFILE)?;
+        sandbox::exec_ok(&["systemctl", "restart", &params.unit], PROFILE)?;
         let active_state = is_active(&params.unit)?;
         let undo = RestartUndo { unit: params.unit.clone(), previous_state: previous_state.clone() };
         Ok(WithUndo::new(RestartOutput { unit: params.unit, previous_state, active_state }, undo))
@@ -194,7 +194,7 @@ impl Tool for SystemdRestart {
         // The undo record came back from storage: check it as if a caller had typed it.
         unit::validate("undo.unit", &undo.unit)?;
         let action = if was_running(&undo.previous_state) { "start" } else { "stop" };
-        run_ok(&["systemctl", action, &undo.unit], PROFILE)?;
+        sandbox::exec_ok(&["systemctl", action, &undo.unit], PROFILE)?;
         let active_state = is_active(&undo.unit)?;
         let restored = RestartRollback { unit: undo.unit, action: action.to_owned(), active_state };
         serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
@@ -209,7 +209,7 @@ fn was_running(state: &str) -> bool {
 /// `systemctl is-active UNIT`: exit 0 for `active`, 3 for the others, the state on stdout.
 fn is_active(unit: &str) -> Result<String, Error> {
     let argv = ["systemctl", "is-active", unit];
-    let out = run(&argv, PROFILE)?;
+    let out = sandbox::exec(&argv, PROFILE)?;
     let state = out.stdout.trim();
     let known = !state.is_empty() && state.chars().all(|c| c.is_ascii_lowercase() || c == '-');
     if !known || !(out.exit_code == 0 || out.exit_code == 3) {

@@ -1,4 +1,4 @@
-//! Keeping a command's text capped in the output document.
+//! Keeping a command's raw text beside a parsed output, capped.
 
 /// How much raw command text an output document keeps: enough to read, small enough to audit.
 pub const RAW_CAP: usize = 64 * 1024;
@@ -16,7 +16,6 @@ pub fn capped(text: &str) -> (String, bool) {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)] // a test that panics is a failing test
 mod tests {
     use super::*;
 
