@@ -61,13 +61,7 @@ pub async fn evaluate(
     let caller = &auth.caller;
     let input = ActionInput {
         caller: CallerInput::from(caller),
-        tool: ToolInput {
-            name: tool.name.to_string(),
-            plugin: tool.plugin.to_string(),
-            category: tool.category,
-            supports_verify: tool.supports_verify,
-            supports_rollback: tool.supports_rollback,
-        },
+        tool: ToolInput::from(tool),
         params: body.params,
         justification: body.justification,
         approval: ApprovalState::None,

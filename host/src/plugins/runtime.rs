@@ -325,13 +325,7 @@ impl PluginRuntime {
         let tool = entry.info.name.as_str();
         let info = CallInfo {
             plugin: entry.plugin.name.to_string(),
-            tool: ToolInput {
-                name: tool.to_owned(),
-                plugin: entry.plugin.name.to_string(),
-                category: entry.def.category,
-                supports_verify: entry.def.supports_verify,
-                supports_rollback: entry.def.supports_rollback,
-            },
+            tool: ToolInput::from(&entry.info),
             capabilities: entry.def.capabilities.clone(),
             context: ctx.clone(),
         };

@@ -92,6 +92,18 @@ pub struct ToolInfo {
     pub capabilities: Vec<Capability>,
 }
 
+impl From<&ToolInfo> for crate::policy::ToolInput {
+    fn from(tool: &ToolInfo) -> Self {
+        crate::policy::ToolInput {
+            name: tool.name.to_string(),
+            plugin: tool.plugin.to_string(),
+            category: tool.category,
+            supports_verify: tool.supports_verify,
+            supports_rollback: tool.supports_rollback,
+        }
+    }
+}
+
 /// A plugin that loaded.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadedPlugin {

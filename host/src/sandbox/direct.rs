@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::output::Capped;
+use super::output::{Capped, finished};
 use super::{ExecOutput, SandboxError};
 
 /// Run `argv` as a child process in `dir`, killing it at `timeout`.
@@ -55,14 +55,7 @@ pub(crate) async fn run(
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     });
-    Ok(ExecOutput {
-        exit_code,
-        truncated: stdout.truncated() || stderr.truncated(),
-        stdout: stdout.into_string(),
-        stderr: stderr.into_string(),
-        duration: started.elapsed(),
-        container_id: None,
-    })
+    Ok(finished(exit_code, stdout, stderr, started))
 }
 
 async fn drain(mut pipe: impl AsyncRead + Unpin, limit: u64) -> Result<Capped, SandboxError> {

@@ -23,7 +23,7 @@ use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOpt
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::output::Capped;
+use super::output::{Capped, finished};
 use super::{ExecOutput, MANAGED_LABEL, ProfileConfig, SANDBOX_LABEL, SandboxConfig, SandboxError, WorkspaceAccess};
 use crate::model::Role;
 
@@ -268,14 +268,7 @@ impl DockerSandbox {
                 _ => tokio::time::sleep(Duration::from_millis(2)).await,
             }
         };
-        Ok(ExecOutput {
-            exit_code,
-            truncated: stdout.truncated() || stderr.truncated(),
-            stdout: stdout.into_string(),
-            stderr: stderr.into_string(),
-            duration: started.elapsed(),
-            container_id: None,
-        })
+        Ok(finished(exit_code, stdout, stderr, started))
     }
 
     /// A started container of `plan`: a warm one if the pool has it, else a new one.

@@ -1,5 +1,21 @@
 //! Capped capture of a command's output, shared by both backends.
 
+use std::time::Instant;
+
+use super::ExecOutput;
+
+/// The output of a finished command from its two capped streams.
+pub(crate) fn finished(exit_code: i32, stdout: Capped, stderr: Capped, started: Instant) -> ExecOutput {
+    ExecOutput {
+        exit_code,
+        truncated: stdout.truncated() || stderr.truncated(),
+        stdout: stdout.into_string(),
+        stderr: stderr.into_string(),
+        duration: started.elapsed(),
+        container_id: None,
+    }
+}
+
 /// Bytes of one stream, kept up to a cap; the rest is counted and dropped.
 #[derive(Debug)]
 pub(crate) struct Capped {
