@@ -13,13 +13,25 @@ use crate::model::Role;
 
 /// State over the repository's default policies and an empty plugin directory (no sandbox).
 async fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let audit = Arc::new(crate::governance::MemoryAuditSink::default());
+    state_with(dir, general, plugins, audit).await
+}
+
+/// State over the repository's default policies, the plugins of `plugins` and `audit` (no sandbox).
+async fn state_with(
+    dir: &std::path::Path,
+    general: u32,
+    plugins: std::path::PathBuf,
+    audit: Arc<crate::governance::MemoryAuditSink>,
+) -> anyhow::Result<AppState> {
     let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
     config.http.trusted_proxies = vec!["10.9.9.9".into()];
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
     config.policy.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    config.plugins.dir = dir.join("plugins");
-    std::fs::create_dir_all(&config.plugins.dir)?;
-    let audit: Arc<dyn crate::governance::AuditSink> = Arc::new(crate::governance::MemoryAuditSink::default());
+    config.plugins.dir = plugins;
+    let audit: Arc<dyn crate::governance::AuditSink> = audit;
     let policy = Arc::new(crate::policy::PolicyEngine::load(&config.policy)?);
     let services = crate::plugins::HostServices::new(audit.clone(), dir.join("workspace"));
     let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);
@@ -92,5 +104,34 @@ async fn forwarded_addresses_count_only_behind_a_trusted_proxy() -> anyhow::Resu
         let forwarded = format!("9.9.9.9, {client}");
         assert_eq!(app.clone().oneshot(health([10, 9, 9, 9], &forwarded)?).await?.status(), StatusCode::OK, "{client}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_evaluation_is_audited_as_a_dry_run() -> anyhow::Result<()> {
+    // The built-in plugins, as `cargo xtask plugins` leaves them: target/<profile>/deps/<test> → target.
+    let exe = std::env::current_exe()?;
+    let plugins = exe.ancestors().nth(3).map(|t| t.join("plugins")).filter(|p| p.join("files.wasm").exists());
+    let plugins = plugins.ok_or_else(|| anyhow::anyhow!("built-in plugins missing: run `cargo xtask plugins`"))?;
+    let dir = tempfile::tempdir()?;
+    let audit = Arc::new(crate::governance::MemoryAuditSink::default());
+    let state = state_with(dir.path(), 100, plugins, audit.clone()).await?;
+    let (token, _) = state.tokens.issue("alice", Role::Operator)?;
+    let mut req = Request::post("/api/v1/policy/evaluate")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"tool": "write_file", "params": {"path": "a.txt", "content": "secret text"}}"#))?;
+    req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 40000))));
+    let res = router(state)?.oneshot(req).await?;
+    assert_eq!(res.status(), StatusCode::OK);
+    let events = audit.events();
+    let event = events
+        .iter()
+        .find(|e| e.kind == "policy_evaluate")
+        .ok_or_else(|| anyhow::anyhow!("not audited: {events:?}"))?;
+    assert_eq!((event.actor.as_deref(), event.role, event.allowed), (Some("alice"), Some(Role::Operator), false));
+    assert_eq!(event.reason, "justification_required,role_insufficient");
+    assert_eq!(event.detail["dry_run"], true);
+    assert!(!format!("{event:?}").contains("secret text"), "params stay out of the audit entry");
     Ok(())
 }
