@@ -586,6 +586,9 @@ impl Governor {
             return Err(GovernanceError::JustificationRequired(self.min_justification_len));
         }
         let record = self.action(id).await?.ok_or_else(|| GovernanceError::NoAction(id.to_owned()))?;
+        if record.state == ActionState::RolledBack {
+            return Err(GovernanceError::AlreadyRolledBack { id: id.to_owned(), state: "already applied".into() });
+        }
         if !matches!(record.state, ActionState::Completed | ActionState::Failed) {
             return Err(GovernanceError::NotRollbackable { id: id.to_owned(), state: record.state });
         }
