@@ -142,6 +142,15 @@ async fn sensitive_needs_a_justification_and_a_manual_rollback_restores_the_file
     let call = |justification: Option<&str>| json!({"params": {"path": "motd", "content": "maintenance tonight\n"}, "justification": justification});
     let (status, body) = env.execute(&env.admin, "write_file", call(None)).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "justification_required"), "{body}");
+    // A dry run answers the decision and runs nothing.
+    let mut dry = call(Some("announce the maintenance window"));
+    dry["dry_run"] = json!(true);
+    let (status, body) = env.execute(&env.admin, "write_file", dry).await?;
+    assert_eq!(
+        (status, body["status"].as_str(), body["decision"]["allow"].as_bool()),
+        (StatusCode::OK, Some("dry_run"), Some(true))
+    );
+    assert!(body.get("output").is_none(), "{body}");
     assert_eq!(std::fs::read_to_string(env.workspace().join("motd"))?, "welcome\n");
 
     let (status, body) = env.execute(&env.admin, "write_file", call(Some("announce the maintenance window"))).await?;
