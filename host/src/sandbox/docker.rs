@@ -528,8 +528,10 @@ mod tests {
             read_only: true,
             optional,
         };
-        let mut profile = ProfileConfig::default();
-        profile.mounts = vec![mount(dir.path().to_owned(), false), mount(dir.path().join("gone"), true)];
+        let mut profile = ProfileConfig {
+            mounts: vec![mount(dir.path().to_owned(), false), mount(dir.path().join("gone"), true)],
+            ..ProfileConfig::default()
+        };
         let mounts = host_mounts("p", &profile)?;
         assert_eq!(mounts.len(), 1, "the optional missing path is left out");
         assert_eq!(mounts[0].read_only, Some(true));
