@@ -305,4 +305,33 @@ mod tests {
         let err = Config::load_from(None, env(&[("SANDBOX_READONLY", "maybe")])).err();
         assert!(matches!(err, Some(ConfigError::Env { ref name, .. }) if name == "SANDBOX_READONLY"), "{err:?}");
     }
+
+    /// The repository's `toolgate.example.toml`, read by the real loader: it must stay a valid
+    /// configuration, pass the sandbox start-up checks, and show the embedded defaults it claims.
+    #[test]
+    fn the_example_file_is_the_embedded_defaults_spelled_out() -> anyhow::Result<()> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../toolgate.example.toml");
+        let example = Config::load_from(Some(&path), env(&[]))?;
+        assert_eq!(sandbox::validate(&example).map_err(|e| e.to_string()), Ok(Vec::new()));
+        assert_eq!(toml::Value::try_from(&example)?, toml::Value::try_from(Config::default())?);
+        // The file alone, without the defaults under it, declares every profile and grant.
+        let text = std::fs::read_to_string(&path)?;
+        let alone: Config = toml::from_str(&text)?;
+        assert_eq!(alone.sandbox.profiles, Config::default().sandbox.profiles);
+        assert_eq!(alone.plugins.plugin, Config::default().plugins.plugin);
+        Ok(())
+    }
+
+    #[test]
+    fn every_built_in_plugin_is_granted_and_its_profiles_exist_by_default() {
+        let config = Config::default();
+        let names: Vec<&str> = config.plugins.plugin.keys().map(String::as_str).collect();
+        assert_eq!(names, ["apt", "command", "disk", "docker", "files", "network", "systemd"]);
+        let profiles: Vec<&str> =
+            config.plugins.plugin.values().flat_map(|p| &p.grants).filter_map(|g| g.strip_prefix("exec:")).collect();
+        assert_eq!(profiles.len(), 5, "{profiles:?}");
+        for profile in profiles {
+            assert!(config.sandbox.profiles.contains_key(profile), "`exec:{profile}` granted, profile not declared");
+        }
+    }
 }

@@ -88,20 +88,24 @@ impl Default for PluginsConfig {
     }
 }
 
-/// The built-in plugins that work on any host get their grants by default. `systemd`,
-/// `network` and `apt` need sandbox profiles that reach into the host (its systemd, its network
-/// namespace, its package database): they stay refused at load until an operator declares those
-/// profiles and grants them (see `toolgate.example.toml`).
+/// Every built-in plugin gets its grants by default, so that all seven load on any machine.
+/// `systemd`, `network` and `apt` run in the profiles of the default `[sandbox]` that show them
+/// the host read-only (`systemd`, `host-net`, `host-admin`); where the host lacks what a profile
+/// mounts (no systemd, not Debian), their tools answer `unavailable` saying so. An operator
+/// revokes a plugin with `grants = []` (see `toolgate.example.toml`).
 fn default_grants() -> BTreeMap<String, PluginSettings> {
     let grant = |grants: &[&str]| PluginSettings {
         grants: grants.iter().map(|g| (*g).to_owned()).collect(),
         ..Default::default()
     };
     BTreeMap::from([
+        ("apt".to_owned(), grant(&["exec:host-admin"])),
         ("command".to_owned(), grant(&["exec:default"])),
         ("disk".to_owned(), grant(&["exec:default"])),
         ("docker".to_owned(), grant(&["containers-read", "containers-manage"])),
         ("files".to_owned(), grant(&["workspace-read", "workspace-write"])),
+        ("network".to_owned(), grant(&["exec:host-net"])),
+        ("systemd".to_owned(), grant(&["exec:systemd"])),
     ])
 }
 

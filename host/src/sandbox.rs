@@ -13,6 +13,7 @@
 //! - `image`: the project's image, built offline from `/bin/busybox` ([`ensure_image`]).
 //! - `engine`: [`DockerEngine`], the [`ContainerEngine`] over the host's other containers.
 //! - `validate`: [`validate`], the start-up refusals (`ALLOW_DIRECT_FALLBACK` outside development...).
+//! - `profiles`: the profiles of the default configuration (`systemd`, `host-net`, `host-admin`).
 //!
 //! # Wiring (serve)
 //!
@@ -39,12 +40,14 @@ mod engine;
 mod executor;
 mod image;
 mod output;
+mod profiles;
 mod validate;
 
 pub use argv::{check_argv, split_command};
 pub use engine::DockerEngine;
 pub use executor::{Availability, SecureExecutor};
 pub use image::{DEFAULT_IMAGE_REPOSITORY, ensure_image, image_context};
+pub use profiles::{HOST_NET_TARGET, ROOT_PROFILE};
 pub use validate::validate;
 
 /// Label on every container and image the executor creates, so that they can be found and
@@ -83,7 +86,8 @@ pub struct SandboxConfig {
     pub readonly: bool,
     /// The workspace directory that profiles mount and the workspace host interface serves.
     pub workspace: std::path::PathBuf,
-    /// Named sandbox profiles. `default` exists unless the configuration removes it.
+    /// Named sandbox profiles. By default `default` and those of the built-in plugins that reach
+    /// into the host: `systemd`, `host-net` and `host-admin` (see `toolgate.example.toml`).
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// Image of profiles that name none; empty means the project's own image, built on first use
     /// from `/bin/busybox` ([`ensure_image`]).
@@ -106,7 +110,7 @@ impl Default for SandboxConfig {
             network: "none".into(),
             readonly: true,
             workspace: std::path::PathBuf::from("workspace"),
-            profiles: BTreeMap::from([("default".to_owned(), ProfileConfig::default())]),
+            profiles: profiles::builtin(),
             image: String::new(),
             timeout_secs: 30,
             max_timeout_secs: 300,
@@ -134,8 +138,11 @@ pub struct ProfileConfig {
     pub memory_mib: u64,
     /// Most processes and threads alive at once.
     pub pids_limit: i64,
-    /// `uid:gid` the command runs as; never root.
+    /// `uid:gid` the command runs as; never root, unless `allow_root`.
     pub user: String,
+    /// Opt-in to `user = "0:0"`, accepted only on profile `host-admin` (apt needs root to install),
+    /// without the workspace, and said loudly at start-up. Capabilities stay dropped.
+    pub allow_root: bool,
     /// Size of the writable `/tmp` (a tmpfs) in MiB.
     pub tmp_mib: u64,
     /// Deadline of a command under this profile that asks for none, in seconds; 0 means
@@ -154,6 +161,7 @@ impl Default for ProfileConfig {
             memory_mib: 512,
             pids_limit: 128,
             user: "65534:65534".into(),
+            allow_root: false,
             tmp_mib: 64,
             timeout_secs: 0,
         }
@@ -171,6 +179,10 @@ pub struct MountConfig {
     /// Mounted read-only unless this says `false`.
     #[serde(default = "yes")]
     pub read_only: bool,
+    /// Left out when `source` does not exist on this machine. Otherwise (the default) a missing
+    /// source makes the profile answer `unavailable`, naming it.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 fn yes() -> bool {

@@ -12,9 +12,10 @@ use fixture::{Fixture, TestContainer, tool_error};
 use serde_json::{Value, json};
 use toolgate_host::model::Role;
 use toolgate_host::plugins::ToolErrorKind;
+use toolgate_host::sandbox::MountConfig;
 
 /// Tests of this file that build a [`Fixture`]: the last one to finish removes the test image.
-const TESTS: usize = 10;
+const TESTS: usize = 12;
 
 async fn fixture() -> anyhow::Result<Fixture> {
     Fixture::new(TESTS, None).await
@@ -260,6 +261,76 @@ async fn network_listeners_finds_a_listener_in_the_namespace_it_reads() -> anyho
     assert_eq!(found["protocol"].as_str().map(|p| p.starts_with("tcp")), Some(true), "{found}");
     assert_eq!(found["uid"], 65534, "{found}");
     drop(listener);
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// The embedded default `host-net` profile, unchanged: the host's `/proc/1/net` read-only in a
+/// container without network. A socket this test process listens on (in the host's network
+/// namespace, like `serve` itself) is among the host's listeners.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_listeners_with_the_default_profile_finds_a_listener_of_this_host() -> anyhow::Result<()> {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = socket.local_addr()?.port();
+    let fx = fixture().await?;
+    let out = fx.invoke(Role::Viewer, "network_listeners", json!({})).await?.output;
+    let listeners = out["listeners"].as_array().context("listeners")?;
+    let found = listeners
+        .iter()
+        .find(|l| l["port"] == port && l["address"] == "127.0.0.1")
+        .with_context(|| format!("no listener on 127.0.0.1:{port}: {out}"))?;
+    assert_eq!(found["protocol"], "tcp", "{found}");
+    assert!(
+        fx.commands()
+            .iter()
+            .any(|(kind, allowed, cmd)| kind == "exec" && *allowed && cmd.starts_with("cat /host/proc/net/tcp")),
+        "{:?}",
+        fx.commands()
+    );
+    drop(socket);
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// A machine without what a profile needs (a host path, a program in the image): the tools of
+/// that profile answer `unavailable` saying what is missing, nothing else is affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_missing_a_host_path_or_a_program_answers_unavailable_and_the_rest_works() -> anyhow::Result<()> {
+    let fx = Fixture::with_profiles(TESTS, None, |p| {
+        let missing = p.scratch.join("no-such-socket");
+        let systemd = p.profiles.get_mut("systemd").context("systemd")?;
+        systemd.mounts.push(MountConfig {
+            source: missing.clone(),
+            target: "/run/dbus/system_bus_socket".into(),
+            read_only: true,
+            optional: false,
+        });
+        // The project's image has no `dpkg-query`; a missing optional path is simply left out.
+        let admin = p.profiles.get_mut("host-admin").context("host-admin")?;
+        admin.image = p.base.clone();
+        admin.mounts = vec![MountConfig {
+            source: p.scratch.join("no-apt-lists"),
+            target: "/var/lib/apt/lists".into(),
+            read_only: true,
+            optional: true,
+        }];
+        Ok(())
+    })
+    .await?;
+    let (kind, message) = tool_error(fx.invoke(Role::Viewer, "systemd_status", json!({"unit": "nginx"})).await);
+    assert_eq!(kind, ToolErrorKind::Unavailable, "{message}");
+    assert!(message.contains("no-such-socket") && message.contains("sandbox.profiles.systemd.mounts"), "{message}");
+
+    let (kind, message) = tool_error(fx.invoke(Role::Admin, "apt_install", json!({"package": "htop"})).await);
+    assert_eq!(kind, ToolErrorKind::Unavailable, "{message}");
+    assert!(
+        message.contains("`dpkg-query` is not in the image") && message.contains("sandbox.profiles.host-admin.image"),
+        "{message}"
+    );
+    assert!(fx.calls().is_empty(), "nothing ran on the fake host: {:?}", fx.calls());
+
+    let out = fx.invoke(Role::Viewer, "disk_usage", json!({})).await?.output;
+    assert!(!out["filesystems"].as_array().context("filesystems")?.is_empty(), "{out}");
     fx.shutdown().await;
     Ok(())
 }

@@ -60,20 +60,23 @@ test_option_injection_in_placeholder_denied if {
 test_builtin_tools_have_their_read_commands if {
 	run("viewer", "systemd_status", "systemd", ["systemctl", "status", "--no-pager", "nginx.service"], "systemd").allow
 	run("viewer", "systemd_logs", "systemd", ["journalctl", "-u", "nginx", "-n", "50", "--no-pager"], "systemd").allow
-	run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"], "host-net").allow
+	run("viewer", "network_listeners", "network", ["cat", "/host/proc/net/tcp", "/host/proc/net/tcp6", "/host/proc/net/udp", "/host/proc/net/udp6"], "host-net").allow
 	run("viewer", "disk_usage", "disk", ["df", "-P", "-k"], "default").allow
 }
 
 test_builtin_tools_are_pinned_to_their_plugin_and_profile if {
 	codes(run("viewer", "systemd_status", "command", ["systemctl", "status", "--no-pager", "nginx"], "systemd")) == ["plugin_mismatch"]
 	codes(run("viewer", "systemd_status", "systemd", ["systemctl", "status", "--no-pager", "nginx"], "default")) == ["profile_not_allowed"]
-	codes(run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp"], "default")) == ["command_not_allowed", "profile_not_allowed"]
+	codes(run("viewer", "network_listeners", "network", ["cat", "/host/proc/net/tcp"], "default")) == ["command_not_allowed", "profile_not_allowed"]
 	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-q", "htop"], "default")) == ["profile_not_allowed"]
 	codes(run("operator", "run_command", "shell", ["ls"], "default")) == ["plugin_mismatch"]
 }
 
 test_network_listeners_reads_only_the_socket_tables if {
 	codes(run("viewer", "network_listeners", "network", ["cat", "/etc/shadow"], "host-net")) == ["command_not_allowed"]
+	# The container's own tables are not the host's: only the mounted view of `/proc/1/net` is read.
+	codes(run("viewer", "network_listeners", "network", ["cat", "/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"], "host-net")) == ["command_not_allowed"]
+	codes(run("viewer", "network_listeners", "network", ["cat", "/host/proc/net/../../../etc/shadow"], "host-net")) == ["command_not_allowed"]
 }
 
 test_journal_line_count_must_be_a_number if {

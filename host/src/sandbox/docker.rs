@@ -40,6 +40,7 @@ const ACQUIRE_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     key: String,
+    profile: String,
     body: ContainerCreateBody,
     user: String,
     working_dir: String,
@@ -113,8 +114,10 @@ impl DockerSandbox {
         });
         // Warm what most commands will use: each profile as an operator sees it.
         for (name, profile) in &config.profiles {
-            if let Ok(plan) = sandbox.plan(name, profile, Role::Operator) {
-                sandbox.refill(&plan);
+            match sandbox.plan(name, profile, Role::Operator) {
+                Ok(plan) => sandbox.refill(&plan),
+                // Said once here; every command of the profile then answers it.
+                Err(e) => tracing::warn!(profile = %name, error = %e, "sandbox profile unavailable on this machine"),
             }
         }
         Ok(sandbox)
@@ -140,9 +143,7 @@ impl DockerSandbox {
             let source = absolute(&self.config.workspace)?;
             mounts.push(bind(&source, "/workspace", access == WorkspaceAccess::Ro));
         }
-        for m in &profile.mounts {
-            mounts.push(bind(&m.source, &m.target, m.read_only));
-        }
+        mounts.extend(host_mounts(name, profile)?);
         let network = if profile.network.is_empty() { &self.config.network } else { &profile.network };
         let image = [&profile.image, &self.config.image, &self.default_image]
             .into_iter()
@@ -187,7 +188,14 @@ impl DockerSandbox {
             host_config: Some(host_config),
             ..Default::default()
         };
-        Ok(Plan { key: format!("{name}/{access:?}"), body, user: profile.user.clone(), working_dir, access })
+        Ok(Plan {
+            key: format!("{name}/{access:?}"),
+            profile: name.to_owned(),
+            body,
+            user: profile.user.clone(),
+            working_dir,
+            access,
+        })
     }
 
     /// Run `argv` in a fresh container of `plan`, killing it at `timeout`.
@@ -226,6 +234,7 @@ impl DockerSandbox {
             }
         };
         let outcome = tokio::time::timeout(timeout, self.exec(&exec.id, started)).await;
+        let outcome = outcome.map(|result| result.and_then(|output| not_in_image(plan, argv, output)));
         let result = match outcome {
             Err(_) => {
                 // Killed and removed before answering, so that `timeout` means it is gone.
@@ -389,6 +398,44 @@ impl DockerSandbox {
     }
 }
 
+/// The bind mounts of `profile`'s host paths. A source missing on this machine leaves an
+/// `optional` mount out, and makes the profile unavailable otherwise: Docker would refuse the
+/// container anyway, with a message naming neither the profile nor the key.
+fn host_mounts(name: &str, profile: &ProfileConfig) -> Result<Vec<Mount>, SandboxError> {
+    let mut mounts = Vec::new();
+    for m in &profile.mounts {
+        match std::fs::symlink_metadata(&m.source) {
+            Ok(_) => mounts.push(bind(&m.source, &m.target, m.read_only)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {}
+            Err(e) => {
+                return Err(SandboxError::Unavailable(format!(
+                    "sandbox profile `{name}` mounts `{}`, which this machine does not have ({e}); \
+                     see `sandbox.profiles.{name}.mounts`",
+                    m.source.display()
+                )));
+            }
+        }
+    }
+    Ok(mounts)
+}
+
+/// The engine's answer to a program that is not in the image (exit 126 or 127 and its message)
+/// as `unavailable`: the profile's image lacks the tool, nothing ran.
+fn not_in_image(plan: &Plan, argv: &[String], output: ExecOutput) -> Result<ExecOutput, SandboxError> {
+    let missing = |text: &str| text.contains("executable file not found") || text.contains("no such file or directory");
+    let engine_said =
+        [&output.stdout, &output.stderr].iter().any(|t| t.starts_with("OCI runtime exec failed") && missing(t));
+    if (output.exit_code == 126 || output.exit_code == 127) && engine_said {
+        let program = argv.first().map(String::as_str).unwrap_or_default();
+        let name = &plan.profile;
+        return Err(SandboxError::Unavailable(format!(
+            "`{program}` is not in the image of sandbox profile `{name}`: set `sandbox.profiles.{name}.image` \
+             to an image that has it"
+        )));
+    }
+    Ok(output)
+}
+
 fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
     Mount {
         target: Some(target.to_owned()),
@@ -470,5 +517,29 @@ mod tests {
         assert!(!owner_alive(&format!("{}:{}:1", boot_id(), std::process::id())));
         assert!(!owner_alive("other-boot:1:1"));
         assert!(!owner_alive(""));
+    }
+
+    #[test]
+    fn a_missing_host_path_makes_its_profile_unavailable_unless_optional() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mount = |source: std::path::PathBuf, optional| super::super::MountConfig {
+            source,
+            target: "/m".into(),
+            read_only: true,
+            optional,
+        };
+        let mut profile = ProfileConfig {
+            mounts: vec![mount(dir.path().to_owned(), false), mount(dir.path().join("gone"), true)],
+            ..ProfileConfig::default()
+        };
+        let mounts = host_mounts("p", &profile)?;
+        assert_eq!(mounts.len(), 1, "the optional missing path is left out");
+        assert_eq!(mounts[0].read_only, Some(true));
+
+        profile.mounts.push(mount(dir.path().join("needed"), false));
+        let err = host_mounts("p", &profile).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("sandbox unavailable: sandbox profile `p` mounts `"), "{err}");
+        assert!(err.contains("needed") && err.contains("sandbox.profiles.p.mounts"), "{err}");
+        Ok(())
     }
 }

@@ -1,20 +1,34 @@
 //! Start-up checks of the `[sandbox]` configuration: what must refuse to start, and what must be
 //! said loudly.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
-use super::{ExecuteMode, SandboxError};
+use super::{ExecuteMode, MountConfig, ROOT_PROFILE, SandboxError, WorkspaceAccess};
 use crate::config::{Config, Mode};
 
-/// Host paths no profile may mount: the machine itself, and the container engines' sockets (one
-/// of those is root on the host).
-const DENIED_SOURCES: [&str; 8] = ["/", "/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/var/lib/docker"];
+/// Host trees no profile may mount, nor anything in them: the machine itself (with `/`, which is
+/// refused alone), and the container engine's state.
+const DENIED_TREES: [&str; 7] = ["/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/var/lib/docker"];
+/// Engine sockets, wherever they are: one of those is root on the host.
 const DENIED_SOCKETS: [&str; 3] = ["docker.sock", "containerd.sock", "podman.sock"];
 
+/// INVARIANT: the only paths inside [`DENIED_TREES`] a profile may mount: each exactly (nothing
+/// above or below it as a source), only read-only, and only in the one built-in profile named.
+const READ_ONLY_EXCEPTIONS: [(&str, &str); 3] = [
+    // Not the host network namespace (`network = "host"` stays refused): only the kernel's socket
+    // tables of pid 1's namespace, which is what `ss -ltnup` reads, for `network_listeners`.
+    ("/proc/1/net", "host-net"),
+    // 32 hex digits naming the machine, no secret: `journalctl` finds the host's journal by it.
+    ("/etc/machine-id", "systemd"),
+    // apt's sources and settings (no keys to anything: repository signing keys are public).
+    ("/etc/apt", ROOT_PROFILE),
+];
+
 /// Check the sandbox section against the mode. Refused: `ALLOW_DIRECT_FALLBACK=true` or
-/// `EXECUTE_MODE=direct` outside development, a profile running as root, with the host network,
-/// mounting a system path or an engine socket, or with a limit of zero. Returns the warnings the
-/// serve command must print (direct mode).
+/// `EXECUTE_MODE=direct` outside development, a profile running as root (but `host-admin` with
+/// `allow_root`), with the host network, mounting a system path (but the read-only exceptions
+/// above) or an engine socket, or with a limit of zero. Returns the warnings the serve command
+/// must print (direct mode, a root profile).
 pub fn validate(config: &Config) -> Result<Vec<String>, SandboxError> {
     let sandbox = &config.sandbox;
     let development = config.mode == Mode::Development;
@@ -51,11 +65,32 @@ pub fn validate(config: &Config) -> Result<Vec<String>, SandboxError> {
             ));
         }
         let uid = p.user.split(':').next().unwrap_or_default();
-        if uid.is_empty() || uid == "0" || uid == "root" {
-            return bad(format!("`{}`: commands never run as root (got `{}`)", key("user"), p.user));
+        let root = uid.is_empty() || uid == "0" || uid == "root";
+        if p.allow_root {
+            // The narrow case: apt installing packages, admins only with approval by policy.
+            if name != ROOT_PROFILE {
+                return bad(format!("`{}`: only profile `{ROOT_PROFILE}` may run as root", key("allow_root")));
+            }
+            if !root {
+                return bad(format!("`{}`: `allow_root = true` needs `user = \"0:0\"`", key("allow_root")));
+            }
+            if p.workspace != WorkspaceAccess::None {
+                return bad(format!("`{}`: a root profile never mounts the workspace: set `none`", key("workspace")));
+            }
+            warnings.push(format!(
+                "sandbox profile `{name}` runs its commands as ROOT (uid 0) in its container \
+                 (`sandbox.profiles.{name}.allow_root = true`): every capability stays dropped, but root \
+                 writes whatever its read-write mounts hold"
+            ));
+        } else if root {
+            return bad(format!(
+                "`{}`: commands never run as root (got `{}`); only `{ROOT_PROFILE}` may opt in with `allow_root`",
+                key("user"),
+                p.user
+            ));
         }
         for m in &p.mounts {
-            check_mount(&key("mounts"), &m.source, &m.target)?;
+            check_mount(name, &key("mounts"), m)?;
         }
     }
     Ok(warnings)
@@ -74,26 +109,51 @@ fn check_network(key: &str, network: &str) -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn check_mount(key: &str, source: &Path, target: &str) -> Result<(), SandboxError> {
+fn check_mount(profile: &str, key: &str, mount: &MountConfig) -> Result<(), SandboxError> {
+    let (source, target) = (&mount.source, &mount.target);
     let shown = source.display();
+    let refused = |why: &str| Err(SandboxError::Config(format!("`{key}`: mounting `{shown}` is refused: {why}")));
     if !source.is_absolute() || !target.starts_with('/') || target == "/" {
         return Err(SandboxError::Config(format!(
             "`{key}`: `{shown}` -> `{target}` needs absolute paths, not `/` as target"
         )));
     }
-    let normal: std::path::PathBuf = source.components().collect();
-    if DENIED_SOURCES.iter().any(|d| normal == Path::new(d))
-        || normal.file_name().is_some_and(|f| DENIED_SOCKETS.iter().any(|s| f == *s))
+    if source.components().any(|c| c == Component::ParentDir) {
+        return refused("`..` is not allowed in a source");
+    }
+    let normal: PathBuf = source.components().collect();
+    check_source(profile, &normal, mount.read_only).or_else(|why| refused(&why))?;
+    // A symbolic link is followed by the engine: the path it leads to must pass too.
+    if let Ok(real) = normal.canonicalize()
+        && real != normal
     {
-        return Err(SandboxError::Config(format!("`{key}`: mounting `{shown}` is refused")));
+        check_source(profile, &real, mount.read_only)
+            .or_else(|why| refused(&format!("it leads to `{}`: {why}", real.display())))?;
     }
     Ok(())
+}
+
+/// Why `source` (absolute, normalised) may not be mounted in `profile`, if it may not.
+fn check_source(profile: &str, source: &Path, read_only: bool) -> Result<(), String> {
+    if source == Path::new("/") {
+        return Err("it is the host's root".into());
+    }
+    if source.file_name().is_some_and(|f| DENIED_SOCKETS.iter().any(|s| f == *s)) {
+        return Err("it is a container engine's socket".into());
+    }
+    let Some(tree) = DENIED_TREES.iter().find(|t| source.starts_with(t)) else { return Ok(()) };
+    match READ_ONLY_EXCEPTIONS.iter().find(|(path, _)| source == Path::new(path)) {
+        Some((_, only)) if *only != profile => Err(format!("only profile `{only}` may mount it")),
+        Some(_) if !read_only => Err("it is mounted read-only or not at all".into()),
+        Some(_) => Ok(()),
+        None => Err(format!("`{tree}` is a system tree")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::{MountConfig, ProfileConfig};
+    use crate::sandbox::{MountConfig, ProfileConfig, WorkspaceAccess};
 
     #[test]
     fn direct_fallback_and_direct_mode_are_refused_in_production() {
@@ -118,14 +178,8 @@ mod tests {
         let cases: [(&str, BreakIt); 5] = [
             ("user", |p| p.user = "0:0".into()),
             ("network", |p| p.network = "host".into()),
-            ("mounts", |p| {
-                p.mounts.push(MountConfig {
-                    source: "/var/run/docker.sock".into(),
-                    target: "/s".into(),
-                    read_only: true,
-                })
-            }),
-            ("mounts", |p| p.mounts.push(MountConfig { source: "/etc/".into(), target: "/e".into(), read_only: true })),
+            ("mounts", |p| p.mounts.push(mount("/var/run/docker.sock", true))),
+            ("mounts", |p| p.mounts.push(mount("/etc/", true))),
             ("*", |p| p.pids_limit = 0),
         ];
         for (field, break_it) in cases {
@@ -138,12 +192,124 @@ mod tests {
         }
         let mut config = Config::default();
         let mut profile = ProfileConfig::default();
-        profile.mounts.push(MountConfig {
-            source: "/run/systemd/private".into(),
-            target: "/run/systemd/private".into(),
-            read_only: true,
-        });
+        profile.mounts.push(mount("/run/systemd/private", true));
         config.sandbox.profiles.insert("systemd".into(), profile);
         assert!(validate(&config).is_ok(), "the systemd socket read-only is the operator's choice");
+    }
+
+    fn mount(source: &str, read_only: bool) -> MountConfig {
+        MountConfig { source: source.into(), target: "/m".into(), read_only, optional: false }
+    }
+
+    /// The error of `validate` with one more mount in `profile` (created if missing).
+    fn with_mount(profile: &str, m: MountConfig) -> Option<String> {
+        let mut config = Config::default();
+        config.sandbox.profiles.entry(profile.to_owned()).or_default().mounts.push(m);
+        validate(&config).err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_default_profiles_pass_without_a_warning() {
+        let config = Config::default();
+        for profile in ["default", "systemd", "host-net", "host-admin"] {
+            assert!(config.sandbox.profiles.contains_key(profile), "{profile}");
+        }
+        assert_eq!(validate(&config).ok(), Some(Vec::new()));
+    }
+
+    #[test]
+    fn system_paths_are_allowed_only_as_the_exact_read_only_exceptions_of_their_profile() {
+        for (profile, source) in
+            [("host-net", "/proc/1/net"), ("systemd", "/etc/machine-id"), ("host-admin", "/etc/apt")]
+        {
+            assert_eq!(with_mount(profile, mount(source, true)), None, "{profile}: {source}");
+            let err = with_mount(profile, mount(source, false)).unwrap_or_default();
+            assert!(err.contains("read-only or not at all"), "{source} read-write: {err}");
+            let err = with_mount("other", mount(source, true)).unwrap_or_default();
+            assert!(err.contains(&format!("only profile `{profile}`")), "{source} elsewhere: {err}");
+        }
+        // The neighbours of the exceptions, above, below and beside them, stay refused.
+        for source in [
+            "/",
+            "/proc",
+            "/proc/1",
+            "/proc/1/root",
+            "/proc/1/environ",
+            "/proc/1/net/tcp",
+            "/proc/self/net",
+            "/proc/2/net",
+            "/proc/1/net/../environ",
+            "/proc/1/net/../../1/net",
+            "/sys/fs/cgroup",
+            "/etc",
+            "/etc/shadow",
+            "/etc/apt/../shadow",
+            "/etc/apt/trusted.gpg.d",
+            "/etc/machine-id/..",
+            "/dev/sda",
+            "/root/.ssh",
+            "/var/lib/docker/volumes",
+            "/run/docker.sock",
+            "/var/run/containerd/containerd.sock",
+        ] {
+            for profile in ["host-net", "systemd", "host-admin", "default"] {
+                let err = with_mount(profile, mount(source, true)).unwrap_or_default();
+                assert!(err.contains("sandbox.profiles.") && err.contains("is refused"), "{profile}: {source}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_symbolic_link_into_a_system_tree_is_refused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let link = dir.path().join("innocent");
+        std::os::unix::fs::symlink("/etc", &link)?;
+        let err = with_mount("default", mount(&link.display().to_string(), true)).unwrap_or_default();
+        assert!(err.contains("leads to `/etc`"), "{err}");
+        assert_eq!(with_mount("default", mount(&dir.path().display().to_string(), true)), None);
+        Ok(())
+    }
+
+    #[test]
+    fn root_is_an_opt_in_of_host_admin_alone_and_said_loudly() {
+        let run = |profile: &str, change: fn(&mut ProfileConfig)| {
+            let mut config = Config::default();
+            change(config.sandbox.profiles.entry(profile.to_owned()).or_default());
+            validate(&config).map_err(|e| e.to_string())
+        };
+        let root_admin = |p: &mut ProfileConfig| {
+            p.allow_root = true;
+            p.user = "0:0".into();
+        };
+        let warnings = run("host-admin", root_admin).unwrap_or_default();
+        assert!(warnings.iter().any(|w| w.contains("`host-admin` runs its commands as ROOT")), "{warnings:?}");
+
+        let err = run("host-admin", |p| p.user = "0:0".into()).err().unwrap_or_default();
+        assert!(err.contains("sandbox.profiles.host-admin.user") && err.contains("allow_root"), "{err}");
+        let err = run("host-admin", |p| p.user = "root".into()).err().unwrap_or_default();
+        assert!(err.contains("sandbox.profiles.host-admin.user"), "{err}");
+        for profile in ["systemd", "default", "host-admin2"] {
+            let err = run(profile, root_admin).err().unwrap_or_default();
+            assert!(err.contains(&format!("sandbox.profiles.{profile}.allow_root")), "{err}");
+        }
+        let err = run("host-admin", |p| p.allow_root = true).err().unwrap_or_default();
+        assert!(err.contains("needs `user = \"0:0\"`"), "{err}");
+        let err = run("host-admin", |p| {
+            p.allow_root = true;
+            p.user = "0:0".into();
+            p.workspace = WorkspaceAccess::Rw;
+        })
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("sandbox.profiles.host-admin.workspace"), "{err}");
+        // Root does not lift a single mount refusal.
+        let err = run("host-admin", |p| {
+            p.allow_root = true;
+            p.user = "0:0".into();
+            p.mounts.push(mount("/etc", false));
+        })
+        .err()
+        .unwrap_or_default();
+        assert!(err.contains("sandbox.profiles.host-admin.mounts"), "{err}");
     }
 }

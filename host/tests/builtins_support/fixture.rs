@@ -1,7 +1,8 @@
 //! The real pieces of a deployment, assembled per test: the built-in plugins from
 //! `<target>/plugins/` (`cargo xtask plugins`), the repo's `policies/` as the exec policy, a
 //! [`SecureExecutor`] on the real Docker engine whose `default`, `systemd` and `host-admin`
-//! profiles run the fake-host image (`tests/images/fake-host/`), and a [`DockerEngine`].
+//! profiles run the fake-host image (`tests/images/fake-host/`) and whose `host-net` profile is
+//! the embedded default's, and a [`DockerEngine`].
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -20,7 +21,8 @@ use toolgate_host::plugins::{
 };
 use toolgate_host::policy::{PolicyConfig, PolicyEngine};
 use toolgate_host::sandbox::{
-    DockerEngine, MountConfig, ProfileConfig, SandboxConfig, SecureExecutor, WorkspaceAccess, ensure_image,
+    DockerEngine, HOST_NET_TARGET, MountConfig, ProfileConfig, SandboxConfig, SecureExecutor, WorkspaceAccess,
+    ensure_image,
 };
 
 /// Where the fake tools record calls and keep state, in the container.
@@ -153,6 +155,15 @@ impl Drop for TestContainer {
     }
 }
 
+/// The sandbox profiles of a fixture, for [`Fixture::with_profiles`] to change.
+pub struct Profiles {
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// The project's sandbox image (busybox only).
+    pub base: String,
+    /// A directory of the test, removed with the fixture.
+    pub scratch: PathBuf,
+}
+
 /// One test's deployment.
 pub struct Fixture {
     pub runtime: PluginRuntime,
@@ -169,8 +180,18 @@ pub struct Fixture {
 
 impl Fixture {
     /// `tests` is how many tests of the binary build a fixture (for the image's removal);
-    /// `host_net` is the container whose network namespace the `host-net` profile joins.
+    /// `host_net` is the container whose socket tables the `host-net` profile shows (the host's,
+    /// pid 1's, when none).
     pub async fn new(tests: usize, host_net: Option<&TestContainer>) -> anyhow::Result<Fixture> {
+        Self::with_profiles(tests, host_net, |_| Ok(())).await
+    }
+
+    /// [`Fixture::new`], with `edit` changing the profiles first (`base` is the sandbox image).
+    pub async fn with_profiles(
+        tests: usize,
+        host_net: Option<&TestContainer>,
+        edit: impl FnOnce(&mut Profiles) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Fixture> {
         let (base_image, fake_image) = images().await?;
         let lease = ImageLease { tag: fake_image.clone(), total: tests };
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
@@ -183,7 +204,12 @@ impl Fixture {
         }
         let fake = |workspace| ProfileConfig {
             image: fake_image.clone(),
-            mounts: vec![MountConfig { source: state.clone(), target: FAKE_DIR.into(), read_only: false }],
+            mounts: vec![MountConfig {
+                source: state.clone(),
+                target: FAKE_DIR.into(),
+                read_only: false,
+                optional: false,
+            }],
             workspace,
             ..ProfileConfig::default()
         };
@@ -193,14 +219,23 @@ impl Fixture {
             ("systemd".to_owned(), fake(WorkspaceAccess::None)),
             ("host-admin".to_owned(), fake(WorkspaceAccess::None)),
         ]);
+        // The embedded default, as `serve` runs it: the host's `/proc/1/net` read-only, no network.
+        let mut host_net_profile =
+            SandboxConfig::default().profiles.remove("host-net").context("the default config has `host-net`")?;
         if let Some(listener) = host_net {
-            // `host` in production; here the namespace of a container with a known listener.
-            let network = format!("container:{}", listener.id);
-            profiles.insert(
-                "host-net".into(),
-                ProfileConfig { network, workspace: WorkspaceAccess::None, ..ProfileConfig::default() },
-            );
+            // The same view of another process's tables: those of a container with a known listener.
+            let pid = docker_cli(&["inspect", "--format", "{{.State.Pid}}", &listener.id])?;
+            host_net_profile.mounts = vec![MountConfig {
+                source: format!("/proc/{pid}/net").into(),
+                target: HOST_NET_TARGET.into(),
+                read_only: true,
+                optional: false,
+            }];
         }
+        profiles.insert("host-net".into(), host_net_profile);
+        let mut edited = Profiles { profiles, base: base_image.clone(), scratch: dir.path().to_path_buf() };
+        edit(&mut edited)?;
+        let profiles = edited.profiles;
         let sandbox =
             SandboxConfig { workspace: workspace.clone(), profiles, pool_size: 0, ..SandboxConfig::default() };
         let audit = Arc::new(MemoryAuditSink::default());

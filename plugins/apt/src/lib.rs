@@ -1,5 +1,6 @@
 //! Built-in plugin `apt`: `apt-get update` and `apt-get install` in the `host-admin` sandbox
-//! profile (a real deployment mounts the host's root there, so dpkg and apt act on the host).
+//! profile, which shows the host's dpkg and apt state (read-only, as nobody, by default: installing
+//! needs the profile's explicit `allow_root` opt-in; see `toolgate.example.toml`).
 //!
 //! # Layout
 //! - this file: the two tools;

@@ -1,6 +1,7 @@
-//! Built-in plugin `network`: the host's listening sockets, read from `/proc/net/*` in the
-//! `host-net` sandbox profile (a real deployment runs that profile in the host's network
-//! namespace, read-only; busybox has no `ss`, and `/proc/net` is what `ss` reads anyway).
+//! Built-in plugin `network`: the host's listening sockets, read from the kernel's socket tables
+//! in the `host-net` sandbox profile, which shows the host's `/proc/1/net` read-only at
+//! `/host/proc/net` (the tables of the host's network namespace, without joining it). That is
+//! what `ss -ltnup` reads; busybox has no `ss`.
 //!
 //! # Layout
 //! - this file: the tool;
@@ -18,8 +19,10 @@ use toolgate_sdk::text::capped;
 /// The sandbox profile the command runs in.
 const PROFILE: &str = "host-net";
 
-/// The socket tables read; a kernel without IPv6 lacks the `6` ones.
-const TABLES: [&str; 4] = ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"];
+/// The socket tables read, where the `host-net` profile mounts the host's `/proc/1/net` (the
+/// container runtime refuses mounts inside the container's own `/proc`); a kernel without IPv6
+/// lacks the `6` ones.
+const TABLES: [&str; 4] = ["/host/proc/net/tcp", "/host/proc/net/tcp6", "/host/proc/net/udp", "/host/proc/net/udp6"];
 
 toolgate_sdk::plugin!(name = "network", tools = [NetworkListeners]);
 
@@ -28,7 +31,7 @@ toolgate_sdk::plugin!(name = "network", tools = [NetworkListeners]);
 pub struct ListenersOutput {
     /// Listening TCP sockets and unconnected UDP sockets, by port.
     pub listeners: Vec<Listener>,
-    /// Tables that could not be read (e.g. `/proc/net/tcp6` without IPv6).
+    /// Tables that could not be read (e.g. `/host/proc/net/tcp6` without IPv6).
     pub warnings: Vec<String>,
     /// The tables as read, capped at 64 KiB.
     pub raw: String,
@@ -36,7 +39,7 @@ pub struct ListenersOutput {
     pub raw_truncated: bool,
 }
 
-/// `network_listeners`: `cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6`, parsed.
+/// `network_listeners`: `cat /host/proc/net/{tcp,tcp6,udp,udp6}`, parsed.
 pub struct NetworkListeners;
 
 impl Tool for NetworkListeners {

@@ -1,0 +1,69 @@
+//! The sandbox profiles of the embedded default configuration: `default`, and one per built-in
+//! plugin that reaches into the host (`systemd`, `host-net`, `host-admin`). Each mounts only the
+//! exact host paths its tools read, read-only, as nobody, without network; `validate` holds the
+//! list of the few paths under denied trees they may mount, and why.
+//!
+//! A host path that does not exist on this machine (no systemd, not Debian) does not stop
+//! anything: a `required` mount that is missing makes its profile answer `unavailable` naming the
+//! path, an `optional` one is left out. The image is the project's busybox image unless the
+//! operator names another: a program it lacks (`systemctl`, `dpkg-query`) also answers
+//! `unavailable`, naming the `image` key to set. `toolgate.example.toml` shows what a real
+//! deployment sets.
+
+use std::collections::BTreeMap;
+
+use super::{MountConfig, ProfileConfig, WorkspaceAccess};
+
+/// Where the `host-net` profile shows the host's `/proc/1/net`: the `network` plugin reads its
+/// socket tables there. Not `/proc/net`: the container runtime refuses mounts inside `/proc`.
+pub const HOST_NET_TARGET: &str = "/host/proc/net";
+
+/// The one profile that may opt in to running commands as root (`allow_root = true`).
+pub const ROOT_PROFILE: &str = "host-admin";
+
+fn ro(source: &str, required: bool) -> MountConfig {
+    MountConfig { source: source.into(), target: source.to_owned(), read_only: true, optional: !required }
+}
+
+/// `default`, `systemd`, `host-net` and `host-admin`, as [`super::SandboxConfig::default`] declares them.
+pub(super) fn builtin() -> BTreeMap<String, ProfileConfig> {
+    let host = |mounts: Vec<MountConfig>| ProfileConfig {
+        mounts,
+        // None of these tools reads the workspace: do not show it to them.
+        workspace: WorkspaceAccess::None,
+        ..ProfileConfig::default()
+    };
+    let systemd = host(vec![
+        // `systemctl` as a non-root user asks systemd over the system D-Bus; polkit on the host
+        // decides whether that uid may restart a unit. Read-only does not limit what is asked
+        // through a socket: the exec policy's argv allowlist does.
+        ro("/run/dbus/system_bus_socket", true),
+        // Its presence is how `systemctl` knows systemd is the host's init (`sd_booted`).
+        ro("/run/systemd/system", true),
+        // The journal: persistent, volatile, or both; `journalctl` picks the host's files by its
+        // machine id. Reading them needs the `systemd-journal` group (set `user`'s gid).
+        ro("/var/log/journal", false),
+        ro("/run/log/journal", false),
+        ro("/etc/machine-id", true),
+    ]);
+    let host_net = host(vec![MountConfig {
+        // The socket tables of the host's network namespace (pid 1's), without joining it:
+        // the container keeps no network at all.
+        source: "/proc/1/net".into(),
+        target: HOST_NET_TARGET.into(),
+        read_only: true,
+        optional: false,
+    }]);
+    let host_admin = host(vec![
+        // What `dpkg-query -s` reads; missing on a host that is not Debian-based.
+        ro("/var/lib/dpkg", true),
+        ro("/var/lib/apt/lists", false),
+        ro("/etc/apt", false),
+    ]);
+    BTreeMap::from([
+        ("default".to_owned(), ProfileConfig::default()),
+        ("systemd".to_owned(), systemd),
+        ("host-net".to_owned(), host_net),
+        (ROOT_PROFILE.to_owned(), host_admin),
+    ])
+}
