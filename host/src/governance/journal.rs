@@ -267,8 +267,14 @@ fn check_action(
     expect: Option<ActionState>,
     record: &ActionRecord,
 ) -> Result<Option<JournalError>, StoreError> {
+    /// The part of a stored record the check needs (the rest, output included, is skipped).
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        state: ActionState,
+        history: Vec<super::action::Step>,
+    }
     let table = tx.open_table(tables::ACTIONS)?;
-    let stored: Option<ActionRecord> =
+    let stored: Option<Stored> =
         table.get(record.id.as_str())?.map(|v| decode("actions_v1", v.value())).transpose()?;
     let illegal = |message: String| Ok(Some(JournalError::IllegalStep { id: record.id.clone(), message }));
     let from = match (&stored, expect) {
