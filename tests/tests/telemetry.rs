@@ -94,8 +94,10 @@ async fn metrics_need_credentials_parse_as_prometheus_text_and_move_with_request
 #[tokio::test]
 async fn metrics_can_be_made_public() -> anyhow::Result<()> {
     let server = Server::start(&[("TOOLGATE_TELEMETRY_METRICS_PUBLIC", "true")])?;
+    assert_eq!(client().get(server.url("/healthz")).send().await?.status(), StatusCode::OK);
     let series = scrape(&server, None).await?;
-    assert!(series.keys().any(|(name, _)| name.starts_with("toolgate_")), "{series:?}");
+    let healthz = [("route", "/healthz"), ("status", "200")];
+    assert_eq!(prometheus::value(&series, "toolgate_http_requests_total", &healthz), 1.0, "{series:?}");
     Ok(())
 }
 
