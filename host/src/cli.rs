@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
+pub mod audit;
 pub mod doctor;
 pub mod plugins;
 pub mod policy;
@@ -43,6 +44,9 @@ pub enum Command {
     Users(users::Args),
     /// Check the security posture of this installation.
     Doctor(doctor::Args),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(audit::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
@@ -73,6 +77,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Plugins(args) => plugins::run(args, config).await,
             Command::Users(args) => users::run(args, config).await,
             Command::Doctor(args) => doctor::run(args, config).await,
+            Command::Audit(args) => audit::run(args, config).await,
             Command::Policy(_) => unreachable_policy(),
         }
     })

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::governance::{AuditSink, MemoryAuditSink};
+use crate::governance::{AuditSink, Governor, Journal};
 use crate::http::Component;
 use crate::plugins::{HostServices, PluginError, PluginRuntime};
 use crate::policy::{PolicyEngine, PolicyError};
 use crate::sandbox::{self, Availability, DockerEngine, SandboxError, SecureExecutor};
+use crate::store::{Store, StoreError};
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum GatewayError {
     /// The plugin configuration or engine is unusable.
     #[error(transparent)]
     Plugins(#[from] PluginError),
+    /// The governance journal could not start.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The parts every tool call goes through.
@@ -35,8 +39,12 @@ pub struct Gateway {
     pub policy: Arc<PolicyEngine>,
     /// The loaded tool plugins, wired to the executor, container engine and exec policy.
     pub plugins: Arc<PluginRuntime>,
-    /// Where decisions and executions are recorded.
+    /// Where decisions and executions are recorded: the journal, as a sink.
     pub audit: Arc<dyn AuditSink>,
+    /// The durable writer of the audit log, action records and rollback log.
+    pub journal: Arc<Journal>,
+    /// The execute pipeline, approvals and rollback.
+    pub governor: Arc<Governor>,
     /// The sandbox executor, when one was started (not in router-level tests).
     pub executor: Option<Arc<SecureExecutor>>,
 }
@@ -48,16 +56,17 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// Start everything `config` describes: check the sandbox posture, load the policy set,
-    /// connect the executor and the container engine, load the plugins.
-    pub async fn start(config: &Config) -> Result<Gateway, GatewayError> {
+    /// Start everything `config` describes over `store`: check the sandbox posture, load the
+    /// policy set, start the journal, connect the executor and the container engine, load the
+    /// plugins.
+    pub async fn start(config: &Config, store: &Store) -> Result<Gateway, GatewayError> {
         for warning in sandbox::validate(config)? {
             tracing::warn!("{warning}");
         }
         let policy = Arc::new(PolicyEngine::load(&config.policy)?);
         tracing::info!(revision = %policy.revision(), dir = %config.policy.dir.display(), "policy set loaded");
-        // INVARIANT: until the durable audit log lands, events live in memory only.
-        let audit: Arc<dyn AuditSink> = Arc::new(MemoryAuditSink::default());
+        let journal = Arc::new(Journal::start(store.clone())?);
+        let audit: Arc<dyn AuditSink> = journal.clone();
         let executor = Arc::new(SecureExecutor::connect(&config.sandbox, audit.clone()).await);
         let services = HostServices {
             executor: Some(executor.clone()),
@@ -69,13 +78,33 @@ impl Gateway {
         let plugins = Arc::new(PluginRuntime::from_config(config, services).await?);
         let report = plugins.report();
         tracing::info!(loaded = report.loaded.len(), refused = report.refused.len(), "plugins loaded");
-        Ok(Gateway { policy, plugins, audit, executor: Some(executor) })
+        Ok(Gateway::assemble(config, policy, plugins, journal, Some(executor)))
+    }
+
+    /// The gateway over parts already started (tests assemble it without a sandbox).
+    pub fn assemble(
+        config: &Config,
+        policy: Arc<PolicyEngine>,
+        plugins: Arc<PluginRuntime>,
+        journal: Arc<Journal>,
+        executor: Option<Arc<SecureExecutor>>,
+    ) -> Gateway {
+        let governor = Arc::new(Governor::new(
+            journal.clone(),
+            policy.clone(),
+            plugins.clone(),
+            config.governance.clone(),
+            config.policy.min_justification_len,
+        ));
+        Gateway { policy, plugins, audit: journal.clone(), journal, governor, executor }
     }
 
     /// What `/readyz` checks besides the store: the policy set, the plugins, the sandbox.
     pub fn readiness(&self) -> Vec<Component> {
         let plugins = self.plugins.clone();
+        let journal = self.journal.clone();
         let mut components = vec![
+            Component { name: "audit", check: Arc::new(move || journal.health()) },
             // A refused reload keeps the last good set serving: still ready.
             Component { name: "policy", check: Arc::new(|| Ok(())) },
             Component {
@@ -97,8 +126,11 @@ impl Gateway {
         components
     }
 
-    /// Remove what the executor keeps running (its warm pool).
+    /// Write out what the journal holds and remove what the executor keeps running (its warm pool).
     pub async fn shutdown(&self) {
+        if let Err(e) = self.journal.flush().await {
+            tracing::error!(error = %e, "the journal could not write everything out");
+        }
         if let Some(executor) = &self.executor {
             executor.shutdown().await;
         }

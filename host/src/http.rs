@@ -23,6 +23,8 @@ use crate::gateway::Gateway;
 use crate::store::Store;
 use crate::telemetry;
 
+pub mod actions_api;
+pub mod audit_api;
 pub mod auth_api;
 pub mod error;
 pub mod extract;
@@ -33,6 +35,7 @@ pub mod openapi;
 pub mod policy_api;
 pub mod ratelimit;
 pub mod tls;
+pub mod tools_api;
 pub mod users_api;
 
 pub use error::ApiError;
@@ -184,7 +187,7 @@ pub struct Route {
 /// handler in the `paths(...)` of [`openapi::ApiDoc`] (a test fails until both agree); tool
 /// execution routes take [`RateClass::Exec`], which both the per-address and per-user limits use.
 pub fn routes() -> Vec<Route> {
-    use RateClass::{General, Login, Register};
+    use RateClass::{Exec, General, Login, Register};
     let r = |method: Method, path, class, handler| Route { method, path, class, handler };
     vec![
         r(Method::GET, "/healthz", General, get(health::healthz)),
@@ -204,6 +207,15 @@ pub fn routes() -> Vec<Route> {
         r(Method::POST, "/api/v1/keys", General, post(keys_api::create)),
         r(Method::DELETE, "/api/v1/keys/{name}", General, delete(keys_api::revoke)),
         r(Method::POST, "/api/v1/policy/evaluate", General, post(policy_api::evaluate)),
+        r(Method::GET, "/api/v1/tools", General, get(tools_api::list)),
+        r(Method::POST, "/api/v1/tools/{tool}/execute", Exec, post(tools_api::execute)),
+        r(Method::GET, "/api/v1/actions", General, get(actions_api::list)),
+        r(Method::GET, "/api/v1/actions/{id}", General, get(actions_api::get_one)),
+        r(Method::POST, "/api/v1/actions/{id}/rollback", Exec, post(actions_api::rollback)),
+        r(Method::GET, "/api/v1/approvals", General, get(actions_api::approvals)),
+        r(Method::POST, "/api/v1/approvals/{id}/approve", Exec, post(actions_api::approve)),
+        r(Method::POST, "/api/v1/approvals/{id}/reject", General, post(actions_api::reject)),
+        r(Method::GET, "/api/v1/audit", General, get(audit_api::list)),
     ]
 }
 

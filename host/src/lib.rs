@@ -19,7 +19,8 @@
 //! - [`sandbox`]: the secure executor: argv checks, then a Docker container per command.
 //! - [`gateway`]: the running system (policy engine, executor, container engine, plugin
 //!   runtime, audit sink) assembled once from the configuration.
-//! - [`governance`]: the audit sink and, later, approvals, verify and rollback.
+//! - [`governance`]: the execute pipeline (decision, approval, invoke, verify, rollback), action
+//!   records, and the hash-chained audit log, written durably by one journal (group commit).
 //! - [`telemetry`]: logs, OpenTelemetry traces over OTLP, metrics over OTLP and `GET /metrics`.
 //! - [`http`]: the axum API under `/api/v1`, its single error model and its OpenAPI document.
 //! - [`cli`]: the `toolgate` command line (`serve`, `plugins`, `policy`, `users`, `doctor`).

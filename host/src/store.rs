@@ -149,11 +149,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { table, source })
 }
 
-fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|source| StoreError::Corrupt { table, source })
 }
 
@@ -170,6 +170,9 @@ impl Store {
             tx.open_table(tables::USERS)?;
             tx.open_table(tables::REVOKED_TOKENS)?;
             tx.open_table(tables::API_KEYS)?;
+            tx.open_table(tables::AUDIT)?;
+            tx.open_table(tables::ACTIONS)?;
+            tx.open_table(tables::ROLLBACK_LOG)?;
             Ok(())
         })?;
         Ok(store)
@@ -190,12 +193,19 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    /// The one place writes happen: `f` runs in a write transaction committed only if it succeeds.
-    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// The one place writes happen: `f` runs in a write transaction committed only if it succeeds
+    /// (durably: redb's default `Immediate` durability). The governance journal batches many
+    /// writes into one call (group commit).
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let tx = self.db.begin_write()?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// A read transaction, for modules that keep their tables' codecs (governance).
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
     }
 
     /// Readiness: the file is still there and a read transaction works.

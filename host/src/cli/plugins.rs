@@ -55,8 +55,11 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             let tool: ToolName = tool.parse()?;
             let params: serde_json::Value =
                 serde_json::from_str(&params).context("`--params` is not a JSON document")?;
-            // The real gateway: commands go through the exec policy and the sandbox.
-            let gateway = Gateway::start(&config).await?;
+            // The real gateway: commands go through the exec policy and the sandbox, and are
+            // audited in the store (which a running server holds: stop it, or use the API).
+            let store = crate::store::Store::open(&config.data_dir)
+                .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
+            let gateway = Gateway::start(&config, &store).await?;
             let call =
                 CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
             let invocation = gateway.plugins.invoke(&call, &tool, params).await;

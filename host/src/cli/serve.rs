@@ -37,8 +37,18 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     let listen = config.listen.clone();
     // Refuses an unsafe sandbox posture or an invalid policy set; keeps serving on a policy
     // reload that fails (the last good set stays active).
-    let gateway = Arc::new(Gateway::start(&config).await?);
+    let gateway = Arc::new(Gateway::start(&config, &store).await?);
     let _policy_watcher = gateway.policy.watch()?;
+    // Before serving: actions a crash interrupted are failed (and rolled back where possible).
+    let recovery = gateway.governor.recover().await.context("start-up recovery of interrupted actions failed")?;
+    if recovery.failed > 0 || recovery.undo_failed > 0 {
+        tracing::warn!(
+            failed = recovery.failed,
+            rolled_back = recovery.rolled_back,
+            undo_failed = recovery.undo_failed,
+            "recovered actions interrupted by a previous stop"
+        );
+    }
     // Validates the rest of the configuration before anything is written.
     let state = AppState::new(config, store.clone(), gateway.clone())?;
     create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
@@ -136,11 +146,18 @@ async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every minute: forget expired revocations and idle rate-limit buckets.
+/// Every second: expire approvals past their deadline. Every minute: forget expired revocations
+/// and idle rate-limit buckets.
 async fn maintenance(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for round in 0u64.. {
         tick.tick().await;
+        if let Err(e) = state.gateway.governor.expire_due().await {
+            tracing::warn!(error = %e, "expiring approvals failed");
+        }
+        if round % 60 != 0 {
+            continue;
+        }
         let now = token::now_secs();
         if let Err(e) = state.store.call(move |s| s.purge_revoked(now)).await {
             tracing::warn!(error = %e, "purging expired revocations failed");

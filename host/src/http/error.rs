@@ -2,7 +2,7 @@
 //! `{"error": {"code", "message", "details"?}}` with the status [`ApiError::status`] picks.
 //! Internal errors get a generic message and a log line; their text never reaches the client.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::AuthError;
+use crate::governance::{GovernanceError, JournalError};
 use crate::plugins::PluginError;
 use crate::store::StoreError;
 
 use super::ratelimit::RateClass;
+use super::tools_api::ActionResponse;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,13 @@ pub enum ApiError {
     /// A plugin or its runtime refused or failed.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A governance operation was refused (approval, rollback, journal).
+    #[error(transparent)]
+    Governance(#[from] GovernanceError),
+    /// An action ended other than completed: denied, failed, rolled back. The body's `details`
+    /// is the action.
+    #[error("action `{}` {}: {}", .0.action_id, .0.status, action_message(.0))]
+    Action(Box<ActionResponse>),
     /// The body is not JSON, or not the expected shape (names the field).
     #[error("{0}")]
     BadRequest(String),
@@ -90,7 +99,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     /// Status and stable code of this error.
-    pub fn status(&self) -> (StatusCode, &'static str) {
+    pub fn status(&self) -> (StatusCode, &str) {
         use AuthError as A;
         use StatusCode as S;
         match self {
@@ -119,11 +128,27 @@ impl ApiError {
                 StoreError::NoKey(_) => (S::NOT_FOUND, "api_key_not_found"),
                 _ => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
-            ApiError::Plugin(e) => match e {
-                PluginError::UnknownTool(_) => (S::NOT_FOUND, "unknown_tool"),
-                PluginError::InvalidParams { .. } => (S::BAD_REQUEST, "invalid_params"),
-                _ => (S::INTERNAL_SERVER_ERROR, "internal"),
-            },
+            ApiError::Plugin(e) => plugin_status(e),
+            ApiError::Governance(e) => {
+                use GovernanceError as G;
+                match e {
+                    G::Plugin(e) => plugin_status(e),
+                    G::NoAction(_) => (S::NOT_FOUND, "action_not_found"),
+                    G::NotPending { .. } => (S::CONFLICT, "not_pending"),
+                    G::ApprovalExpired(_) => (S::CONFLICT, "approval_expired"),
+                    G::SelfApproval => (S::FORBIDDEN, "self_approval"),
+                    G::ApprovalRefused { .. } => (S::FORBIDDEN, "approval_refused"),
+                    G::ApprovalMismatch(_) => (S::CONFLICT, "approval_mismatch"),
+                    G::JustificationRequired(_) => (S::BAD_REQUEST, "justification_required"),
+                    G::NotRollbackable { .. } => (S::CONFLICT, "not_rollbackable"),
+                    G::NoUndo(_) => (S::CONFLICT, "no_undo_record"),
+                    G::AlreadyRolledBack { .. } => (S::CONFLICT, "already_rolled_back"),
+                    G::Journal(JournalError::Conflict { .. }) => (S::CONFLICT, "conflict"),
+                    G::Journal(_) => (S::SERVICE_UNAVAILABLE, "audit_unavailable"),
+                    G::Store(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                }
+            }
+            ApiError::Action(action) => action_status(action),
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
             ApiError::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
@@ -139,6 +164,10 @@ impl ApiError {
 
     fn details(&self) -> Option<Value> {
         match self {
+            ApiError::Action(action) => serde_json::to_value(action).ok(),
+            ApiError::Governance(GovernanceError::ApprovalRefused { decision, .. }) => {
+                Some(json!({ "decision": decision }))
+            }
             ApiError::Auth(AuthError::WeakPassword(rules)) => Some(json!({ "failed_rules": rules })),
             ApiError::Auth(AuthError::Forbidden(role)) => Some(json!({ "required_role": role })),
             ApiError::RateLimited { class, retry_after_secs } => {
@@ -149,17 +178,54 @@ impl ApiError {
     }
 }
 
+fn plugin_status(e: &PluginError) -> (StatusCode, &'static str) {
+    match e {
+        PluginError::UnknownTool(_) => (StatusCode::NOT_FOUND, "unknown_tool"),
+        PluginError::InvalidParams { .. } => (StatusCode::BAD_REQUEST, "invalid_params"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// An action that did not complete: a denial is 403 with the policy's first reason as the code;
+/// a failure's status follows its cause (the action's `error.code`).
+fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
+    use StatusCode as S;
+    if action.status == "denied" {
+        let code = action.decision.as_ref().and_then(|d| d.reasons.first()).map_or("denied", |r| r.code.as_str());
+        return (S::FORBIDDEN, code);
+    }
+    let code = action.error.as_ref().map_or("failed", |e| e.code.as_str());
+    let status = match code {
+        "invalid_params" => S::BAD_REQUEST,
+        "exec_denied" => S::FORBIDDEN,
+        "unavailable" => S::SERVICE_UNAVAILABLE,
+        "timeout" => S::GATEWAY_TIMEOUT,
+        "plugin_failed" => S::INTERNAL_SERVER_ERROR,
+        _ => S::CONFLICT,
+    };
+    (status, code)
+}
+
+fn action_message(action: &ActionResponse) -> String {
+    match (&action.error, &action.decision) {
+        (Some(error), _) => error.message.clone(),
+        (None, Some(decision)) => decision.reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("; "),
+        (None, None) => String::new(),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status();
-        let message = if status.is_server_error() {
+        let code = code.to_owned();
+        let message = if status.is_server_error() && !matches!(self, ApiError::Action(_)) {
             // The text may name files or internals: log it, answer generically.
             tracing::error!(error = %self, "request failed");
             "internal error; the server log has details".to_owned()
         } else {
             self.to_string()
         };
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, details: self.details() } };
+        let body = ErrorBody { error: ErrorDetail { code, message, details: self.details() } };
         let mut response = (status, axum::Json(body)).into_response();
         if let ApiError::RateLimited { retry_after_secs, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
@@ -178,6 +244,17 @@ impl From<JsonRejection> for ApiError {
         }
     }
 }
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// A query string whose rejections go through [`ApiError`] (unknown parameters are refused).
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {

@@ -7,7 +7,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{auth_api, health, keys_api, metrics_api, policy_api, users_api};
+use super::{actions_api, audit_api, auth_api, health, keys_api, metrics_api, policy_api, tools_api, users_api};
 
 /// A role, as the API writes it.
 #[derive(Debug, ToSchema)]
@@ -35,10 +35,15 @@ pub enum RoleSchema {
         users_api::list, users_api::create, users_api::update,
         keys_api::list, keys_api::create, keys_api::revoke,
         policy_api::evaluate,
+        tools_api::list, tools_api::execute,
+        actions_api::list, actions_api::get_one, actions_api::rollback,
+        actions_api::approvals, actions_api::approve, actions_api::reject,
+        audit_api::list,
     ),
     components(schemas(ErrorBody, ErrorDetail, RoleSchema)),
     modifiers(&CommonErrors),
-    tags((name = "auth"), (name = "users"), (name = "keys"), (name = "policy"), (name = "health")),
+    tags((name = "auth"), (name = "users"), (name = "keys"), (name = "policy"), (name = "tools"), (name = "actions"),
+        (name = "approvals"), (name = "audit"), (name = "health")),
 )]
 pub struct ApiDoc;
 

@@ -3,7 +3,6 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -68,16 +67,10 @@ pub async fn evaluate(
         dry_run: true,
     };
     let decision = gateway.policy.decide_action(&input);
-    gateway.audit.record(AuditEvent {
-        timestamp: OffsetDateTime::now_utc(),
-        kind: "policy_evaluate".into(),
-        actor: Some(caller.name.clone()),
-        role: Some(caller.role),
-        action_id: None,
-        command: None,
-        allowed: decision.allow,
-        reason: decision.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(","),
-        detail: serde_json::json!({ "dry_run": true, "tool": tool.name, "revision": decision.revision }),
-    });
+    let mut event = AuditEvent::new("policy_evaluate", decision.allow, AuditEvent::reason_of(&decision)).by(caller);
+    event.tool = Some(tool.name.to_string());
+    event.category = Some(tool.category);
+    event.detail = serde_json::json!({ "dry_run": true, "revision": decision.revision });
+    gateway.audit.record(event);
     Ok(Json(Evaluation { decision, input }))
 }

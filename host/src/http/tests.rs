@@ -15,28 +15,23 @@ use crate::model::Role;
 async fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;
-    let audit = Arc::new(crate::governance::MemoryAuditSink::default());
-    state_with(dir, general, plugins, audit).await
+    state_with(dir, general, plugins).await
 }
 
-/// State over the repository's default policies, the plugins of `plugins` and `audit` (no sandbox).
-async fn state_with(
-    dir: &std::path::Path,
-    general: u32,
-    plugins: std::path::PathBuf,
-    audit: Arc<crate::governance::MemoryAuditSink>,
-) -> anyhow::Result<AppState> {
+/// State over the repository's default policies and the plugins of `plugins`, auditing into the
+/// store in `dir` (no sandbox).
+async fn state_with(dir: &std::path::Path, general: u32, plugins: std::path::PathBuf) -> anyhow::Result<AppState> {
     let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
     config.http.trusted_proxies = vec!["10.9.9.9".into()];
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
     config.policy.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     config.plugins.dir = plugins;
-    let audit: Arc<dyn crate::governance::AuditSink> = audit;
-    let policy = Arc::new(crate::policy::PolicyEngine::load(&config.policy)?);
-    let services = crate::plugins::HostServices::new(audit.clone(), dir.join("workspace"));
-    let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);
-    let gateway = Arc::new(crate::gateway::Gateway { policy, plugins, audit, executor: None });
     let store = Store::open(dir)?;
+    let journal = Arc::new(crate::governance::Journal::start(store.clone())?);
+    let policy = Arc::new(crate::policy::PolicyEngine::load(&config.policy)?);
+    let services = crate::plugins::HostServices::new(journal.clone(), dir.join("workspace"));
+    let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);
+    let gateway = Arc::new(crate::gateway::Gateway::assemble(&config, policy, plugins, journal, None));
     store.insert_user(&crate::store::UserRecord::new(
         "alice",
         crate::auth::password::hash("Al1ce-pass!", 4)?,
@@ -79,8 +74,7 @@ async fn readiness_lists_added_components() -> anyhow::Result<()> {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(res.into_body(), 1 << 16).await?)?;
     // No plugin is loaded from an empty directory: not ready to serve tools.
-    let components =
-        serde_json::json!({"store": "ok", "policy": "ok", "plugins": "unavailable", "extra": "unavailable"});
+    let components = serde_json::json!({"store": "ok", "audit": "ok", "policy": "ok", "plugins": "unavailable", "extra": "unavailable"});
     assert_eq!(body, serde_json::json!({"status": "not_ready", "components": components}));
     Ok(())
 }
@@ -114,8 +108,8 @@ async fn an_evaluation_is_audited_as_a_dry_run() -> anyhow::Result<()> {
     let plugins = exe.ancestors().nth(3).map(|t| t.join("plugins")).filter(|p| p.join("files.wasm").exists());
     let plugins = plugins.ok_or_else(|| anyhow::anyhow!("built-in plugins missing: run `cargo xtask plugins`"))?;
     let dir = tempfile::tempdir()?;
-    let audit = Arc::new(crate::governance::MemoryAuditSink::default());
-    let state = state_with(dir.path(), 100, plugins, audit.clone()).await?;
+    let state = state_with(dir.path(), 100, plugins).await?;
+    let journal = state.gateway.journal.clone();
     let (token, _) = state.tokens.issue("alice", Role::Operator)?;
     let mut req = Request::post("/api/v1/policy/evaluate")
         .header("authorization", format!("Bearer {token}"))
@@ -124,7 +118,9 @@ async fn an_evaluation_is_audited_as_a_dry_run() -> anyhow::Result<()> {
     req.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 40000))));
     let res = router(state)?.oneshot(req).await?;
     assert_eq!(res.status(), StatusCode::OK);
-    let events = audit.events();
+    journal.flush().await?;
+    let events: Vec<_> =
+        crate::governance::audit::recent(journal.store(), 10, None)?.into_iter().map(|e| e.event).collect();
     let event = events
         .iter()
         .find(|e| e.kind == "policy_evaluate")

@@ -33,7 +33,7 @@ pub struct Invocation {
 }
 
 /// The outcome of `verify`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// Whether the effect is as intended.
     pub ok: bool,

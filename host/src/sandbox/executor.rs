@@ -171,20 +171,16 @@ impl Executor for SecureExecutor {
             }
             // The audit write belongs to this command's span.
             let _in_exec = span.enter();
-            self.audit.record(AuditEvent {
-                timestamp,
-                kind: "exec".into(),
-                actor: Some(request.origin.caller.name.clone()),
-                role: Some(request.origin.caller.role),
-                action_id: Some(request.origin.action_id.clone()),
-                command: Some(shlex::try_join(request.argv.iter().map(String::as_str)).unwrap_or_else(|_| {
-                    // A NUL cannot be quoted; show it escaped rather than not at all.
-                    request.argv.join(" ").escape_debug().to_string()
-                })),
-                allowed,
-                reason,
-                detail,
-            });
+            let mut event = AuditEvent::new("exec", allowed, reason).by(&request.origin.caller);
+            event.timestamp = timestamp;
+            event.action_id = Some(request.origin.action_id.clone());
+            event.tool = Some(request.origin.tool.clone());
+            event.command = Some(shlex::try_join(request.argv.iter().map(String::as_str)).unwrap_or_else(|_| {
+                // A NUL cannot be quoted; show it escaped rather than not at all.
+                request.argv.join(" ").escape_debug().to_string()
+            }));
+            event.detail = detail;
+            self.audit.record(event);
             result
         })
     }

@@ -12,3 +12,15 @@ pub const REVOKED_TOKENS: TableDefinition<&str, u64> = TableDefinition::new("rev
 
 /// API keys of service accounts: key id → [`super::ApiKeyRecord`] as JSON.
 pub const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys_v1");
+
+/// The audit log, append-only and hash-chained: sequence number → [`crate::governance::audit::StoredEntry`]
+/// as JSON. Written only by the journal's writer thread.
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_v1");
+
+/// Action records: action id (UUIDv7, so ids sort by creation time) →
+/// [`crate::governance::action::ActionRecord`] as JSON. Written only by the journal.
+pub const ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions_v1");
+
+/// The rollback log: id of the action that made the change → [`crate::governance::action::UndoRecord`]
+/// as JSON. Written only by the journal.
+pub const ROLLBACK_LOG: TableDefinition<&str, &[u8]> = TableDefinition::new("rollback_log_v1");

@@ -89,21 +89,16 @@ fn exec_event(
     reason: String,
     decision: serde_json::Value,
 ) -> AuditEvent {
-    AuditEvent {
-        timestamp: time::OffsetDateTime::now_utc(),
-        kind: "exec_decision".into(),
-        actor: Some(call.context.caller.name.clone()),
-        role: Some(call.context.caller.role),
-        action_id: Some(call.context.action_id.clone()),
-        command: Some(request.argv.join(" ")),
-        allowed,
-        reason,
-        detail: serde_json::json!({
-            "plugin": call.plugin,
-            "tool": call.tool.name,
-            "argv": request.argv,
-            "profile": request.profile,
-            "decision": decision,
-        }),
-    }
+    let mut event = AuditEvent::new("exec_decision", allowed, reason).by(&call.context.caller);
+    event.action_id = Some(call.context.action_id.clone());
+    event.tool = Some(call.tool.name.clone());
+    event.category = Some(call.tool.category);
+    event.command = Some(request.argv.join(" "));
+    event.detail = serde_json::json!({
+        "plugin": call.plugin,
+        "argv": request.argv,
+        "profile": request.profile,
+        "decision": decision,
+    });
+    event
 }

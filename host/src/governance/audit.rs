@@ -1,0 +1,212 @@
+//! The audit log: append-only, hash-chained entries in the `audit_v1` table.
+//!
+//! Entry `n` is stored as `{"seq": n, "prev_hash": h(n-1), "hash": h(n), "event": {...}}` where
+//! `h(n) = sha256(h(n-1) "\n" n "\n" event-bytes)` over the event's JSON exactly as stored, and
+//! `h(0)` is 64 zeros. Changing, removing or reordering any entry breaks the chain at that
+//! entry (or, if its hash was recomputed too, at the next one); [`verify`] names the first break.
+//! Only the journal appends ([`super::journal`]); nothing ever updates or deletes an entry.
+
+use std::io::Write;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::AuditEvent;
+use crate::store::{Store, StoreError, tables};
+
+/// The `prev_hash` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// Hash of the previous entry ([`GENESIS`] for the first).
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+    /// What happened.
+    pub event: AuditEvent,
+}
+
+/// An entry as the API and the `get_audit_log` tool show it: the event's fields at the top level.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryView {
+    /// Position in the log.
+    pub seq: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// This entry's hash (the chain link).
+    pub hash: String,
+}
+
+impl From<StoredEntry> for EntryView {
+    fn from(entry: StoredEntry) -> Self {
+        EntryView { seq: entry.seq, event: entry.event, hash: entry.hash }
+    }
+}
+
+/// The first place the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// The entry that fails (the one whose content or link is wrong).
+    pub seq: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Entries checked.
+    pub entries: u64,
+    /// Hash of the last entry (the head), when the log is not empty.
+    pub head: Option<String>,
+    /// The first break, if any.
+    pub broken: Option<Break>,
+}
+
+/// `h(n)`: the chain hash of entry `seq` after `prev`.
+pub fn chain_hash(prev: &str, seq: u64, event_json: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(prev.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(seq.to_string().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(event_json);
+    hex::encode(hasher.finalize())
+}
+
+/// Serialise an entry for the table; returns the bytes and the entry's hash.
+pub(super) fn encode_entry(seq: u64, prev: &str, event: &AuditEvent) -> Result<(Vec<u8>, String), StoreError> {
+    let event_json = serde_json::to_vec(event).map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
+    let hash = chain_hash(prev, seq, &event_json);
+    let mut out = Vec::with_capacity(event_json.len() + 200);
+    // Written by hand so the event's bytes are exactly the ones hashed.
+    out.extend_from_slice(format!(r#"{{"seq":{seq},"prev_hash":"{prev}","hash":"{hash}","event":"#).as_bytes());
+    out.extend_from_slice(&event_json);
+    out.push(b'}');
+    Ok((out, hash))
+}
+
+#[derive(Deserialize)]
+struct RawEntry<'a> {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<StoredEntry, StoreError> {
+    crate::store::decode("audit_v1", bytes)
+}
+
+/// The last entry's sequence number and hash: where the next append continues.
+pub(super) fn head(tx: &redb::WriteTransaction) -> Result<(u64, String), StoreError> {
+    let table = tx.open_table(tables::AUDIT)?;
+    let last = table.last()?;
+    match last {
+        None => Ok((0, GENESIS.to_owned())),
+        Some((_, v)) => {
+            let entry: RawEntry<'_> = serde_json::from_slice(v.value())
+                .map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
+            Ok((entry.seq, entry.hash))
+        }
+    }
+}
+
+/// Check the whole chain, oldest first; stops at the first break.
+pub fn verify(store: &Store) -> Result<Verification, StoreError> {
+    let tx = store.read()?;
+    let table = tx.open_table(tables::AUDIT)?;
+    let mut prev = GENESIS.to_owned();
+    let mut entries = 0;
+    for item in table.iter()? {
+        let (key, value) = item?;
+        let key = key.value();
+        let expected = entries + 1;
+        let broken =
+            |reason: String| Ok(Verification { entries, head: None, broken: Some(Break { seq: key, reason }) });
+        if key != expected {
+            return broken(format!("expected entry {expected} here: entries are missing or reordered"));
+        }
+        let entry: RawEntry<'_> = match serde_json::from_slice(value.value()) {
+            Ok(entry) => entry,
+            Err(e) => return broken(format!("the entry is not readable: {e}")),
+        };
+        if entry.seq != key {
+            return broken(format!("the entry says it is entry {}", entry.seq));
+        }
+        if let Err(e) = serde_json::from_str::<AuditEvent>(entry.event.get()) {
+            return broken(format!("the event is not readable: {e}"));
+        }
+        if entry.prev_hash != prev {
+            return broken("its link to the previous entry does not match that entry's hash".into());
+        }
+        if chain_hash(&prev, key, entry.event.get().as_bytes()) != entry.hash {
+            return broken("its content does not match its hash: the entry was modified".into());
+        }
+        prev = entry.hash;
+        entries = key;
+    }
+    Ok(Verification { entries, head: (entries > 0).then_some(prev), broken: None })
+}
+
+/// Up to `limit` entries, newest first, strictly before `before` when given (pagination).
+pub fn recent(store: &Store, limit: usize, before: Option<u64>) -> Result<Vec<StoredEntry>, StoreError> {
+    let tx = store.read()?;
+    let table = tx.open_table(tables::AUDIT)?;
+    let range = match before {
+        Some(before) => table.range(..before)?,
+        None => table.range::<u64>(..)?,
+    };
+    let mut out = Vec::with_capacity(limit.min(1024));
+    for item in range.rev().take(limit) {
+        let (_, v) = item?;
+        out.push(decode_entry(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Write every entry, oldest first, as JSON lines (the stored form); returns how many.
+pub fn export(store: &Store, out: &mut dyn Write) -> Result<u64, ExportError> {
+    let tx = store.read()?;
+    let table = tx.open_table(tables::AUDIT)?;
+    let mut count = 0;
+    for item in table.iter()? {
+        let (_, v) = item.map_err(StoreError::from)?;
+        out.write_all(v.value()).map_err(ExportError::Write)?;
+        out.write_all(b"\n").map_err(ExportError::Write)?;
+        count += 1;
+    }
+    out.flush().map_err(ExportError::Write)?;
+    Ok(count)
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The output could not be written.
+    #[error("cannot write the export: {0}")]
+    Write(std::io::Error),
+}
+
+impl From<redb::TableError> for ExportError {
+    fn from(e: redb::TableError) -> Self {
+        ExportError::Store(e.into())
+    }
+}
+
+impl From<redb::StorageError> for ExportError {
+    fn from(e: redb::StorageError) -> Self {
+        ExportError::Store(e.into())
+    }
+}

@@ -1,0 +1,336 @@
+//! The journal: the single writer of the governance tables (`audit_v1`, `actions_v1`,
+//! `rollback_log_v1`).
+//!
+//! Callers submit a group of writes; a dedicated thread drains every submission waiting, applies
+//! them in order in **one** redb write transaction and commits it durably, then answers each
+//! submitter (group commit: one `fsync` for many concurrent calls, so durability does not cap
+//! throughput). A submission is all or nothing: its action and undo writes are compare-and-set on
+//! the stored state, and if one does not hold, none of its writes happen and its submitter gets
+//! [`JournalError::Conflict`]. Audit entries are numbered and hash-chained here and nowhere else.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use redb::{ReadableTable, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::action::{ActionRecord, ActionState, UndoRecord, UndoState};
+use super::{AuditEvent, AuditSink, audit};
+use crate::store::{Store, StoreError, decode, encode, tables};
+
+/// Most submissions applied in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// One write of a submission.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Append an entry to the audit log.
+    Audit(Box<AuditEvent>),
+    /// Create (`expect: None`) or advance an action record whose stored state is `expect`. Its
+    /// history must extend the stored one by legal steps. When the submission also appends audit
+    /// entries, the record's `audit_seq` is set to the last of them.
+    Action {
+        /// The state the stored record must be in; `None`: it must not exist.
+        expect: Option<ActionState>,
+        /// The new record.
+        record: Box<ActionRecord>,
+    },
+    /// Create (`expect: None`) or advance an undo record.
+    Undo {
+        /// The state the stored record must be in; `None`: it must not exist.
+        expect: Option<UndoState>,
+        /// The new record.
+        record: Box<UndoRecord>,
+    },
+}
+
+/// What a committed submission got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// Sequence numbers of its audit entries, in order.
+    pub audit_seqs: Vec<u64>,
+}
+
+impl Committed {
+    /// The last audit entry written, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.audit_seqs.last().copied()
+    }
+}
+
+/// Why a submission was not committed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// A compare-and-set did not hold: someone else moved the record first.
+    #[error("`{id}` is {found}, not {expected}")]
+    Conflict {
+        /// The action (or undo record's action) id.
+        id: String,
+        /// The state the submission expected.
+        expected: String,
+        /// The state found (`absent` when there is no record).
+        found: String,
+    },
+    /// The new record's history is not the stored one plus legal steps (a bug in the caller).
+    #[error("action `{id}`: illegal history: {message}")]
+    IllegalStep {
+        /// The action id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The transaction failed; nothing of the batch was written.
+    #[error("the governance journal could not commit: {0}")]
+    Failed(String),
+    /// The writer thread is gone.
+    #[error("the governance journal has stopped")]
+    Stopped,
+}
+
+struct Submission {
+    writes: Vec<Write>,
+    reply: Option<oneshot::Sender<Result<Committed, JournalError>>>,
+}
+
+/// Handle to the writer thread. Cheap to share; the thread ends when the last handle is dropped,
+/// after writing everything submitted.
+pub struct Journal {
+    sender: Mutex<mpsc::Sender<Submission>>,
+    store: Store,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Start the writer thread over `store`.
+    pub fn start(store: Store) -> Result<Journal, StoreError> {
+        let (sender, receiver) = mpsc::channel::<Submission>();
+        let last_error = Arc::new(Mutex::new(None));
+        let writer = Writer { store: store.clone(), last_error: last_error.clone() };
+        std::thread::Builder::new()
+            .name("toolgate-journal".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::Task(format!("cannot start the journal thread: {e}")))?;
+        Ok(Journal { sender: Mutex::new(sender), store, last_error })
+    }
+
+    /// The store it writes to (for reads).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Submit `writes` and wait until they are durably committed (or refused).
+    pub async fn submit(&self, writes: Vec<Write>) -> Result<Committed, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Submission { writes, reply: Some(reply) })?;
+        answer.await.map_err(|_| JournalError::Stopped)?
+    }
+
+    /// Submit `writes` without waiting. Anything submitted later and waited for is committed
+    /// after these (the journal keeps submission order).
+    pub fn submit_detached(&self, writes: Vec<Write>) {
+        if let Err(e) = self.send(Submission { writes, reply: None }) {
+            tracing::error!(error = %e, "an audit write was lost");
+        }
+    }
+
+    /// Wait until everything submitted so far is committed.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        self.submit(Vec::new()).await.map(|_| ())
+    }
+
+    /// Readiness: the last transaction committed.
+    pub fn health(&self) -> Result<(), String> {
+        match self.last_error.lock().map(|e| e.clone()) {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) => Err(e),
+            Err(_) => Err("journal state poisoned".into()),
+        }
+    }
+
+    fn send(&self, submission: Submission) -> Result<(), JournalError> {
+        let sender = self.sender.lock().map_err(|_| JournalError::Stopped)?;
+        sender.send(submission).map_err(|_| JournalError::Stopped)
+    }
+}
+
+impl AuditSink for Journal {
+    fn record(&self, mut event: AuditEvent) {
+        if event.trace_id.is_none() {
+            event.trace_id = crate::telemetry::current_trace_id();
+        }
+        self.submit_detached(vec![Write::Audit(Box::new(event))]);
+    }
+}
+
+struct Writer {
+    store: Store,
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Writer {
+    fn run(self, receiver: mpsc::Receiver<Submission>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            let mut outcomes = Vec::with_capacity(batch.len());
+            let committed = self.store.write(|tx| {
+                let mut head = audit::head(tx)?;
+                for submission in &batch {
+                    outcomes.push(apply(tx, &submission.writes, &mut head)?);
+                }
+                Ok(())
+            });
+            let error = committed.err().map(|e| e.to_string());
+            if let Ok(mut last) = self.last_error.lock() {
+                last.clone_from(&error);
+            }
+            if let Some(error) = &error {
+                tracing::error!(%error, submissions = batch.len(), "governance journal commit failed");
+            }
+            for (i, submission) in batch.into_iter().enumerate() {
+                let outcome = match &error {
+                    Some(e) => Err(JournalError::Failed(e.clone())),
+                    None => outcomes.get(i).cloned().unwrap_or(Err(JournalError::Stopped)),
+                };
+                if let Some(reply) = submission.reply {
+                    // The submitter may have gone away (client disconnected): nothing to do.
+                    let _ = reply.send(outcome);
+                } else if let Err(e) = outcome {
+                    tracing::error!(error = %e, "a detached governance write was refused");
+                }
+            }
+        }
+    }
+}
+
+/// Apply one submission inside `tx`: check every compare-and-set, then write. The outer error
+/// aborts the whole transaction (storage failure); the inner one refuses this submission only.
+fn apply(
+    tx: &WriteTransaction,
+    writes: &[Write],
+    head: &mut (u64, String),
+) -> Result<Result<Committed, JournalError>, StoreError> {
+    for write in writes {
+        let refused = match write {
+            Write::Audit(_) => None,
+            Write::Action { expect, record } => check_action(tx, *expect, record)?,
+            Write::Undo { expect, record } => check_undo(tx, *expect, record)?,
+        };
+        if let Some(refusal) = refused {
+            return Ok(Err(refusal));
+        }
+    }
+    let mut committed = Committed::default();
+    let mut audit = tx.open_table(tables::AUDIT)?;
+    for write in writes {
+        if let Write::Audit(event) = write {
+            let seq = head.0 + 1;
+            let (bytes, hash) = audit::encode_entry(seq, &head.1, event)?;
+            audit.insert(seq, bytes.as_slice())?;
+            *head = (seq, hash);
+            committed.audit_seqs.push(seq);
+        }
+    }
+    let mut actions = tx.open_table(tables::ACTIONS)?;
+    let mut undo = tx.open_table(tables::ROLLBACK_LOG)?;
+    for write in writes {
+        match write {
+            Write::Audit(_) => {}
+            Write::Action { record, .. } => {
+                let mut record = record.as_ref().clone();
+                if let Some(seq) = committed.last_seq() {
+                    record.audit_seq = Some(seq);
+                }
+                actions.insert(record.id.as_str(), encode("actions_v1", &record)?.as_slice())?;
+            }
+            Write::Undo { record, .. } => {
+                undo.insert(record.action_id.as_str(), encode("rollback_log_v1", record.as_ref())?.as_slice())?;
+            }
+        }
+    }
+    Ok(Ok(committed))
+}
+
+fn check_action(
+    tx: &WriteTransaction,
+    expect: Option<ActionState>,
+    record: &ActionRecord,
+) -> Result<Option<JournalError>, StoreError> {
+    let table = tx.open_table(tables::ACTIONS)?;
+    let stored: Option<ActionRecord> =
+        table.get(record.id.as_str())?.map(|v| decode("actions_v1", v.value())).transpose()?;
+    let illegal = |message: String| Ok(Some(JournalError::IllegalStep { id: record.id.clone(), message }));
+    let from = match (&stored, expect) {
+        (None, None) => 0,
+        (Some(s), Some(state)) if s.state == state => {
+            if record.history.get(..s.history.len()) != Some(s.history.as_slice()) {
+                return illegal("the new history does not extend the stored one".into());
+            }
+            s.history.len()
+        }
+        (found, expected) => {
+            return Ok(Some(JournalError::Conflict {
+                id: record.id.clone(),
+                expected: expected.map_or("absent", ActionState::as_str).to_owned(),
+                found: found.as_ref().map_or("absent", |s| s.state.as_str()).to_owned(),
+            }));
+        }
+    };
+    if record.history.first().map(|s| s.state) != Some(ActionState::Requested) {
+        return illegal("an action starts as `requested`".into());
+    }
+    for pair in record.history.windows(2).skip(from.saturating_sub(1)) {
+        if let [a, b] = pair
+            && !a.state.can_go(b.state)
+        {
+            return illegal(format!("`{}` cannot go to `{}`", a.state.as_str(), b.state.as_str()));
+        }
+    }
+    if record.history.last().map(|s| s.state) != Some(record.state) {
+        return illegal("the state is not the last step of the history".into());
+    }
+    Ok(None)
+}
+
+fn check_undo(
+    tx: &WriteTransaction,
+    expect: Option<UndoState>,
+    record: &UndoRecord,
+) -> Result<Option<JournalError>, StoreError> {
+    let table = tx.open_table(tables::ROLLBACK_LOG)?;
+    let stored: Option<UndoRecord> =
+        table.get(record.action_id.as_str())?.map(|v| decode("rollback_log_v1", v.value())).transpose()?;
+    let name = |s: Option<UndoState>| match s {
+        None => "absent",
+        Some(UndoState::Available) => "available",
+        Some(UndoState::Applying) => "being applied",
+        Some(UndoState::Applied) => "applied",
+        Some(UndoState::Failed) => "failed",
+    };
+    let found = stored.as_ref().map(|s| s.state);
+    let legal = match (found, expect) {
+        (None, None) => record.state == UndoState::Available,
+        (Some(found), Some(expected)) => found == expected && found.can_go(record.state),
+        _ => false,
+    };
+    if legal {
+        Ok(None)
+    } else {
+        Ok(Some(JournalError::Conflict {
+            id: record.action_id.clone(),
+            expected: format!("undo record {}", name(expect)),
+            found: format!("undo record {}", name(found)),
+        }))
+    }
+}
