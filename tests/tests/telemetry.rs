@@ -221,3 +221,81 @@ async fn requests_succeed_while_the_collector_is_down() -> anyhow::Result<()> {
     assert_eq!(prometheus::value(&series, "toolgate_http_requests_total", &evaluated), 20.0);
     Ok(())
 }
+
+#[tokio::test]
+async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_carry_the_trace_id() -> anyhow::Result<()>
+{
+    let collector = OtlpReceiver::start()?;
+    let env = collector_env(&collector);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(&env)?;
+    let password = server.admin_password.clone().context("no admin password")?;
+    let admin = server.admin_token().await?;
+
+    let res = client()
+        .post(server.url("/api/v1/tools/disk_usage/execute"))
+        .bearer_auth(&admin)
+        .json(&json!({"params": {}}))
+        .send()
+        .await?;
+    let status = res.status();
+    let trace_id = res.headers().get("x-trace-id").context("no x-trace-id")?.to_str()?.to_owned();
+    let body: Value = res.json().await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["trace_id"].as_str(), Some(trace_id.as_str()), "{body}");
+    let action_id = body["action_id"].as_str().context("no action id")?.to_owned();
+
+    let in_trace = |s: &ReceivedSpan| s.trace_id == trace_id;
+    let spans = collector.wait_for_spans(|s| s.iter().any(|s| in_trace(s) && s.name == "http.request"), WAIT);
+    let spans: Vec<ReceivedSpan> = spans.into_iter().filter(in_trace).collect();
+
+    let http = one(&spans, "http.request", |_| true)?;
+    assert!(http.parent_span_id.is_empty(), "no traceparent was sent: the HTTP span is the root");
+    assert_eq!(http.attr("http.route"), Some("/api/v1/tools/{tool}/execute"));
+    assert_eq!(http.attr("http.response.status_code"), Some("200"));
+    let auth = one(&spans, "auth", |_| true)?;
+    assert_eq!((auth.parent_span_id.as_str(), auth.attr("toolgate.auth.outcome")), (http.span_id.as_str(), Some("ok")));
+
+    let action = one(&spans, "policy.decision", |s| s.attr("toolgate.policy.point") == Some("action"))?;
+    assert_eq!(action.parent_span_id, http.span_id);
+    assert_eq!(action.attr("toolgate.policy.decision"), Some("allow"));
+    let revision = body["decision"]["revision"].as_str().context("no revision")?;
+    assert_eq!(action.attr("toolgate.policy.revision"), Some(revision));
+
+    let invoke = one(&spans, "plugin.invoke", |_| true)?;
+    assert_eq!(invoke.parent_span_id, http.span_id);
+    let plugin = [invoke.attr("toolgate.plugin"), invoke.attr("toolgate.tool"), invoke.attr("toolgate.category")];
+    assert_eq!(plugin, [Some("disk"), Some("disk_usage"), Some("READ")]);
+    assert_eq!(invoke.attr("toolgate.tool.status"), Some("ok"));
+    assert!(invoke.attr("toolgate.duration_ms").is_some(), "{invoke:?}");
+
+    let host = one(&spans, "host.call", |s| s.attr("toolgate.host.interface") == Some("sandbox"))?;
+    assert_eq!(
+        (host.parent_span_id.as_str(), host.attr("toolgate.host.function")),
+        (invoke.span_id.as_str(), Some("exec"))
+    );
+    let exec_policy = one(&spans, "policy.decision", |s| s.attr("toolgate.policy.point") == Some("exec"))?;
+    assert_eq!(exec_policy.parent_span_id, host.span_id);
+    assert_eq!(exec_policy.attr("toolgate.policy.decision"), Some("allow"));
+    let exec = one(&spans, "sandbox.exec", |_| true)?;
+    assert_eq!(exec.parent_span_id, host.span_id);
+    assert_eq!(exec.attr("process.executable.name"), Some("df"));
+    assert_eq!(exec.attr("toolgate.sandbox.profile"), Some("default"));
+    assert_eq!(exec.attr("process.exit.code"), Some("0"));
+    assert!(exec.attr("container.id").is_some_and(|id| id.len() >= 12), "{exec:?}");
+    assert!(exec.attr("toolgate.duration_ms").is_some(), "{exec:?}");
+
+    // Every audit entry of the action names the trace the client was given.
+    let res = client().get(server.url("/api/v1/audit?last_n=1000")).bearer_auth(&admin).send().await?;
+    let audit: Value = res.json().await?;
+    let entries: Vec<&Value> =
+        audit["entries"].as_array().into_iter().flatten().filter(|e| e["action_id"] == action_id.as_str()).collect();
+    assert!(entries.len() >= 2, "{audit}");
+    for entry in &entries {
+        assert_eq!(entry["trace_id"].as_str(), Some(trace_id.as_str()), "{entry}");
+    }
+
+    assert_no_secret(&collector.spans(), &[&admin, &password]);
+    Ok(())
+}
