@@ -21,6 +21,7 @@ use crate::auth::token::Tokens;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::store::Store;
+use crate::telemetry;
 
 pub mod actions_api;
 pub mod audit_api;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod keys_api;
+pub mod metrics_api;
 pub mod openapi;
 pub mod policy_api;
 pub mod ratelimit;
@@ -191,6 +193,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/healthz", General, get(health::healthz)),
         r(Method::GET, "/readyz", General, get(health::readyz)),
         r(Method::GET, "/api/v1/openapi.json", General, get(openapi::openapi_json)),
+        r(Method::GET, "/metrics", General, get(metrics_api::metrics)),
         r(Method::POST, "/api/v1/auth/register", Register, post(auth_api::register)),
         r(Method::POST, "/api/v1/auth/login", Login, post(auth_api::login)),
         r(Method::POST, "/api/v1/auth/logout", General, post(auth_api::logout)),
@@ -233,6 +236,9 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// The W3C trace context header a browser client may send.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// CORS for exactly the configured origins; `*` is refused because the cookie is a credential.
 pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
     if origins.is_empty() {
@@ -254,12 +260,14 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
             .allow_origin(AllowOrigin::list(allowed))
             .allow_credentials(true)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, TRACEPARENT])
+            .expose_headers([HeaderName::from_static(telemetry::http::TRACE_ID_HEADER)])
             .max_age(Duration::from_secs(600)),
     ))
 }
 
-/// The application: routes, rate limits, body limit, CORS, security headers, JSON fallbacks.
+/// The application: routes, rate limits, body limit, CORS, security headers, JSON fallbacks, and
+/// one `http.request` span per request (with `x-trace-id` in the response).
 pub fn router(state: AppState) -> Result<Router, HttpError> {
     let mut app: Router<AppState> = Router::new();
     for route in routes() {
@@ -275,6 +283,9 @@ pub fn router(state: AppState) -> Result<Router, HttpError> {
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
             ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
         })
+        // After every route and the fallbacks, so each request (404s included) gets its span with
+        // the matched route template; outside the rate limiter, so 429s are traced and counted.
+        .layer(middleware::from_fn(telemetry::http::trace_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
     if let Some(cors) = cors {

@@ -38,18 +38,40 @@
 //! (`tracing::info!` ..) inside a span are exported as span events with their fields, so the
 //! rule "no secret in any log" covers traces too.
 //!
-//! # Wiring (for the layers)
+//! # Wiring
+//!
+//! Where each span and metric comes from (all spans are children of the current span, so the
+//! tree above forms by itself when the layers run inside the request):
+//!
+//! | span / metric | opened / recorded in |
+//! | --- | --- |
+//! | `http.request`, [`metrics::http_request`] | [`http::trace_request`], layered in `http::router` after every route |
+//! | `auth` | the [`Authenticated`](crate::http::Authenticated) extractor (`http/extract.rs`) |
+//! | `policy.decision`, [`metrics::decision`] | `PolicyEngine::decide_action`, `decide_exec`, `decide` |
+//! | `plugin.invoke`, [`metrics::plugin_call`] | `PluginRuntime::{invoke, verify, rollback}` |
+//! | `host.call` | every host function (`plugins/host/*.rs`) |
+//! | `sandbox.exec`, [`metrics::sandbox_exec`] | `SecureExecutor::exec` |
+//! | [`metrics::rate_limited`] | `RateLimiters::check`, when a limit trips |
+//! | `GET /metrics` | `http::metrics_api` (a row of `http::routes`; needs credentials unless `telemetry.metrics_public`) |
+//!
+//! For the execute pipeline (`governance`, `http/tools_api.rs`):
+//!
+//! - [`metrics::tool_call`]`(tool, status, duration)` once per execute request, with the status
+//!   the caller sees; [`metrics::actions_active`]`(state, ±1)` on every action state change.
+//! - Audit: write each entry inside `let s = span::audit(kind, allowed, action_id); let _g =
+//!   s.enter();` and store [`current_trace_id`] in it (read it while the request's spans are
+//!   current: inside the handler, or captured before spawning). The trace id the client sees is
+//!   the `x-trace-id` response header ([`http::TRACE_ID_HEADER`]).
+//! - Work moved to another task (`tokio::spawn`) or thread loses the current span: pass
+//!   `.instrument(tracing::Span::current())` along, or its spans become separate traces.
+//!
+//! Other layers:
 //!
 //! - `cli::main` calls [`init`] once and keeps the [`TelemetryGuard`] until exit (it flushes).
-//! - HTTP router: after all routes, `.layer(axum::middleware::from_fn(telemetry::http::trace_request))`
-//!   (it opens `http.request`, honours `traceparent`, sets `x-trace-id`, counts requests), and
-//!   `.route("/metrics", get(telemetry::metrics::handler))`.
 //! - Each layer: `let span = telemetry::span::policy("action"); let _g = span.enter();` (sync) or
 //!   `.instrument(span)` (async), then `span.record(attr::DECISION, "allow")` etc. once known, and
 //!   the matching `telemetry::metrics::*` call.
-//! - Audit: store `telemetry::current_trace_id()` in the audit entry (`AuditEvent` needs a
-//!   `trace_id: Option<String>` field for it).
-//! - CORS: list `x-trace-id` in the exposed headers so browser clients can read it.
+//! - CORS exposes `x-trace-id` (and accepts `traceparent`) so browser clients can read and send it.
 
 use std::time::Duration;
 
@@ -93,6 +115,11 @@ pub struct TelemetryConfig {
     pub export_timeout_ms: u64,
     /// Interval between two OTLP metric exports, in milliseconds.
     pub metrics_interval_ms: u64,
+    /// Serve `GET /metrics` without credentials. Off by default: a scrape then needs a token or
+    /// API key of any role (Prometheus: `authorization: { credentials_file: ... }` with a
+    /// viewer's `tgk_` key). Turn it on only where the listener is not reachable by untrusted
+    /// clients: tool names, routes and error rates are reconnaissance.
+    pub metrics_public: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -105,6 +132,7 @@ impl Default for TelemetryConfig {
             batch_delay_ms: 1000,
             export_timeout_ms: 5000,
             metrics_interval_ms: 15_000,
+            metrics_public: false,
         }
     }
 }

@@ -237,3 +237,4 @@ pub fn code(body: &Value) -> &str {
 }
 
 pub mod otlp;
+pub mod prometheus;

@@ -96,6 +96,10 @@ async fn cors_allows_listed_origins_only() -> anyhow::Result<()> {
     assert_security_headers(&allowed, "preflight");
     let refused = preflight("https://evil.example.com").send().await?;
     assert_eq!(header(&refused, "access-control-allow-origin"), None);
+    // A browser client may read the trace id of its request.
+    let traced = client().get(server.url("/healthz")).header("origin", "https://ops.example.com").send().await?;
+    assert_eq!(header(&traced, "access-control-expose-headers").as_deref(), Some("x-trace-id"));
+    assert!(header(&traced, "x-trace-id").is_some_and(|id| id.len() == 32), "no trace id on a CORS response");
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use super::AppState;
 use super::error::ApiError;
@@ -15,6 +16,7 @@ use crate::auth::events::{self, Level};
 use crate::auth::token::Claims;
 use crate::auth::{AuthError, apikey};
 use crate::model::{AuthMethod, Caller, Role};
+use crate::telemetry::span;
 
 /// An authenticated request: the caller, and the token's claims when it was a login token.
 #[derive(Debug, Clone)]
@@ -96,10 +98,23 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts, &state.trusted_proxies);
-        let result = match credential(parts, &state.config.auth.cookie_name) {
-            Ok(credential) => authenticate(state, credential, ip).await,
+        let credential = credential(parts, &state.config.auth.cookie_name);
+        // The method only (never the credential): `api_key`, `jwt`, or `none` when absent or malformed.
+        let method = match &credential {
+            Ok(c) if apikey::parse(c).is_some() => "api_key",
+            Ok(_) => "jwt",
+            Err(_) => "none",
+        };
+        let span = span::auth(method);
+        let result = match credential {
+            Ok(credential) => authenticate(state, credential, ip).instrument(span.clone()).await,
             Err(e) => Err(e.into()),
         };
+        match &result {
+            Ok(auth) => span::record_auth(&span, "ok", Some(auth.caller.role.as_str())),
+            Err(err) => span::record_auth(&span, err.status().1, None),
+        }
+        drop(span);
         match result {
             Ok(auth) => {
                 let class = parts.extensions.get::<RateClass>().copied().unwrap_or(RateClass::General);

@@ -7,7 +7,7 @@ use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{actions_api, audit_api, auth_api, health, keys_api, policy_api, tools_api, users_api};
+use super::{actions_api, audit_api, auth_api, health, keys_api, metrics_api, policy_api, tools_api, users_api};
 
 /// A role, as the API writes it.
 #[derive(Debug, ToSchema)]
@@ -30,7 +30,7 @@ pub enum RoleSchema {
 #[openapi(
     info(title = "Toolgate API", description = "Run operations tools through policy, WebAssembly plugins and a sandbox."),
     paths(
-        health::healthz, health::readyz, openapi_json,
+        health::healthz, health::readyz, openapi_json, metrics_api::metrics,
         auth_api::register, auth_api::login, auth_api::logout, auth_api::refresh, auth_api::me, auth_api::change_password,
         users_api::list, users_api::create, users_api::update,
         keys_api::list, keys_api::create, keys_api::revoke,

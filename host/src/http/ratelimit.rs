@@ -140,6 +140,7 @@ impl RateLimiters {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 let keyed_by = if key.starts_with("user:") { "user" } else { "ip" };
+                crate::telemetry::metrics::rate_limited(class.as_str());
                 events::emit(
                     Level::Warning,
                     "rate_limit_triggered",

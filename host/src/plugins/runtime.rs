@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store};
 
@@ -19,6 +20,7 @@ use super::types::{
 use super::{HostServices, PluginError, PluginsConfig};
 use crate::model::{PluginName, ToolName};
 use crate::policy::ToolInput;
+use crate::telemetry::{metrics, span};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -50,6 +52,16 @@ enum Op {
     Invoke(String),
     Verify(String, String),
     Rollback(String),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Invoke(_) => "invoke",
+            Op::Verify(..) => "verify",
+            Op::Rollback(_) => "rollback",
+        }
+    }
 }
 
 enum Outcome {
@@ -320,8 +332,24 @@ impl PluginRuntime {
         store
     }
 
-    /// One call in a fresh store: instantiate, run `op`, turn traps into typed errors.
+    /// One call in a fresh store inside a `plugin.invoke` span (a child of the caller's span; host
+    /// calls nest under it), recorded in the plugin call metric.
     async fn call(&self, entry: &ToolEntry, ctx: &CallContext, op: Op) -> Result<Outcome, PluginError> {
+        let tool = entry.info.name.as_str();
+        let span = span::plugin(entry.plugin.name.as_str(), tool, entry.info.category.as_str());
+        let op_name = op.name();
+        let started = Instant::now();
+        let result = self.call_untraced(entry, ctx, op).instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        let status = status(&result);
+        // Epoch interruption meters the plugin, not fuel: the duration is what it used.
+        span::record_plugin(&span, status, None, elapsed);
+        metrics::plugin_call(tool, op_name, status, elapsed);
+        result
+    }
+
+    /// Instantiate, run `op`, turn traps into typed errors.
+    async fn call_untraced(&self, entry: &ToolEntry, ctx: &CallContext, op: Op) -> Result<Outcome, PluginError> {
         let tool = entry.info.name.as_str();
         let info = CallInfo {
             plugin: entry.plugin.name.to_string(),
@@ -359,6 +387,18 @@ impl PluginRuntime {
             Ok(Err(err)) => Err(tool_error(tool, err)),
             Err(trap) => Err(classify(tool, trap, state, &entry.plugin)),
         }
+    }
+}
+
+/// The `status` of a call for spans and metrics: `ok`, `denied`, `timeout`, `trap` (the plugin
+/// was stopped: trap, panic, memory cap) or `error` (it answered with an error).
+fn status(result: &Result<Outcome, PluginError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(PluginError::Tool { kind: ToolErrorKind::Denied, .. }) => "denied",
+        Err(PluginError::Tool { kind: ToolErrorKind::Timeout, .. } | PluginError::Timeout { .. }) => "timeout",
+        Err(PluginError::Trap { .. } | PluginError::Panicked { .. } | PluginError::MemoryExhausted { .. }) => "trap",
+        Err(_) => "error",
     }
 }
 

@@ -7,6 +7,7 @@ use super::set::{EvalPath, Point, PolicySet};
 use super::testing;
 use super::watch::PolicyWatcher;
 use super::{ActionInput, Decision, ExecInput, ExecPolicy, PolicyConfig, PolicyError};
+use crate::telemetry::{metrics, span};
 
 /// Decides actions and commands with the active policy set; reloads it on demand.
 ///
@@ -88,16 +89,16 @@ impl PolicyEngine {
     /// The `action` decision: may this caller run this tool now? Also what
     /// `POST /api/v1/policy/evaluate` returns; the decision carries the set's revision.
     pub fn decide_action(&self, input: &ActionInput) -> Decision {
-        match serde_json::to_value(input) {
-            Ok(input) => self.decide(Point::Action, &input),
+        traced(Point::Action, || match serde_json::to_value(input) {
+            Ok(input) => self.active().decide(Point::Action, &input, self.path),
             Err(e) => self.refuse(Point::Action, &PolicyError::Input(e.to_string())),
-        }
+        })
     }
 
     /// Decide at `point` on a raw input document. Never fails: any error is a denial with the
     /// reason code [`POLICY_ERROR`](super::POLICY_ERROR), and its cause is logged.
     pub fn decide(&self, point: Point, input: &serde_json::Value) -> Decision {
-        self.active().decide(point, input, self.path)
+        traced(point, || self.active().decide(point, input, self.path))
     }
 
     fn refuse(&self, point: Point, err: &PolicyError) -> Decision {
@@ -129,11 +130,23 @@ fn refuse(revision: &str, point: Point, err: &PolicyError) -> Decision {
 
 impl ExecPolicy for PolicyEngine {
     fn decide_exec(&self, input: &ExecInput) -> Decision {
-        match serde_json::to_value(input) {
-            Ok(input) => self.decide(Point::Exec, &input),
+        traced(Point::Exec, || match serde_json::to_value(input) {
+            Ok(input) => self.active().decide(Point::Exec, &input, self.path),
             Err(e) => self.refuse(Point::Exec, &PolicyError::Input(e.to_string())),
-        }
+        })
     }
+}
+
+/// Run `decide` inside a `policy.decision` span (a child of the caller's span), then record the
+/// outcome, reason codes and revision on it and in the decision metrics. Reason messages are not
+/// recorded: codes are a fixed set, messages may quote the input.
+fn traced(point: Point, decide: impl FnOnce() -> Decision) -> Decision {
+    let span = span::policy(point.as_str());
+    let decision = span.in_scope(decide);
+    let codes: Vec<&str> = decision.reasons.iter().map(|r| r.code.as_str()).collect();
+    span::record_decision(&span, decision.allow, &codes, &decision.revision);
+    metrics::decision(point.as_str(), decision.allow, &codes);
+    decision
 }
 
 /// Load the set of `config` and run its own tests unless `test_on_reload` is off.

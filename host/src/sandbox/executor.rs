@@ -3,14 +3,16 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
 
 use super::docker::{Attempt, DockerSandbox};
 use super::{BoxFuture, ExecOutput, ExecRequest, ExecuteMode, Executor, SandboxConfig, SandboxError, check_argv};
 use crate::governance::{AuditEvent, AuditSink};
+use crate::telemetry::{metrics, span};
 
 /// Where the sandbox image's busybox comes from (`cargo xtask setup` installs it).
 const BUSYBOX: &str = "/bin/busybox";
@@ -127,9 +129,22 @@ impl SecureExecutor {
 
 impl Executor for SecureExecutor {
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutput, SandboxError>> {
+        // Opened here, where the caller's span (`host.call`) is current; only `argv[0]` is kept.
+        let span = span::sandbox_exec(&request.argv, &request.profile);
         Box::pin(async move {
             let timestamp = OffsetDateTime::now_utc();
-            let (result, mut detail) = self.run(&request).await;
+            let started = Instant::now();
+            let (result, mut detail) = self.run(&request).instrument(span.clone()).await;
+            let elapsed = started.elapsed();
+            let exit_code = result.as_ref().ok().map(|out| i64::from(out.exit_code));
+            let container_id = detail.get("container_id").and_then(|v| v.as_str()).unwrap_or_default();
+            span::record_exec(&span, exit_code, elapsed, container_id);
+            // A profile the configuration does not define is the plugin's string: not a label.
+            let profile = match &result {
+                Err(SandboxError::UnknownProfile(_)) => "unknown",
+                _ => request.profile.as_str(),
+            };
+            metrics::sandbox_exec(profile, exit_code, elapsed);
             let (allowed, outcome) = match &result {
                 Ok(_) => (true, "ok"),
                 Err(SandboxError::Refused(_) | SandboxError::UnknownProfile(_) | SandboxError::Config(_)) => {
@@ -154,6 +169,8 @@ impl Executor for SecureExecutor {
                 detail["duration_ms"] = json!(output.duration.as_millis() as u64);
                 detail["truncated"] = json!(output.truncated);
             }
+            // The audit write belongs to this command's span.
+            let _in_exec = span.enter();
             let mut event = AuditEvent::new("exec", allowed, reason).by(&request.origin.caller);
             event.timestamp = timestamp;
             event.action_id = Some(request.origin.action_id.clone());

@@ -9,11 +9,19 @@
 //! | --- | --- |
 //! | [`http_request`] | `toolgate_http_requests_total{route,status}`, `toolgate_http_request_duration_seconds{route}` |
 //! | [`decision`] | `toolgate_policy_decisions_total{point,outcome}`, `toolgate_policy_decision_reasons_total{point,outcome,reason}` |
-//! | [`tool_call`] | `toolgate_tool_calls_total{tool,status}`, `toolgate_plugin_call_duration_seconds{tool}` |
+//! | [`tool_call`] | `toolgate_tool_calls_total{tool,status}`, `toolgate_tool_call_duration_seconds{tool}` |
+//! | [`plugin_call`] | `toolgate_plugin_call_duration_seconds{tool,op,status}` |
 //! | [`sandbox_exec`] | `toolgate_sandbox_exec_duration_seconds{profile,exit_code}` |
 //! | [`rate_limited`] | `toolgate_rate_limited_total{class}` |
 //! | [`actions_active`] | `toolgate_actions_active{state}` (a gauge) |
 //! | (export queue) | `toolgate_telemetry_spans_dropped_total`, `toolgate_telemetry_span_exports_failed_total` |
+//!
+//! Who calls what: the HTTP middleware [`http_request`]; the policy engine [`decision`] (both
+//! points); the plugin runtime [`plugin_call`] (one per invoke, verify or rollback); the sandbox
+//! executor [`sandbox_exec`]; the rate limiters [`rate_limited`]. The execute pipeline calls
+//! [`tool_call`] once per `POST /api/v1/tools/{tool}/execute` with the outcome the caller sees
+//! (`ok`, `error`, `denied`, `invalid_params`, `pending_approval`, ...), and [`actions_active`]
+//! on every state change of an action (`+1` entering a state, `-1` leaving it).
 //!
 //! Before [`super::init`] (in tests of other layers) the registry is created on first use,
 //! without OTLP export; `init` must then not be called in that process.
@@ -48,6 +56,7 @@ struct Registry {
     decisions: Counter<u64>,
     decision_reasons: Counter<u64>,
     tool_calls: Counter<u64>,
+    tool_duration: Histogram<f64>,
     plugin_duration: Histogram<f64>,
     sandbox_duration: Histogram<f64>,
     rate_limited: Counter<u64>,
@@ -75,6 +84,7 @@ impl Registry {
                 "Reason codes given by policy decisions",
             ),
             tool_calls: counter(&meter, "toolgate.tool.calls", "Tool calls by tool and status"),
+            tool_duration: seconds(&meter, "toolgate.tool.call.duration", "Tool call latency, end to end"),
             plugin_duration: seconds(&meter, "toolgate.plugin.call.duration", "Plugin call latency"),
             sandbox_duration: seconds(&meter, "toolgate.sandbox.exec.duration", "Sandboxed command latency"),
             rate_limited: counter(&meter, "toolgate.rate_limited", "Requests refused by a rate limit, by class"),
@@ -145,12 +155,23 @@ pub fn decision<R: AsRef<str>>(point: &str, allow: bool, reasons: &[R]) {
     r.decisions.add(1, &[point, outcome]);
 }
 
-/// One tool call finished with `status` (`ok`, `error`, `denied`, `trap`, `timeout`).
+/// One tool call (an execute request) finished with `status`, the outcome its caller sees
+/// (`ok`, `error`, `denied`, `timeout`, ...), after `duration` end to end. Called by the execute
+/// pipeline once per request; the plugin runtime records [`plugin_call`] instead.
 pub fn tool_call(tool: &str, status: &str, duration: Duration) {
     let r = registry();
     let tool = KeyValue::new("tool", tool.to_owned());
-    r.plugin_duration.record(duration.as_secs_f64(), std::slice::from_ref(&tool));
+    r.tool_duration.record(duration.as_secs_f64(), std::slice::from_ref(&tool));
     r.tool_calls.add(1, &[tool, KeyValue::new("status", status.to_owned())]);
+}
+
+/// One call into a plugin finished: `op` is `invoke`, `verify` or `rollback`, `status` is `ok`,
+/// `error`, `denied`, `trap` or `timeout`.
+pub fn plugin_call(tool: &str, op: &'static str, status: &'static str, duration: Duration) {
+    registry().plugin_duration.record(
+        duration.as_secs_f64(),
+        &[KeyValue::new("tool", tool.to_owned()), KeyValue::new("op", op), KeyValue::new("status", status)],
+    );
 }
 
 /// One sandboxed command finished; `exit_code` is `None` when it did not exit.

@@ -1,10 +1,17 @@
 //! `context`: who is calling and why.
 
+use super::traced_now;
 use crate::plugins::bindings::toolgate::plugin::context::{CallContext, Host};
 use crate::plugins::state::HostState;
 
 impl Host for HostState {
     async fn current(&mut self) -> wasmtime::Result<CallContext> {
+        traced_now("context", "current", || self.context())
+    }
+}
+
+impl HostState {
+    fn context(&self) -> wasmtime::Result<CallContext> {
         let call = self.call()?;
         let ctx = &call.context;
         Ok(CallContext {

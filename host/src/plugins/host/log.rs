@@ -1,5 +1,6 @@
 //! `log`: plugin records into the host's log, tagged with plugin, tool and action.
 
+use super::traced_now;
 use crate::plugins::bindings::toolgate::plugin::log::{Host, Level};
 use crate::plugins::state::HostState;
 
@@ -9,11 +10,19 @@ const MAX_FIELDS: usize = 32;
 
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
+        // The record becomes an event of the `host.call` span: the same rule (no secrets in logs)
+        // covers what plugins write.
+        traced_now("log", "log", || self.emit(level, &message, &fields))
+    }
+}
+
+impl HostState {
+    fn emit(&self, level: Level, message: &str, fields: &[(String, String)]) -> wasmtime::Result<()> {
         let call = self.call()?;
         let fields: Vec<String> =
             fields.iter().take(MAX_FIELDS).map(|(k, v)| format!("{}={}", cut(k), cut(v))).collect();
         let (plugin, tool, action) = (&call.plugin, &call.tool.name, &call.context.action_id);
-        let (message, fields) = (cut(&message), fields.join(" "));
+        let (message, fields) = (cut(message), fields.join(" "));
         match level {
             Level::Trace => tracing::trace!(plugin, tool, action, fields, "{message}"),
             Level::Debug => tracing::debug!(plugin, tool, action, fields, "{message}"),

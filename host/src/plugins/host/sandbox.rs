@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{require, sandbox_error};
+use super::{require, sandbox_error, traced};
 use crate::governance::AuditEvent;
 use crate::plugins::bindings::Error;
 use crate::plugins::bindings::toolgate::plugin::sandbox::{ExecOutput, ExecRequest, Host};
@@ -13,6 +13,12 @@ use crate::sandbox::{self, ExecOrigin};
 
 impl Host for HostState {
     async fn exec(&mut self, request: ExecRequest) -> wasmtime::Result<Result<ExecOutput, Error>> {
+        traced("sandbox", "exec", self.exec_checked(request)).await
+    }
+}
+
+impl HostState {
+    async fn exec_checked(&mut self, request: ExecRequest) -> wasmtime::Result<Result<ExecOutput, Error>> {
         let call = self.call()?;
         if let Err(e) = require(&call, &Capability::Exec(request.profile.clone())) {
             self.record(&call, &request, false, "capability_not_declared");
@@ -64,9 +70,7 @@ impl Host for HostState {
             truncated: out.truncated,
         }))
     }
-}
 
-impl HostState {
     fn record(&self, call: &CallInfo, request: &ExecRequest, allowed: bool, reason: &str) {
         self.services.audit.record(exec_event(call, request, allowed, reason.to_owned(), serde_json::Value::Null));
     }

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use super::require;
+use super::{require, traced};
 use crate::plugins::bindings::Error;
 use crate::plugins::bindings::toolgate::plugin::workspace::{DirEntry, EntryKind, Host};
 use crate::plugins::manifest::Capability;
@@ -16,27 +16,35 @@ use crate::plugins::state::HostState;
 pub const FILE_CAP: u64 = 8 * 1024 * 1024;
 
 impl HostState {
-    /// Check the grant, then run `op` on a blocking thread, charging its time to the host.
+    /// In a `host.call` span of `workspace.<function>`: check the grant, then run `op` on a
+    /// blocking thread, charging its time to the host.
     async fn fs<T: Send + 'static>(
         &mut self,
+        function: &'static str,
         capability: Capability,
         op: impl FnOnce(&Path) -> Result<T, Error> + Send + 'static,
     ) -> wasmtime::Result<Result<T, Error>> {
-        let call = self.call()?;
-        if let Err(e) = require(&call, &capability) {
-            return Ok(Err(e));
-        }
-        let root = self.services.workspace.clone();
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || op(&root)).await;
-        self.clock.host_time(started.elapsed());
-        Ok(result.unwrap_or_else(|e| Err(Error::Failed(format!("workspace operation aborted: {e}")))))
+        traced("workspace", function, async {
+            let call = match self.call() {
+                Ok(call) => call,
+                Err(trap) => return Err(trap),
+            };
+            if let Err(e) = require(&call, &capability) {
+                return wasmtime::Result::Ok(Err(e));
+            }
+            let root = self.services.workspace.clone();
+            let started = Instant::now();
+            let result = tokio::task::spawn_blocking(move || op(&root)).await;
+            self.clock.host_time(started.elapsed());
+            Ok(result.unwrap_or_else(|e| Err(Error::Failed(format!("workspace operation aborted: {e}")))))
+        })
+        .await
     }
 }
 
 impl Host for HostState {
     async fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, Error>> {
-        self.fs(Capability::WorkspaceRead, move |root| {
+        self.fs("read", Capability::WorkspaceRead, move |root| {
             let target = resolve(root, &path)?;
             read_file(&target, &path)?.ok_or_else(|| Error::Failed(format!("no file `{path}` in the workspace")))
         })
@@ -44,15 +52,15 @@ impl Host for HostState {
     }
 
     async fn list(&mut self, path: String) -> wasmtime::Result<Result<Vec<DirEntry>, Error>> {
-        self.fs(Capability::WorkspaceRead, move |root| list_dir(&resolve(root, &path)?, &path)).await
+        self.fs("list", Capability::WorkspaceRead, move |root| list_dir(&resolve(root, &path)?, &path)).await
     }
 
     async fn write(&mut self, path: String, content: Vec<u8>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.fs(Capability::WorkspaceWrite, move |root| write_file(root, &path, &content)).await
+        self.fs("write", Capability::WorkspaceWrite, move |root| write_file(root, &path, &content)).await
     }
 
     async fn remove(&mut self, path: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.fs(Capability::WorkspaceWrite, move |root| {
+        self.fs("remove", Capability::WorkspaceWrite, move |root| {
             let target = resolve(root, &path)?;
             let previous = read_file(&target, &path)?;
             if previous.is_some() {
