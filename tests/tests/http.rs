@@ -132,7 +132,7 @@ async fn security_headers_on_200_4xx_and_5xx() -> anyhow::Result<()> {
 async fn ready_store_reports_ok() -> anyhow::Result<()> {
     let server = Server::start(&[])?;
     let body: Value = client().get(server.url("/readyz")).send().await?.json().await?;
-    let components = json!({"store": "ok", "policy": "ok", "plugins": "ok", "sandbox": "ok"});
+    let components = json!({"store": "ok", "audit": "ok", "policy": "ok", "plugins": "ok", "sandbox": "ok"});
     assert_eq!(body, json!({"status": "ready", "components": components}));
     Ok(())
 }

@@ -178,7 +178,10 @@ async fn one_policy_evaluation_is_one_trace_with_auth_and_decision_and_no_secret
     assert_eq!(policy.attr("toolgate.policy.point"), Some("action"));
     assert_eq!(policy.attr("toolgate.policy.decision"), Some("allow"));
     assert_eq!(policy.attr("toolgate.policy.revision"), Some(revision.as_str()));
-    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let audit = one(&spans, "audit.write", |_| true)?;
+    assert_eq!(audit.parent_span_id, http.span_id);
+    assert_eq!(audit.attr("toolgate.audit.kind"), Some("policy_evaluate"));
+    assert_eq!(spans.len(), 4, "{spans:#?}");
 
     // A refused credential is an `auth` span with the refusal code, and never the credential.
     let res = client().get(server.url("/api/v1/auth/me")).bearer_auth(SECRET).send().await?;
@@ -286,6 +289,11 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     assert!(exec.attr("container.id").is_some_and(|id| id.len() >= 12), "{exec:?}");
     assert!(exec.attr("toolgate.duration_ms").is_some(), "{exec:?}");
 
+    // The answer waited for the durable audit write, inside the request's trace.
+    let audit_write = one(&spans, "audit.write", |s| s.attr("toolgate.audit.kind") == Some("action_completed"))?;
+    assert_eq!(audit_write.parent_span_id, http.span_id);
+    assert_eq!(audit_write.attr("toolgate.action.id"), Some(action_id.as_str()));
+
     // Every audit entry of the action names the trace the client was given.
     let res = client().get(server.url("/api/v1/audit?last_n=1000")).bearer_auth(&admin).send().await?;
     let audit: Value = res.json().await?;
@@ -295,6 +303,13 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     for entry in &entries {
         assert_eq!(entry["trace_id"].as_str(), Some(trace_id.as_str()), "{entry}");
     }
+
+    // The pipeline counts the call by tool and final status.
+    let text = client().get(server.url("/metrics")).bearer_auth(&admin).send().await?.text().await?;
+    let series = prometheus::parse(&text)?;
+    let calls =
+        prometheus::value(&series, "toolgate_tool_calls_total", &[("tool", "disk_usage"), ("status", "completed")]);
+    assert_eq!(calls, 1.0, "{text}");
 
     assert_no_secret(&collector.spans(), &[&admin, &password]);
     Ok(())

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use super::action::{ActionRecord, ActionState, UndoRecord, UndoState};
 use super::{AuditEvent, AuditSink, audit};
 use crate::store::{Store, StoreError, decode, encode, tables};
+use crate::telemetry::{metrics, span};
 
 /// Most submissions applied in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -126,9 +127,21 @@ impl Journal {
 
     /// Submit `writes` and wait until they are durably committed (or refused).
     pub async fn submit(&self, writes: Vec<Write>) -> Result<Committed, JournalError> {
+        use tracing::Instrument as _;
         let (reply, answer) = oneshot::channel();
+        let span = writes.iter().find_map(|w| match w {
+            Write::Audit(event) => {
+                Some(span::audit(&event.kind, event.allowed, event.action_id.as_deref().unwrap_or_default()))
+            }
+            _ => None,
+        });
         self.send(Submission { writes, reply: Some(reply) })?;
-        answer.await.map_err(|_| JournalError::Stopped)?
+        let answer = async { answer.await.map_err(|_| JournalError::Stopped)? };
+        // The span covers the wait for the durable commit (group commit included).
+        match span {
+            Some(span) => answer.instrument(span).await,
+            None => answer.await,
+        }
     }
 
     /// Submit `writes` without waiting. Anything submitted later and waited for is committed
@@ -164,7 +177,8 @@ impl AuditSink for Journal {
         if event.trace_id.is_none() {
             event.trace_id = crate::telemetry::current_trace_id();
         }
-        self.submit_detached(vec![Write::Audit(Box::new(event))]);
+        let span = span::audit(&event.kind, event.allowed, event.action_id.as_deref().unwrap_or_default());
+        span.in_scope(|| self.submit_detached(vec![Write::Audit(Box::new(event))]));
     }
 }
 
@@ -198,6 +212,11 @@ impl Writer {
             if let Some(error) = &error {
                 tracing::error!(%error, submissions = batch.len(), "governance journal commit failed");
             }
+            for (submission, outcome) in batch.iter().zip(&outcomes) {
+                if error.is_none() && outcome.is_ok() {
+                    count_active(&submission.writes);
+                }
+            }
             for (i, submission) in batch.into_iter().enumerate() {
                 let outcome = match &error {
                     Some(e) => Err(JournalError::Failed(e.clone())),
@@ -209,6 +228,20 @@ impl Writer {
                 } else if let Err(e) = outcome {
                     tracing::error!(error = %e, "a detached governance write was refused");
                 }
+            }
+        }
+    }
+}
+
+/// The `toolgate_actions_active` gauge follows every committed move into or out of an open state.
+fn count_active(writes: &[Write]) {
+    for write in writes {
+        if let Write::Action { expect, record } = write {
+            if let Some(from) = expect.filter(|s| s.is_open() && *s != record.state) {
+                metrics::actions_active(from.as_str(), -1);
+            }
+            if record.state.is_open() && *expect != Some(record.state) {
+                metrics::actions_active(record.state.as_str(), 1);
             }
         }
     }
@@ -274,8 +307,7 @@ fn check_action(
         history: Vec<super::action::Step>,
     }
     let table = tx.open_table(tables::ACTIONS)?;
-    let stored: Option<Stored> =
-        table.get(record.id.as_str())?.map(|v| decode("actions_v1", v.value())).transpose()?;
+    let stored: Option<Stored> = table.get(record.id.as_str())?.map(|v| decode("actions_v1", v.value())).transpose()?;
     let illegal = |message: String| Ok(Some(JournalError::IllegalStep { id: record.id.clone(), message }));
     let from = match (&stored, expect) {
         (None, None) => 0,

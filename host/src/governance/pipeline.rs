@@ -177,6 +177,18 @@ impl Governor {
         tool: &str,
         request: ExecuteRequest,
     ) -> Result<Outcome, GovernanceError> {
+        let started = std::time::Instant::now();
+        let outcome = self.execute_inner(caller, tool, request).await;
+        count_call(tool, &outcome, started);
+        outcome
+    }
+
+    async fn execute_inner(
+        &self,
+        caller: &Caller,
+        tool: &str,
+        request: ExecuteRequest,
+    ) -> Result<Outcome, GovernanceError> {
         let name: ToolName = tool.parse().map_err(|_| PluginError::UnknownTool(tool.to_owned()))?;
         let info = self.plugins.tool(&name).ok_or_else(|| PluginError::UnknownTool(tool.to_owned()))?.clone();
         self.plugins.check_params(&name, &request.params)?;
@@ -459,7 +471,10 @@ impl Governor {
             .await
             .map_err(|e| self.conflict_as_not_pending(e, id))?;
         self.forget_pending(id);
-        self.run(record, &info).await
+        let started = std::time::Instant::now();
+        let outcome = self.run(record, &info).await;
+        count_call(info.name.as_str(), &outcome, started);
+        outcome
     }
 
     /// Refuse a pending action (any admin, the requester included: it withdraws the request).
@@ -781,6 +796,10 @@ impl Governor {
             })
             .await?;
         let mut recovery = Recovery::default();
+        // The gauge starts at zero in this process: count what a previous one left open.
+        for record in &actions {
+            crate::telemetry::metrics::actions_active(record.state.as_str(), 1);
+        }
         for undo in undos {
             let mut event = AuditEvent::new("rollback_interrupted", false, "interrupted").by(&system());
             event.action_id = Some(undo.action_id.clone());
@@ -876,6 +895,18 @@ fn read_action(store: &Store, id: &str) -> Result<Option<ActionRecord>, StoreErr
     let tx = store.read()?;
     let table = tx.open_table(tables::ACTIONS)?;
     table.get(id)?.map(|v| decode("actions_v1", v.value())).transpose()
+}
+
+/// `toolgate_tool_calls_total` and the call latency, by final status.
+fn count_call(tool: &str, outcome: &Result<Outcome, GovernanceError>, started: std::time::Instant) {
+    let status = match outcome {
+        Ok(o) if o.dry_run => "dry_run",
+        Ok(o) => o.action.state.as_str(),
+        Err(GovernanceError::Plugin(PluginError::UnknownTool(_))) => return,
+        Err(GovernanceError::Plugin(_)) => "invalid_params",
+        Err(_) => "error",
+    };
+    crate::telemetry::metrics::tool_call(tool, status, started.elapsed());
 }
 
 fn action_write(expect: Option<ActionState>, record: &ActionRecord) -> Write {
