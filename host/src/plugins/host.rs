@@ -6,6 +6,7 @@ use super::manifest::Capability;
 use super::state::CallInfo;
 use crate::sandbox::SandboxError;
 
+mod audit;
 mod containers;
 mod context;
 mod log;
