@@ -74,6 +74,7 @@ impl Gateway {
             exec_policy: Some(policy.clone()),
             audit: audit.clone(),
             workspace: config.sandbox.workspace.clone(),
+            store: Some(store.clone()),
         };
         let plugins = Arc::new(PluginRuntime::from_config(config, services).await?);
         let report = plugins.report();

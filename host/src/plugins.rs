@@ -23,7 +23,8 @@
 //! - `engine`: the wasmtime engine, its epoch ticker and the on-disk compilation cache.
 //! - `manifest`: capabilities and manifest validation.
 //! - `state`: what each `Store` holds, its memory limiter and deadline accounting.
-//! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `log`, `context`).
+//! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `audit`, `log`,
+//!   `context`).
 //! - `runtime`: [`PluginRuntime`], loading and calling.
 //! - `types`: the values its API takes and returns.
 
@@ -38,6 +39,7 @@ use crate::governance::AuditSink;
 use crate::model::Caller;
 use crate::policy::ExecPolicy;
 use crate::sandbox::{ContainerEngine, Executor};
+use crate::store::Store;
 
 pub mod bindings;
 mod engine;
@@ -88,7 +90,7 @@ impl Default for PluginsConfig {
     }
 }
 
-/// Every built-in plugin gets its grants by default, so that all seven load on any machine.
+/// Every built-in plugin gets its grants by default, so that all eight load on any machine.
 /// `systemd`, `network` and `apt` run in the profiles of the default `[sandbox]` that show them
 /// the host read-only (`systemd`, `host-net`, `host-admin`); where the host lacks what a profile
 /// mounts (no systemd, not Debian), their tools answer `unavailable` saying so. An operator
@@ -106,6 +108,8 @@ fn default_grants() -> BTreeMap<String, PluginSettings> {
         ("files".to_owned(), grant(&["workspace-read", "workspace-write"])),
         ("network".to_owned(), grant(&["exec:host-net"])),
         ("systemd".to_owned(), grant(&["exec:systemd"])),
+        // Reads are scoped to the caller by the host: a viewer sees only their own entries.
+        ("audit".to_owned(), grant(&["audit-read"])),
     ])
 }
 
@@ -114,7 +118,7 @@ fn default_grants() -> BTreeMap<String, PluginSettings> {
 #[serde(default, deny_unknown_fields)]
 pub struct PluginSettings {
     /// Capabilities granted: `exec:<profile>`, `containers-read`, `containers-manage`,
-    /// `workspace-read`, `workspace-write`.
+    /// `workspace-read`, `workspace-write`, `audit-read`.
     pub grants: Vec<String>,
     /// Deadline of one call in milliseconds of plugin execution; `[plugins] timeout_ms` if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -125,7 +129,7 @@ pub struct PluginSettings {
 }
 
 /// The services host functions reach. `None` services answer `unavailable` (executor,
-/// container engine) or `denied` (exec policy: no policy means no command runs).
+/// container engine, store) or `denied` (exec policy: no policy means no command runs).
 #[derive(Clone)]
 pub struct HostServices {
     /// Runs sandboxed commands for `sandbox.exec`.
@@ -138,12 +142,20 @@ pub struct HostServices {
     pub audit: Arc<dyn AuditSink>,
     /// Root of the `workspace` interface (`[sandbox] workspace`).
     pub workspace: PathBuf,
+    /// The store whose audit log the `audit` interface reads.
+    pub store: Option<Store>,
 }
 
 impl HostServices {
-    /// Services with only an audit sink and a workspace: no sandbox, no containers, no policy.
+    /// Services with only an audit sink and a workspace: no sandbox, no containers, no policy, no
+    /// audit log to read.
     pub fn new(audit: Arc<dyn AuditSink>, workspace: impl Into<PathBuf>) -> Self {
-        Self { executor: None, containers: None, exec_policy: None, audit, workspace: workspace.into() }
+        Self { executor: None, containers: None, exec_policy: None, audit, workspace: workspace.into(), store: None }
+    }
+
+    /// The same services, reading the audit log of `store`.
+    pub fn with_store(self, store: Store) -> Self {
+        Self { store: Some(store), ..self }
     }
 }
 

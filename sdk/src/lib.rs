@@ -6,12 +6,13 @@
 //! - [`Tool`] (module `tool`): what a tool is; [`WithUndo`] for tools that can be rolled back.
 //! - [`plugin!`] and [`Plugin`] (module `plugin`): the manifest and the dispatch by tool name.
 //! - [`Error`] (module `error`): the WIT `error` variant, with constructors.
-//! - Host interfaces: [`sandbox`], [`containers`], [`workspace`], [`log`], [`context`].
+//! - Host interfaces: [`sandbox`], [`containers`], [`workspace`], [`audit`], [`log`], [`context`].
 //! - [`bindings`]: the raw `wit-bindgen` output, for what the SDK does not wrap.
 
 // Lets the generated code name this crate the same way from inside it and from plugin crates.
 extern crate self as toolgate_sdk;
 
+pub mod audit;
 pub mod containers;
 pub mod context;
 mod error;

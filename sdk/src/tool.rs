@@ -24,6 +24,8 @@ pub enum Capability {
     WorkspaceRead,
     /// Write and remove files in the workspace ([`crate::workspace`] `write`, `remove`).
     WorkspaceWrite,
+    /// Read the audit log, scoped to the caller ([`crate::audit`] `recent`).
+    AuditRead,
 }
 
 impl From<Capability> for WitCapability {
@@ -34,6 +36,7 @@ impl From<Capability> for WitCapability {
             Capability::ContainersManage => Self::ContainersManage,
             Capability::WorkspaceRead => Self::WorkspaceRead,
             Capability::WorkspaceWrite => Self::WorkspaceWrite,
+            Capability::AuditRead => Self::AuditRead,
         }
     }
 }

@@ -48,7 +48,7 @@ fn no_valid_policy_set_means_no_start() -> anyhow::Result<()> {
 }
 
 /// The embedded defaults grant every built-in plugin and declare the sandbox profiles they run
-/// in, so all seven load on any machine: where a profile's host paths are missing (no systemd
+/// in, so all eight load on any machine: where a profile's host paths are missing (no systemd
 /// here, say), its tools answer `unavailable` when called, and nothing is refused at start-up.
 #[tokio::test]
 async fn with_the_embedded_defaults_every_built_in_plugin_loads() -> anyhow::Result<()> {
@@ -59,7 +59,7 @@ async fn with_the_embedded_defaults_every_built_in_plugin_loads() -> anyhow::Res
     let mut names: Vec<&str> =
         listing["plugins"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["apt", "command", "disk", "docker", "files", "network", "systemd"], "{listing}");
+    assert_eq!(names, ["apt", "audit", "command", "disk", "docker", "files", "network", "systemd"], "{listing}");
     assert_eq!(listing["refused"], json!([]), "{listing}");
 
     let server = Server::start(&[("TOOLGATE_LOG", "info")])?;
@@ -67,7 +67,7 @@ async fn with_the_embedded_defaults_every_built_in_plugin_loads() -> anyhow::Res
     let ready: Value = res.json().await?;
     assert_eq!(ready["components"]["plugins"], "ok", "{ready}");
     let stderr = server.stderr();
-    assert_eq!(stderr.matches("plugin loaded").count(), 7, "{stderr}");
+    assert_eq!(stderr.matches("plugin loaded").count(), 8, "{stderr}");
     // A refused plugin is an ERROR line naming it; a grant without its plugin a warning.
     assert!(!stderr.contains("ERROR") && !stderr.contains("not loaded"), "{stderr}");
     Ok(())

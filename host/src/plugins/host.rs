@@ -9,6 +9,7 @@ use super::state::CallInfo;
 use crate::sandbox::SandboxError;
 use crate::telemetry::span;
 
+mod audit;
 mod containers;
 mod context;
 mod log;

@@ -14,7 +14,7 @@ use super::bindings::{self, Category as WitCategory};
 use crate::model::{Category, PluginName, ToolName};
 
 /// An authority a tool needs from the host, written in grants as `exec:<profile>`,
-/// `containers-read`, `containers-manage`, `workspace-read`, `workspace-write`.
+/// `containers-read`, `containers-manage`, `workspace-read`, `workspace-write`, `audit-read`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Capability {
     /// Run commands in the named sandbox profile.
@@ -27,6 +27,8 @@ pub enum Capability {
     WorkspaceRead,
     /// Write and remove workspace files.
     WorkspaceWrite,
+    /// Read the audit log, scoped to the caller.
+    AuditRead,
 }
 
 impl fmt::Display for Capability {
@@ -37,6 +39,7 @@ impl fmt::Display for Capability {
             Capability::ContainersManage => f.write_str("containers-manage"),
             Capability::WorkspaceRead => f.write_str("workspace-read"),
             Capability::WorkspaceWrite => f.write_str("workspace-write"),
+            Capability::AuditRead => f.write_str("audit-read"),
         }
     }
 }
@@ -55,11 +58,12 @@ impl FromStr for Capability {
             "containers-manage" => Ok(Capability::ContainersManage),
             "workspace-read" => Ok(Capability::WorkspaceRead),
             "workspace-write" => Ok(Capability::WorkspaceWrite),
+            "audit-read" => Ok(Capability::AuditRead),
             _ => match s.strip_prefix("exec:") {
                 Some(profile) if valid_profile(profile) => Ok(Capability::Exec(profile.to_owned())),
                 _ => Err(format!(
                     "unknown capability `{s}`: expected exec:<profile>, containers-read, containers-manage, \
-                     workspace-read or workspace-write"
+                     workspace-read, workspace-write or audit-read"
                 )),
             },
         }
@@ -76,6 +80,7 @@ impl TryFrom<&bindings::Capability> for Capability {
             bindings::Capability::ContainersManage => Capability::ContainersManage,
             bindings::Capability::WorkspaceRead => Capability::WorkspaceRead,
             bindings::Capability::WorkspaceWrite => Capability::WorkspaceWrite,
+            bindings::Capability::AuditRead => Capability::AuditRead,
         })
     }
 }
@@ -225,7 +230,9 @@ mod tests {
 
     #[test]
     fn grants_round_trip_and_unknown_ones_are_named() {
-        for g in ["exec:default", "containers-read", "containers-manage", "workspace-read", "workspace-write"] {
+        let all =
+            ["exec:default", "containers-read", "containers-manage", "workspace-read", "workspace-write", "audit-read"];
+        for g in all {
             assert_eq!(g.parse::<Capability>().map(|c| c.to_string()).as_deref(), Ok(g));
         }
         let err = "exec".parse::<Capability>().err().unwrap_or_default();

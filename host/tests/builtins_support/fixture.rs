@@ -31,8 +31,9 @@ const FAKE_DIR: &str = "/var/log/fake-calls";
 pub const TEST_LABEL: &str = "toolgate.test=1";
 
 /// The grants of `plugins/README.md`, as a real deployment configures them.
-const GRANTS: [(&str, &[&str]); 7] = [
+const GRANTS: [(&str, &[&str]); 8] = [
     ("apt", &["exec:host-admin"]),
+    ("audit", &["audit-read"]),
     ("command", &["exec:default"]),
     ("disk", &["exec:default"]),
     ("docker", &["containers-read", "containers-manage"]),
@@ -250,6 +251,7 @@ impl Fixture {
             exec_policy: Some(Arc::new(policy)),
             audit: Arc::clone(&audit) as Arc<dyn AuditSink>,
             workspace: workspace.clone(),
+            store: None,
         };
         let plugins = target_dir()?.join("plugins");
         if !plugins.join("systemd.wasm").is_file() {
