@@ -322,7 +322,8 @@ impl From<&ActionRecord> for ActionView {
     }
 }
 
-/// Where an undo record stands. `available → applying → applied | failed`, nothing else: a
+/// Where an undo record stands. `available → applying → applied | failed`, and back to
+/// `available` only when the rollback could not start (plugin not loaded, sandbox down): a
 /// rollback is claimed atomically before it runs, so it is never applied twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -343,7 +344,8 @@ impl UndoState {
     pub fn can_go(self, next: UndoState) -> bool {
         matches!(
             (self, next),
-            (UndoState::Available, UndoState::Applying) | (UndoState::Applying, UndoState::Applied | UndoState::Failed)
+            (UndoState::Available, UndoState::Applying)
+                | (UndoState::Applying, UndoState::Applied | UndoState::Failed | UndoState::Available)
         )
     }
 }
@@ -399,5 +401,6 @@ mod tests {
         assert!(!UndoState::Applied.can_go(UndoState::Applying));
         assert!(!UndoState::Failed.can_go(UndoState::Applying));
         assert!(!UndoState::Available.can_go(UndoState::Applied), "it must be claimed first");
+        assert!(UndoState::Applying.can_go(UndoState::Available), "a rollback that could not start");
     }
 }

@@ -102,10 +102,6 @@ struct RawEntry<'a> {
     event: &'a RawValue,
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<StoredEntry, StoreError> {
-    crate::store::decode("audit_v1", bytes)
-}
-
 /// The last entry's sequence number and hash: where the next append continues.
 pub(super) fn head(tx: &redb::WriteTransaction) -> Result<(u64, String), StoreError> {
     let table = tx.open_table(tables::AUDIT)?;
@@ -157,8 +153,13 @@ pub fn verify(store: &Store) -> Result<Verification, StoreError> {
     Ok(Verification { entries, head: (entries > 0).then_some(prev), broken: None })
 }
 
-/// Up to `limit` entries, newest first, strictly before `before` when given (pagination).
-pub fn recent(store: &Store, limit: usize, before: Option<u64>) -> Result<Vec<StoredEntry>, StoreError> {
+/// Up to `limit` entries, newest first, strictly before `before` when given (pagination),
+/// decoded as `T`: [`StoredEntry`], or a lighter view that skips what it does not need.
+pub fn recent<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<Vec<T>, StoreError> {
     let tx = store.read()?;
     let table = tx.open_table(tables::AUDIT)?;
     let range = match before {
@@ -168,7 +169,7 @@ pub fn recent(store: &Store, limit: usize, before: Option<u64>) -> Result<Vec<St
     let mut out = Vec::with_capacity(limit.min(1024));
     for item in range.rev().take(limit) {
         let (_, v) = item?;
-        out.push(decode_entry(v.value())?);
+        out.push(crate::store::decode("audit_v1", v.value())?);
     }
     Ok(out)
 }

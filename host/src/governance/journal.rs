@@ -8,6 +8,7 @@
 //! the stored state, and if one does not hold, none of its writes happen and its submitter gets
 //! [`JournalError::Conflict`]. Audit entries are numbered and hash-chained here and nowhere else.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -99,6 +100,8 @@ pub struct Journal {
     sender: Mutex<mpsc::Sender<Submission>>,
     store: Store,
     last_error: Arc<Mutex<Option<String>>>,
+    /// Set when a write nobody waited for was lost: every later submission is refused.
+    poisoned: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -112,12 +115,13 @@ impl Journal {
     pub fn start(store: Store) -> Result<Journal, StoreError> {
         let (sender, receiver) = mpsc::channel::<Submission>();
         let last_error = Arc::new(Mutex::new(None));
-        let writer = Writer { store: store.clone(), last_error: last_error.clone() };
+        let poisoned = Arc::new(AtomicBool::new(false));
+        let writer = Writer { store: store.clone(), last_error: last_error.clone(), poisoned: poisoned.clone() };
         std::thread::Builder::new()
             .name("toolgate-journal".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Task(format!("cannot start the journal thread: {e}")))?;
-        Ok(Journal { sender: Mutex::new(sender), store, last_error })
+        Ok(Journal { sender: Mutex::new(sender), store, last_error, poisoned })
     }
 
     /// The store it writes to (for reads).
@@ -167,6 +171,9 @@ impl Journal {
     }
 
     fn send(&self, submission: Submission) -> Result<(), JournalError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(JournalError::Failed("an earlier audit write was lost; restart the server".into()));
+        }
         let sender = self.sender.lock().map_err(|_| JournalError::Stopped)?;
         sender.send(submission).map_err(|_| JournalError::Stopped)
     }
@@ -185,6 +192,7 @@ impl AuditSink for Journal {
 struct Writer {
     store: Store,
     last_error: Arc<Mutex<Option<String>>>,
+    poisoned: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -197,39 +205,62 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut outcomes = Vec::with_capacity(batch.len());
-            let committed = self.store.write(|tx| {
-                let mut head = audit::head(tx)?;
-                for submission in &batch {
-                    outcomes.push(apply(tx, &submission.writes, &mut head)?);
+            let outcomes = match self.commit(&batch) {
+                Ok(outcomes) => outcomes,
+                // One bad submission must not fail the others: retry each in its own transaction.
+                Err(error) if batch.len() > 1 => {
+                    tracing::error!(%error, submissions = batch.len(), "journal batch failed; retrying one by one");
+                    batch
+                        .iter()
+                        .map(|s| match self.commit(std::slice::from_ref(s)) {
+                            Ok(mut one) => one.pop().unwrap_or(Err(JournalError::Stopped)),
+                            Err(error) => Err(JournalError::Failed(error)),
+                        })
+                        .collect()
                 }
-                Ok(())
-            });
-            let error = committed.err().map(|e| e.to_string());
-            if let Ok(mut last) = self.last_error.lock() {
-                last.clone_from(&error);
-            }
-            if let Some(error) = &error {
-                tracing::error!(%error, submissions = batch.len(), "governance journal commit failed");
-            }
-            for (submission, outcome) in batch.iter().zip(&outcomes) {
-                if error.is_none() && outcome.is_ok() {
+                Err(error) => vec![Err(JournalError::Failed(error))],
+            };
+            for (submission, outcome) in batch.into_iter().zip(outcomes) {
+                if outcome.is_ok() {
                     count_active(&submission.writes);
                 }
-            }
-            for (i, submission) in batch.into_iter().enumerate() {
-                let outcome = match &error {
-                    Some(e) => Err(JournalError::Failed(e.clone())),
-                    None => outcomes.get(i).cloned().unwrap_or(Err(JournalError::Stopped)),
-                };
-                if let Some(reply) = submission.reply {
+                match (submission.reply, outcome) {
                     // The submitter may have gone away (client disconnected): nothing to do.
-                    let _ = reply.send(outcome);
-                } else if let Err(e) = outcome {
-                    tracing::error!(error = %e, "a detached governance write was refused");
+                    (Some(reply), outcome) => {
+                        let _ = reply.send(outcome);
+                    }
+                    (None, Ok(_)) => {}
+                    (None, Err(error)) => {
+                        // Nobody waits for this write (an exec entry, say), so nobody can refuse
+                        // on it: from now on every submission is refused (fail closed), and
+                        // readiness says why, until the server restarts.
+                        tracing::error!(%error, "a detached governance write was lost; refusing all further writes");
+                        self.poisoned.store(true, Ordering::SeqCst);
+                        if let Ok(mut last) = self.last_error.lock() {
+                            *last = Some(format!("an audit write was lost ({error}); restart the server"));
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Apply `batch` in one transaction; `Err` when the transaction itself failed.
+    fn commit(&self, batch: &[Submission]) -> Result<Vec<Result<Committed, JournalError>>, String> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let result = self.store.write(|tx| {
+            let mut head = audit::head(tx)?;
+            for submission in batch {
+                outcomes.push(apply(tx, &submission.writes, &mut head)?);
+            }
+            Ok(())
+        });
+        if !self.poisoned.load(Ordering::SeqCst)
+            && let Ok(mut last) = self.last_error.lock()
+        {
+            *last = result.as_ref().err().map(ToString::to_string);
+        }
+        result.map(|()| outcomes).map_err(|e| e.to_string())
     }
 }
 

@@ -91,6 +91,20 @@ pub enum GovernanceError {
     /// A read failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The task running the pipeline panicked or was cancelled.
+    #[error("the action's task failed: {0}")]
+    Task(String),
+}
+
+/// Run a pipeline in a task of its own and wait for it: a client that hangs up drops the
+/// waiting handler, never an action half-way (its state, undo record and audit entries are
+/// written to the end).
+async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, GovernanceError>> + Send + 'static,
+) -> Result<T, GovernanceError> {
+    use tracing::Instrument as _;
+    let task = tokio::spawn(work.instrument(tracing::Span::current()));
+    task.await.map_err(|e| GovernanceError::Task(e.to_string()))?
 }
 
 fn reasons(decision: &Decision) -> String {
@@ -172,15 +186,19 @@ impl Governor {
     /// Run a tool for `caller`: the whole pipeline. Errors are refusals before anything was
     /// recorded (unknown tool, invalid params) or journal failures.
     pub async fn execute(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         tool: &str,
         request: ExecuteRequest,
     ) -> Result<Outcome, GovernanceError> {
-        let started = std::time::Instant::now();
-        let outcome = self.execute_inner(caller, tool, request).await;
-        count_call(tool, &outcome, started);
-        outcome
+        let (this, caller, tool) = (Arc::clone(self), caller.clone(), tool.to_owned());
+        to_the_end(async move {
+            let started = std::time::Instant::now();
+            let outcome = this.execute_inner(&caller, &tool, request).await;
+            count_call(&tool, &outcome, started);
+            outcome
+        })
+        .await
     }
 
     async fn execute_inner(
@@ -190,10 +208,10 @@ impl Governor {
         request: ExecuteRequest,
     ) -> Result<Outcome, GovernanceError> {
         let name: ToolName = tool.parse().map_err(|_| PluginError::UnknownTool(tool.to_owned()))?;
-        let info = self.plugins.tool(&name).ok_or_else(|| PluginError::UnknownTool(tool.to_owned()))?.clone();
+        let info = self.plugins.tool(&name).ok_or_else(|| PluginError::UnknownTool(tool.to_owned()))?;
         self.plugins.check_params(&name, &request.params)?;
         let params_redacted = redact(&info.params_schema, &request.params);
-        let decision = self.decide(caller, &info, &params_redacted, &request, ApprovalState::None);
+        let decision = self.decide(caller, info, &params_redacted, &request, ApprovalState::None);
         let mut record = ActionRecord {
             id: uuid::Uuid::now_v7().to_string(),
             operation: Operation::Execute,
@@ -253,20 +271,20 @@ impl Governor {
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             return Ok(Outcome { action: record, output: None, dry_run: false });
         }
-        if let Some(refusal) = self.verify_unavailable(&info) {
+        if let Some(refusal) = self.verify_unavailable(info) {
             record.error = Some(refusal);
             record.enter(ActionState::Failed, None, Some("verify_unavailable"));
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             return Ok(Outcome { action: record, output: None, dry_run: false });
         }
         record.enter(ActionState::Running, None, None);
-        let writes = vec![Write::Audit(Box::new(event)), action_write(None, &record)];
         if info.category == Category::Read {
-            self.journal.submit_detached(writes);
-        } else {
-            self.journal.submit(writes).await?;
+            // Nothing to recover from: the record is written once, when the call ends.
+            self.journal.submit_detached(vec![Write::Audit(Box::new(event))]);
+            return self.run(record, info, None).await;
         }
-        self.run(record, &info).await
+        self.journal.submit(vec![Write::Audit(Box::new(event)), action_write(None, &record)]).await?;
+        self.run(record, info, Some(ActionState::Running)).await
     }
 
     /// `VERIFY_REQUIRED` asks for a verify the tool cannot do: refuse before anything runs.
@@ -298,8 +316,14 @@ impl Governor {
         })
     }
 
-    /// The action is `running` (committed, or queued for a READ tool): invoke, verify, finish.
-    async fn run(&self, mut record: ActionRecord, info: &ToolInfo) -> Result<Outcome, GovernanceError> {
+    /// The action is `running`, committed (`from` is `Some(Running)`) or, for a READ tool, not yet
+    /// written (`None`): invoke, verify, finish.
+    async fn run(
+        &self,
+        mut record: ActionRecord,
+        info: &ToolInfo,
+        from: Option<ActionState>,
+    ) -> Result<Outcome, GovernanceError> {
         let ctx = CallContext {
             action_id: record.id.clone(),
             caller: record.caller.clone(),
@@ -307,7 +331,7 @@ impl Governor {
         };
         let invocation = match self.plugins.invoke(&ctx, &info.name, record.params.clone()).await {
             Ok(invocation) => invocation,
-            Err(e) => return self.fail(record, ActionState::Running, action_error(&e), None).await,
+            Err(e) => return self.fail(record, from, action_error(&e), None, Vec::new()).await,
         };
         let duration_ms = u64::try_from(invocation.duration.as_millis()).unwrap_or(u64::MAX);
         let undo = invocation.undo.map(|undo| UndoRecord {
@@ -319,7 +343,9 @@ impl Governor {
             applied_by: None,
         });
         record.undo_available = undo.is_some();
-        record.output = Some(self.capped(&invocation.output));
+        // A READ tool's output goes to its caller only: it changed nothing worth keeping, and
+        // storing every read would make the store grow with each call.
+        record.output = (info.category != Category::Read).then(|| self.capped(&invocation.output));
         let output = Some(invocation.output);
         let verify = info.supports_verify
             && (self.config.verify_required && info.category != Category::Read
@@ -328,11 +354,11 @@ impl Governor {
             record.enter(ActionState::Completed, None, None);
             let mut writes = vec![Write::Audit(Box::new(self.outcome_event(&record, duration_ms)))];
             writes.extend(undo.map(|u| Write::Undo { expect: None, record: Box::new(u) }));
-            self.commit(&mut record, Some(ActionState::Running), writes).await?;
+            self.commit(&mut record, from, writes).await?;
             return Ok(Outcome { action: record, output, dry_run: false });
         }
         record.enter(ActionState::Verifying, None, None);
-        let mut writes = vec![action_write(Some(ActionState::Running), &record)];
+        let mut writes = vec![action_write(from, &record)];
         writes.extend(undo.clone().map(|u| Write::Undo { expect: None, record: Box::new(u) }));
         // The undo record must survive a crash during verify, so that recovery can use it.
         self.journal.submit(writes).await?;
@@ -355,7 +381,7 @@ impl Governor {
                     }
                     Err(e) => ActionError { code: "verify_failed".into(), message: format!("verify failed: {e}") },
                 };
-                self.fail(record, ActionState::Verifying, error, undo).await.map(|mut o| {
+                self.fail(record, Some(ActionState::Verifying), error, undo, Vec::new()).await.map(|mut o| {
                     o.output = output;
                     o
                 })
@@ -363,19 +389,22 @@ impl Governor {
         }
     }
 
-    /// Mark the action failed; roll it back when an undo record exists.
+    /// Mark the action (stored in state `from`, or not yet written) failed, committing `writes`
+    /// with it; roll it back when an undo record exists.
     async fn fail(
         &self,
         mut record: ActionRecord,
-        from: ActionState,
+        from: Option<ActionState>,
         error: ActionError,
         undo: Option<UndoRecord>,
+        mut writes: Vec<Write>,
     ) -> Result<Outcome, GovernanceError> {
         let mut event = self.event("action_failed", &record, &record.caller, false, error.code.clone());
         event.detail = json!({ "result": "failed", "error": error });
         record.enter(ActionState::Failed, None, Some(&error.code));
         record.error = Some(error);
-        self.commit(&mut record, Some(from), vec![Write::Audit(Box::new(event))]).await?;
+        writes.push(Write::Audit(Box::new(event)));
+        self.commit(&mut record, from, writes).await?;
         match undo {
             Some(undo) => self.apply_rollback(record, undo, &system(), Some("automatic: verify failed")).await,
             None => Ok(Outcome { action: record, output: None, dry_run: false }),
@@ -431,6 +460,16 @@ impl Governor {
     /// Approve a pending CRITICAL action as `approver` (an admin other than the requester), then
     /// run it, exactly once.
     pub async fn approve(
+        self: &Arc<Self>,
+        approver: &Caller,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<Outcome, GovernanceError> {
+        let (this, approver, id) = (Arc::clone(self), approver.clone(), id.to_owned());
+        to_the_end(async move { this.approve_inner(&approver, &id, comment).await }).await
+    }
+
+    async fn approve_inner(
         &self,
         approver: &Caller,
         id: &str,
@@ -463,7 +502,8 @@ impl Governor {
         record.decision = Some(decision);
         record.enter(ActionState::Approved, Some(&approver.name), comment.as_deref());
         if let Some(refusal) = self.verify_unavailable(&info) {
-            return self.fail(record, ActionState::PendingApproval, refusal, None).await;
+            let granted = vec![Write::Audit(Box::new(event))];
+            return self.fail(record, Some(ActionState::PendingApproval), refusal, None, granted).await;
         }
         record.enter(ActionState::Running, None, None);
         // Approved and running in one compare-and-set: of two concurrent approvals, one runs.
@@ -472,7 +512,7 @@ impl Governor {
             .map_err(|e| self.conflict_as_not_pending(e, id))?;
         self.forget_pending(id);
         let started = std::time::Instant::now();
-        let outcome = self.run(record, &info).await;
+        let outcome = self.run(record, &info, Some(ActionState::Running)).await;
         count_call(info.name.as_str(), &outcome, started);
         outcome
     }
@@ -591,6 +631,16 @@ impl Governor {
 
     /// Roll back action `id` by hand: admin (checked by the caller), with a justification.
     pub async fn rollback(
+        self: &Arc<Self>,
+        caller: &Caller,
+        id: &str,
+        justification: Option<String>,
+    ) -> Result<Outcome, GovernanceError> {
+        let (this, caller, id) = (Arc::clone(self), caller.clone(), id.to_owned());
+        to_the_end(async move { this.rollback_inner(&caller, &id, justification).await }).await
+    }
+
+    async fn rollback_inner(
         &self,
         caller: &Caller,
         id: &str,
@@ -687,14 +737,23 @@ impl Governor {
                 (UndoState::Applied, event)
             }
             Err(e) => {
+                // Nothing started (the plugin is not loaded, the sandbox is down): the undo record
+                // stays available for a later attempt. Any other failure may have changed
+                // something, so applying the record again could do harm: it is spent.
+                let nothing_ran = matches!(
+                    e,
+                    PluginError::UnknownTool(_) | PluginError::Tool { kind: ToolErrorKind::Unavailable, .. }
+                );
                 let error = action_error(e);
-                let error = ActionError { code: "rollback_failed".into(), message: error.message };
+                let code = if nothing_ran { "rollback_unavailable" } else { "rollback_failed" };
+                let error = ActionError { code: code.into(), message: error.message };
                 let mut event = self.event("rollback_failed", &rollback, caller, false, error.code.clone());
-                event.detail = json!({ "result": "failed", "rollback_of": original.id, "error": error });
+                event.detail =
+                    json!({ "result": "failed", "rollback_of": original.id, "error": error, "undo_kept": nothing_ran });
                 rollback.enter(ActionState::Failed, None, Some(&error.code));
                 rollback.error = Some(error);
-                original.undo_available = false;
-                (UndoState::Failed, event)
+                original.undo_available = nothing_ran;
+                (if nothing_ran { UndoState::Available } else { UndoState::Failed }, event)
             }
         };
         let mut writes = vec![

@@ -52,7 +52,7 @@ pub async fn list(
         return Err(ApiError::BadRequest(format!("`last_n` must be between 1 and {MAX_ENTRIES}")));
     }
     let before = query.before;
-    let entries = state.store.call(move |s| audit::recent(s, last_n, before)).await?;
+    let entries: Vec<audit::StoredEntry> = state.store.call(move |s| audit::recent(s, last_n, before)).await?;
     let next_before = entries.last().map(|e| e.seq).filter(|seq| *seq > 1 && entries.len() == last_n);
     Ok(Json(AuditPage { entries: entries.into_iter().map(EntryView::from).collect(), next_before }))
 }

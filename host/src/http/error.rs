@@ -145,7 +145,7 @@ impl ApiError {
                     G::AlreadyRolledBack { .. } => (S::CONFLICT, "already_rolled_back"),
                     G::Journal(JournalError::Conflict { .. }) => (S::CONFLICT, "conflict"),
                     G::Journal(_) => (S::SERVICE_UNAVAILABLE, "audit_unavailable"),
-                    G::Store(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                    G::Store(_) | G::Task(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
                 }
             }
             ApiError::Action(action) => action_status(action),
@@ -198,7 +198,7 @@ fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
     let status = match code {
         "invalid_params" => S::BAD_REQUEST,
         "exec_denied" => S::FORBIDDEN,
-        "unavailable" => S::SERVICE_UNAVAILABLE,
+        "unavailable" | "rollback_unavailable" => S::SERVICE_UNAVAILABLE,
         "timeout" => S::GATEWAY_TIMEOUT,
         "plugin_failed" => S::INTERNAL_SERVER_ERROR,
         _ => S::CONFLICT,

@@ -76,7 +76,9 @@ async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) 
     }
     let claims = state.tokens.verify(&credential)?;
     let (sub, jti) = (claims.sub.clone(), claims.jti.clone());
-    let session = state.store.call(move |s| s.session(&sub, &jti)).await?;
+    // One read transaction over cached pages, on every request: cheaper on this thread than a
+    // hop to the blocking pool and back.
+    let session = state.store.session(&sub, &jti)?;
     if session.revoked {
         return Err(AuthError::TokenRevoked.into());
     }

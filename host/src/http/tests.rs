@@ -119,8 +119,10 @@ async fn an_evaluation_is_audited_as_a_dry_run() -> anyhow::Result<()> {
     let res = router(state)?.oneshot(req).await?;
     assert_eq!(res.status(), StatusCode::OK);
     journal.flush().await?;
-    let events: Vec<_> =
-        crate::governance::audit::recent(journal.store(), 10, None)?.into_iter().map(|e| e.event).collect();
+    let events: Vec<_> = crate::governance::audit::recent::<crate::governance::StoredEntry>(journal.store(), 10, None)?
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
     let event = events
         .iter()
         .find(|e| e.kind == "policy_evaluate")

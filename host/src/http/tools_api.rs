@@ -11,6 +11,7 @@ use super::extract::Authenticated;
 use crate::governance::ExecuteRequest;
 use crate::governance::action::{ActionError, ActionState, Approval};
 use crate::governance::pipeline::Outcome;
+use crate::model::Category;
 use crate::plugins::Verdict;
 use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
 
@@ -88,7 +89,9 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             requires: Requires {
                 justification: needs("justification"),
                 approval: needs("approval"),
-                verify: needs("verify") || tool.supports_verify && state.config.governance.verify_required,
+                // MODERATE recommends verify: it happens where the tool can do it.
+                verify: tool.supports_verify
+                    && (needs("verify") || state.config.governance.verify_required && tool.category != Category::Read),
                 rollback: needs("rollback"),
             },
         });

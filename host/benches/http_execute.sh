@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of the execute pipeline against the release binary over loopback:
+# `POST /api/v1/tools/get_audit_log/execute` with `{"last_n": 20}` (a READ tool that needs no
+# sandbox), 32 keep-alive connections (wrk, 2 threads), every call authenticated (JWT), decided
+# by policy, run as a WebAssembly plugin that reads the audit log, and answered only after its
+# own audit entries are durably committed (group commit, fsync).
+# Usage: host/benches/http_execute.sh [duration_secs=10] [connections=32] [tool=get_audit_log] [params_json]
+# Needs: wrk (apt-get install wrk), curl, python3, the built-in plugins (`cargo xtask plugins`).
+set -euo pipefail
+DURATION=${1:-10}
+CONNECTIONS=${2:-32}
+TOOL=${3:-get_audit_log}
+PARAMS=${4:-'{"last_n": 20}'}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+cargo build --release -q -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
+BIN=$TARGET/release/toolgate
+
+DATA=$(mktemp -d)
+OUT=$DATA/stdout
+cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"; }
+trap cleanup EXIT
+
+# Production mode; the rate limits are raised so that wrk measures the pipeline, not the limiter
+# (the default allows 10 executions per minute and client).
+env -i PATH="$PATH" \
+  TOOLGATE_MODE=production \
+  TOOLGATE_JWT_SECRET="bench-secret-$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  TOOLGATE_DATA_DIR="$DATA" TOOLGATE_LISTEN=127.0.0.1:0 TOOLGATE_LOG=error \
+  TOOLGATE_PLUGINS_DIR="$TARGET/plugins" TOOLGATE_POLICY_DIR="$ROOT/policies" \
+  TOOLGATE_SANDBOX_WORKSPACE="$DATA/workspace" TOOLGATE_SANDBOX_POOL_SIZE=0 \
+  TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS=1000000000 TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS=1000000000 \
+  "$BIN" serve >"$OUT" 2>"$DATA/stderr" &
+PID=$!
+for _ in $(seq 200); do grep -q "listening on" "$OUT" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/^toolgate listening on //p' "$OUT")
+PASSWORD=$(sed -n 's/^  password: //p' "$OUT")
+TOKEN=$(curl -sf "$URL/api/v1/auth/login" -H 'content-type: application/json' \
+  -d "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+BODY="{\"params\": $PARAMS}"
+ENDPOINT="$URL/api/v1/tools/$TOOL/execute"
+
+# The call must complete, or the figures mean nothing; then fill the log past `last_n` entries.
+STATUS=$(curl -sf "$ENDPOINT" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "$BODY" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+[ "$STATUS" = completed ] || { echo "the call does not complete: $STATUS" >&2; exit 1; }
+for _ in $(seq 20); do
+  curl -sf -o /dev/null "$ENDPOINT" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "$BODY"
+done
+
+SCRIPT=$DATA/post.lua
+cat >"$SCRIPT" <<LUA
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} connections, 2 threads, $(nproc) cores"
+wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT"
+echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["seq"])')"
