@@ -163,7 +163,7 @@ async fn sensitive_needs_a_justification_and_a_manual_rollback_restores_the_file
 
     let rollback = format!("/api/v1/actions/{action}/rollback");
     let (status, refused) = env.post(&env.admin, &rollback, json!({})).await?;
-    assert_eq!((status, code(&refused)), (StatusCode::BAD_REQUEST, "justification_required"), "{refused}");
+    assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "justification_required"), "{refused}");
     let (status, undone) =
         env.post(&env.admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
     assert_eq!((status, undone["status"].as_str()), (StatusCode::OK, Some("completed")), "{undone}");

@@ -108,8 +108,8 @@ pub struct RollbackBody {
     security(("bearer" = [])), params(("id" = String, Path, description = "the action to undo")),
     request_body = RollbackBody,
     responses((status = 200, body = ActionResponse, description = "the rollback action, `completed`"),
-        (status = 400, body = ErrorBody, description = "`justification_required`"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not an admin"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not an admin, or `justification_required` (as on execute)"),
         (status = 404, body = ErrorBody, description = "`action_not_found`"),
         (status = 409, body = ErrorBody, description = "`no_undo_record`, `already_rolled_back`, `not_rollbackable`, or `rollback_failed`")))]
 pub async fn rollback(
