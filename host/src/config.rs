@@ -326,7 +326,7 @@ mod tests {
     fn every_built_in_plugin_is_granted_and_its_profiles_exist_by_default() {
         let config = Config::default();
         let names: Vec<&str> = config.plugins.plugin.keys().map(String::as_str).collect();
-        assert_eq!(names, ["apt", "command", "disk", "docker", "files", "network", "systemd"]);
+        assert_eq!(names, ["apt", "audit", "command", "disk", "docker", "files", "network", "systemd"]);
         let profiles: Vec<&str> =
             config.plugins.plugin.values().flat_map(|p| &p.grants).filter_map(|g| g.strip_prefix("exec:")).collect();
         assert_eq!(profiles.len(), 5, "{profiles:?}");

@@ -121,7 +121,7 @@ impl AuditEvent {
         self
     }
 
-    /// The decision's first reason code, or `allowed`.
+    /// Every reason code of the decision, comma-separated, or `allowed`.
     pub fn reason_of(decision: &Decision) -> String {
         match decision.reasons.as_slice() {
             [] => "allowed".to_owned(),

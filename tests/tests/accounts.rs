@@ -261,6 +261,33 @@ async fn api_keys_are_shown_once_usable_as_bearer_and_revocable() -> anyhow::Res
     .await?;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "invalid_expiry"));
 
+    // Even an admin key cannot create or revoke keys: a key's creator, whom approvals are checked
+    // against, is always a person.
+    let (status, created) = send(
+        client()
+            .post(&keys)
+            .bearer_auth(&admin)
+            .json(&json!({"name": "ops-bot", "role": "admin", "expires_in_days": 30})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let admin_key = created["key"].as_str().unwrap_or_default().to_owned();
+    let (status, body) = send(
+        client()
+            .post(&keys)
+            .bearer_auth(&admin_key)
+            .json(&json!({"name": "chained", "role": "admin", "expires_in_days": 30})),
+    )
+    .await?;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "needs_login_token"), "{body}");
+    let (status, body) = send(client().delete(server.url("/api/v1/keys/ci-bot")).bearer_auth(&admin_key)).await?;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "needs_login_token"), "{body}");
+    let (_, list) = send(client().get(&keys).bearer_auth(&admin_key)).await?;
+    let names: Vec<&str> = list.as_array().into_iter().flatten().filter_map(|k| k["name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "no key was created: {list}");
+    assert!(!names.contains(&"chained"), "{list}");
+    assert!(list.as_array().into_iter().flatten().all(|k| k["revoked"] == false), "{list}");
+
     let (status, _) = send(client().delete(server.url("/api/v1/keys/ci-bot")).bearer_auth(&admin)).await?;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&key)).await?;

@@ -131,6 +131,27 @@ async fn a_viewer_is_denied_a_safe_tool_and_sees_only_read_tools() -> anyhow::Re
     // The viewer cannot read another user's actions, nor the audit log.
     let (status, _) = env.get(&viewer, "/api/v1/audit").await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Not even those of an API key that shares her name.
+    let (status, created) =
+        env.post(&env.admin, "/api/v1/keys", json!({"name": "vera", "role": "viewer", "expires_in_days": 1})).await?;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().unwrap_or_default().to_owned();
+    let (_, body) = env.execute(&key, "stamp", json!({"params": {"label": "y"}})).await?;
+    let keys_action = body["error"]["details"]["action_id"].as_str().unwrap_or_default().to_owned();
+    assert!(!keys_action.is_empty(), "{body}");
+    let ids = |page: &Value| -> Vec<String> {
+        page["actions"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_str().map(str::to_owned)).collect()
+    };
+    let (status, page) = env.get(&viewer, "/api/v1/actions").await?;
+    assert_eq!((status, ids(&page)), (StatusCode::OK, vec![action.clone()]), "{page}");
+    let (_, page) = env.get(&key, "/api/v1/actions").await?;
+    assert_eq!(ids(&page), std::slice::from_ref(&keys_action), "{page}");
+    let (status, body) = env.get(&viewer, &format!("/api/v1/actions/{keys_action}")).await?;
+    assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "action_not_found"), "{body}");
+    let (status, _) = env.get(&key, &format!("/api/v1/actions/{action}")).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, page) = env.get(&env.admin, "/api/v1/actions?actor=vera").await?;
+    assert_eq!(ids(&page), [keys_action, action], "an admin sees both, newest first: {page}");
     Ok(())
 }
 
@@ -163,7 +184,7 @@ async fn sensitive_needs_a_justification_and_a_manual_rollback_restores_the_file
 
     let rollback = format!("/api/v1/actions/{action}/rollback");
     let (status, refused) = env.post(&env.admin, &rollback, json!({})).await?;
-    assert_eq!((status, code(&refused)), (StatusCode::BAD_REQUEST, "justification_required"), "{refused}");
+    assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "justification_required"), "{refused}");
     let (status, undone) =
         env.post(&env.admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
     assert_eq!((status, undone["status"].as_str()), (StatusCode::OK, Some("completed")), "{undone}");

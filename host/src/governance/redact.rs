@@ -1,36 +1,38 @@
-//! Secret parameters never reach the audit log, the policy input or the API: a property whose
-//! schema says `"writeOnly": true` or `"secret": true` is replaced by [`REDACTED`], at any depth
-//! of nested objects and arrays.
+//! Secret parameters never reach the audit log, the policy input or the API: a value whose
+//! schema says `"writeOnly": true` or `"secret": true` is replaced by [`REDACTED`], wherever it is.
+//!
+//! Schemas are what the SDK emits with `schemars` 1 (draft 2020-12): a nested struct is a local
+//! `$ref` into `$defs`, an `Option<T>` or an enum is an `anyOf`/`oneOf`, a tuple `prefixItems`.
+//! Redaction follows all of these and fails closed: a value is redacted when any branch of a
+//! combinator marks it secret, and when its schema cannot be followed (a `$ref` outside the
+//! document, a cycle of references).
 
-use serde_json::Value;
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
 
 /// What a secret value is replaced with.
 pub const REDACTED: &str = "[redacted]";
 
+/// Most `$ref`s and combinator branches followed without descending into the value; past it the
+/// references go round in a cycle, and the value is redacted.
+const MAX_HOPS: usize = 32;
+
+/// Keywords whose schemas all apply to the value itself (each one a list of schemas).
+const BRANCH_LISTS: [&str; 3] = ["allOf", "anyOf", "oneOf"];
+
+/// Keywords whose schema may apply to the value itself.
+const BRANCHES: [&str; 2] = ["then", "else"];
+
 /// `params` with every value `schema` marks secret replaced by [`REDACTED`].
 pub fn redact(schema: &Value, params: &Value) -> Value {
-    if is_secret(schema) {
-        return Value::String(REDACTED.to_owned());
-    }
-    match params {
-        Value::Object(map) => {
-            let properties = schema.get("properties");
-            let additional = schema.get("additionalProperties");
-            Value::Object(
-                map.iter()
-                    .map(|(key, value)| {
-                        let sub = properties.and_then(|p| p.get(key)).or(additional).unwrap_or(&Value::Null);
-                        (key.clone(), redact(sub, value))
-                    })
-                    .collect(),
-            )
-        }
-        Value::Array(items) => {
-            let sub = schema.get("items").unwrap_or(&Value::Null);
-            Value::Array(items.iter().map(|item| redact(sub, item)).collect())
-        }
-        other => other.clone(),
-    }
+    Walk { root: schema }.redact(schema, params.clone(), 0)
+}
+
+/// Whether the schema marks anything secret, following `$ref`s; when it does not, [`redact`]
+/// returns the parameters unchanged (so callers can skip the copy).
+pub fn has_secrets(schema: &Value) -> bool {
+    marks_secret(schema, schema, &mut HashSet::new())
 }
 
 fn is_secret(schema: &Value) -> bool {
@@ -38,39 +40,292 @@ fn is_secret(schema: &Value) -> bool {
     flag("writeOnly") || flag("secret")
 }
 
-/// Whether the schema marks anything secret (so callers can skip the copy).
-pub fn has_secrets(schema: &Value) -> bool {
-    match schema {
-        Value::Object(map) => is_secret(schema) || map.values().any(has_secrets),
-        Value::Array(items) => items.iter().any(has_secrets),
-        _ => false,
+fn redacted() -> Value {
+    Value::String(REDACTED.to_owned())
+}
+
+/// The target of a local `$ref` (`#`, `#/$defs/X`, `#/definitions/X`, any JSON pointer).
+fn resolve<'a>(root: &'a Value, reference: &Value) -> Option<&'a Value> {
+    root.pointer(reference.as_str()?.strip_prefix('#')?)
+}
+
+/// The schemas that apply to the value itself, besides its `$ref`.
+fn branches(keywords: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+    let lists = BRANCH_LISTS.iter().filter_map(|k| keywords.get(*k)?.as_array()).flatten();
+    lists.chain(BRANCHES.iter().filter_map(|k| keywords.get(*k)))
+}
+
+/// One redaction: the root schema, where `$ref`s point.
+struct Walk<'a> {
+    root: &'a Value,
+}
+
+impl Walk<'_> {
+    /// `value` with what `schema` marks secret redacted. Each applicable schema (the keywords,
+    /// the `$ref`, every branch) redacts in turn, so the result has the union of their marks.
+    fn redact(&self, schema: &Value, value: Value, hops: usize) -> Value {
+        if hops > MAX_HOPS || is_secret(schema) {
+            return redacted();
+        }
+        // `true`, `false`, or no schema: nothing is marked.
+        let Some(keywords) = schema.as_object() else { return value };
+        let mut value = match value {
+            Value::Object(map) => Value::Object(self.object(keywords, map)),
+            Value::Array(items) => Value::Array(self.array(keywords, items)),
+            other => other,
+        };
+        if let Some(reference) = keywords.get("$ref") {
+            value = match resolve(self.root, reference) {
+                Some(target) => self.redact(target, value, hops + 1),
+                None => redacted(),
+            };
+        }
+        for branch in branches(keywords) {
+            value = self.redact(branch, value, hops + 1);
+        }
+        value
     }
+
+    fn object(&self, keywords: &Map<String, Value>, map: Map<String, Value>) -> Map<String, Value> {
+        let properties = keywords.get("properties").and_then(Value::as_object);
+        let additional = keywords.get("additionalProperties");
+        // The manifest check compiled every pattern with this engine; `None` would be one it
+        // cannot compile, which might match anything.
+        let patterns: Vec<_> = keywords
+            .get("patternProperties")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(pattern, sub)| (jsonschema::draft202012::new(&serde_json::json!({ "pattern": pattern })).ok(), sub))
+            .collect();
+        map.into_iter()
+            .map(|(key, mut value)| {
+                let declared = properties.and_then(|p| p.get(&key));
+                if let Some(sub) = declared {
+                    value = self.redact(sub, value, 0);
+                }
+                let name = Value::String(key.clone());
+                let mut matched = false;
+                for (matcher, sub) in &patterns {
+                    match matcher {
+                        Some(m) if !m.is_valid(&name) => continue,
+                        Some(_) => matched = true,
+                        None => {}
+                    }
+                    value = self.redact(sub, value, 0);
+                }
+                if let Some(sub) = additional.filter(|_| declared.is_none() && !matched) {
+                    value = self.redact(sub, value, 0);
+                }
+                (key, value)
+            })
+            .collect()
+    }
+
+    fn array(&self, keywords: &Map<String, Value>, items: Vec<Value>) -> Vec<Value> {
+        // Draft 2020-12: `prefixItems`, then `items` for the rest. Before: `items` as a list,
+        // then `additionalItems`.
+        let (prefix, rest) = match keywords.get("items") {
+            Some(Value::Array(tuple)) => (Some(tuple), keywords.get("additionalItems")),
+            items => (keywords.get("prefixItems").and_then(Value::as_array), items),
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| match prefix.and_then(|p| p.get(i)).or(rest) {
+                Some(sub) => self.redact(sub, item, 0),
+                None => item,
+            })
+            .collect()
+    }
+}
+
+/// Whether `schema` or any schema it leads to marks a value secret. `seen` holds the references
+/// already followed.
+fn marks_secret<'a>(root: &'a Value, schema: &'a Value, seen: &mut HashSet<&'a str>) -> bool {
+    let Some(keywords) = schema.as_object() else { return false };
+    if is_secret(schema) {
+        return true;
+    }
+    if let Some(reference) = keywords.get("$ref") {
+        match (reference.as_str(), resolve(root, reference)) {
+            (Some(name), Some(target)) => {
+                if seen.insert(name) && marks_secret(root, target, seen) {
+                    return true;
+                }
+            }
+            // `redact` redacts what it cannot follow.
+            _ => return true,
+        }
+    }
+    let maps = ["properties", "patternProperties"].iter().filter_map(|k| keywords.get(*k)?.as_object());
+    let lists = ["prefixItems", "items"].iter().filter_map(|k| keywords.get(*k)?.as_array()).flatten();
+    let single = ["additionalProperties", "items", "additionalItems"].iter().filter_map(|k| keywords.get(*k));
+    let mut subschemas = maps.flat_map(Map::values).chain(lists).chain(single).chain(branches(keywords));
+    subschemas.any(|sub| marks_secret(root, sub, seen))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use schemars::{JsonSchema, schema_for};
     use serde_json::json;
 
     use super::*;
 
+    // The shapes a plugin author writes, marked secret the way the SDK documents.
+    #[allow(dead_code)]
+    #[derive(JsonSchema)]
+    struct Login {
+        user: String,
+        #[schemars(extend("writeOnly" = true))]
+        password: String,
+    }
+
+    #[allow(dead_code)]
+    #[derive(JsonSchema)]
+    enum Auth {
+        Anonymous,
+        Login(Login),
+        Token {
+            #[schemars(extend("writeOnly" = true))]
+            token: String,
+        },
+    }
+
+    #[allow(dead_code)]
+    #[derive(JsonSchema)]
+    struct Params {
+        host: String,
+        db: Login,
+        replicas: Vec<Login>,
+        fallback: Option<Login>,
+        pair: (String, Login),
+        by_region: BTreeMap<String, Login>,
+        auth: Auth,
+        #[schemars(extend("writeOnly" = true))]
+        api_key: Option<String>,
+        #[schemars(extend("writeOnly" = true))]
+        admin: Login,
+    }
+
+    fn schema<T: JsonSchema>() -> anyhow::Result<Value> {
+        Ok(serde_json::to_value(schema_for!(T))?)
+    }
+
+    fn login(user: &str, password: &str) -> Value {
+        json!({"user": user, "password": password})
+    }
+
+    fn hidden(user: &str) -> Value {
+        json!({"user": user, "password": REDACTED})
+    }
+
     #[test]
-    fn secret_properties_are_redacted_at_any_depth() {
-        let schema = json!({
-            "type": "object",
-            "properties": {
-                "user": {"type": "string"},
-                "password": {"type": "string", "writeOnly": true},
-                "db": {"type": "object", "properties": {"token": {"type": "string", "secret": true}}},
-                "keys": {"type": "array", "items": {"type": "string", "secret": true}}
-            }
+    fn secrets_in_nested_optional_listed_and_enum_structs_are_redacted() -> anyhow::Result<()> {
+        let schema = schema::<Params>()?;
+        assert!(schema["$defs"]["Login"].is_object(), "nested structs are $refs: {schema}");
+        let params = json!({
+            "host": "db.internal",
+            "db": login("app", "hunter2"),
+            "replicas": [login("r1", "p1"), login("r2", "p2")],
+            "fallback": login("fb", "p3"),
+            "pair": ["primary", login("pp", "p4")],
+            "by_region": {"eu": login("eu", "p5")},
+            "auth": {"Token": {"token": "t0k"}},
+            "api_key": "k3y",
+            "admin": login("root", "p6"),
         });
-        let params = json!({"user": "u", "password": "hunter2", "db": {"token": "t0k", "host": "h"}, "keys": ["a"]});
         let shown = redact(&schema, &params);
         assert_eq!(
             shown,
-            json!({"user": "u", "password": REDACTED, "db": {"token": REDACTED, "host": "h"}, "keys": [REDACTED]})
+            json!({
+                "host": "db.internal",
+                "db": hidden("app"),
+                "replicas": [hidden("r1"), hidden("r2")],
+                "fallback": hidden("fb"),
+                "pair": ["primary", hidden("pp")],
+                "by_region": {"eu": hidden("eu")},
+                "auth": {"Token": {"token": REDACTED}},
+                "api_key": REDACTED,
+                "admin": REDACTED,
+            })
         );
+        for secret in ["hunter2", "p1", "p2", "p3", "p4", "p5", "p6", "t0k", "k3y"] {
+            assert!(!shown.to_string().contains(secret), "{secret} leaked: {shown}");
+        }
+        // The other branches of the same values.
+        let other = json!({"fallback": null, "auth": {"Login": login("u", "p7")}});
+        assert_eq!(redact(&schema, &other), json!({"fallback": null, "auth": {"Login": hidden("u")}}));
         assert!(has_secrets(&schema));
-        assert!(!has_secrets(&json!({"properties": {"path": {"type": "string"}}})));
+        Ok(())
+    }
+
+    #[allow(dead_code)]
+    #[derive(JsonSchema)]
+    struct Tree {
+        name: String,
+        #[schemars(extend("secret" = true))]
+        key: String,
+        children: Vec<Tree>,
+    }
+
+    #[test]
+    fn recursive_types_are_followed_to_any_depth() -> anyhow::Result<()> {
+        let schema = schema::<Tree>()?;
+        let mut params = json!({"name": "leaf", "key": "k", "children": []});
+        let mut want = json!({"name": "leaf", "key": REDACTED, "children": []});
+        for _ in 0..2 * MAX_HOPS {
+            params = json!({"name": "n", "key": "k", "children": [params]});
+            want = json!({"name": "n", "key": REDACTED, "children": [want]});
+        }
+        assert_eq!(redact(&schema, &params), want);
+        assert!(has_secrets(&schema));
+        Ok(())
+    }
+
+    #[test]
+    fn what_cannot_be_followed_is_redacted() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "remote": {"$ref": "https://example.invalid/schema.json"},
+                "looped": {"$ref": "#/$defs/a"},
+                "plain": {"type": "string"}
+            },
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}
+        });
+        let params = json!({"remote": {"x": 1}, "looped": "y", "plain": "z"});
+        assert_eq!(redact(&schema, &params), json!({"remote": REDACTED, "looped": REDACTED, "plain": "z"}));
+        assert!(has_secrets(&schema), "an unresolvable reference might hide a secret");
+        let only_cycle = json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}});
+        assert!(!has_secrets(&only_cycle), "a cycle marks nothing");
+    }
+
+    #[test]
+    fn pattern_properties_draft7_tuples_and_definitions() {
+        let schema = json!({
+            "type": "object",
+            "patternProperties": {"^secret_": {"writeOnly": true}, "^list_": {"$ref": "#/definitions/tuple"}},
+            "additionalProperties": {"type": "string"},
+            "definitions": {"tuple": {"items": [{"type": "string"}, {"secret": true}], "additionalItems": {"writeOnly": true}}}
+        });
+        let params = json!({"secret_a": "s", "public": "p", "list_x": ["a", "b", "c"]});
+        assert_eq!(
+            redact(&schema, &params),
+            json!({"secret_a": REDACTED, "public": "p", "list_x": ["a", REDACTED, REDACTED]})
+        );
+    }
+
+    #[test]
+    fn has_secrets_follows_only_what_applies() {
+        let unmarked = json!({"properties": {"path": {"type": "string", "default": {"secret": true}}}});
+        assert!(!has_secrets(&unmarked));
+        let unused = json!({"properties": {"path": {"type": "string"}}, "$defs": {"X": {"writeOnly": true}}});
+        assert!(!has_secrets(&unused));
+        assert_eq!(redact(&unused, &json!({"path": "p"})), json!({"path": "p"}));
+        let used = json!({"properties": {"x": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]}}, "$defs": {"X": {"writeOnly": true}}});
+        assert!(has_secrets(&used));
     }
 }

@@ -37,7 +37,7 @@ pub struct ActionQuery {
 /// A page of actions, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActionPage {
-    /// The actions.
+    /// The actions (for a non-admin, possibly fewer than `limit` on a page that is not the last).
     pub actions: Vec<ActionView>,
     /// Pass as `before` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,18 +64,29 @@ pub async fn list(
         .map(str::parse::<ActionState>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("`state`: {e}")))?;
-    let actor = if auth.caller.role == Role::Admin { query.actor } else { Some(auth.caller.name.clone()) };
+    let admin = auth.caller.role == Role::Admin;
+    let actor = if admin { query.actor } else { Some(auth.caller.name.clone()) };
     let filter = ActionFilter { state: actions_state, tool: query.tool, actor, before: query.before, limit };
-    let actions = state.gateway.governor.actions(filter).await?;
+    let mut actions = state.gateway.governor.actions(filter).await?;
+    // From the page as read, before dropping the namesake's actions: the next page starts after it.
     let next = (actions.len() == limit).then(|| actions.last().map(|a| a.id.clone())).flatten();
+    if !admin {
+        actions.retain(|a| is_own(&auth, a));
+    }
     Ok(Json(ActionPage { actions: actions.iter().map(ActionView::from).collect(), next }))
+}
+
+/// A user and an API key may share a name: an action is the caller's when both name and
+/// method match.
+fn is_own(auth: &Authenticated, record: &ActionRecord) -> bool {
+    record.caller.name == auth.caller.name && record.caller.auth_method == auth.caller.auth_method
 }
 
 async fn visible(state: &AppState, auth: &Authenticated, id: &str) -> Result<ActionRecord, ApiError> {
     let not_found = || ApiError::Governance(crate::governance::GovernanceError::NoAction(id.to_owned()));
     let record = state.gateway.governor.action(id).await?.ok_or_else(not_found)?;
     // Others' actions do not exist for a non-admin.
-    if auth.caller.role != Role::Admin && record.caller.name != auth.caller.name {
+    if auth.caller.role != Role::Admin && !is_own(auth, &record) {
         return Err(not_found());
     }
     Ok(record)
@@ -108,8 +119,8 @@ pub struct RollbackBody {
     security(("bearer" = [])), params(("id" = String, Path, description = "the action to undo")),
     request_body = RollbackBody,
     responses((status = 200, body = ActionResponse, description = "the rollback action, `completed`"),
-        (status = 400, body = ErrorBody, description = "`justification_required`"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not an admin"),
+        (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not an admin, or `justification_required` (as on execute)"),
         (status = 404, body = ErrorBody, description = "`action_not_found`"),
         (status = 409, body = ErrorBody, description = "`no_undo_record`, `already_rolled_back`, `not_rollbackable`, or `rollback_failed`")))]
 pub async fn rollback(

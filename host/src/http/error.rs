@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::AuthError;
 use crate::governance::{GovernanceError, JournalError};
 use crate::plugins::PluginError;
+use crate::policy::POLICY_ERROR;
 use crate::store::StoreError;
 
 use super::ratelimit::RateClass;
@@ -139,7 +140,7 @@ impl ApiError {
                     G::SelfApproval => (S::FORBIDDEN, "self_approval"),
                     G::ApprovalRefused { .. } => (S::FORBIDDEN, "approval_refused"),
                     G::ApprovalMismatch(_) => (S::CONFLICT, "approval_mismatch"),
-                    G::JustificationRequired(_) => (S::BAD_REQUEST, "justification_required"),
+                    G::JustificationRequired(_) => (S::FORBIDDEN, "justification_required"),
                     G::NotRollbackable { .. } => (S::CONFLICT, "not_rollbackable"),
                     G::NoUndo(_) => (S::CONFLICT, "no_undo_record"),
                     G::AlreadyRolledBack { .. } => (S::CONFLICT, "already_rolled_back"),
@@ -186,13 +187,13 @@ fn plugin_status(e: &PluginError) -> (StatusCode, &'static str) {
     }
 }
 
-/// An action that did not complete: a denial is 403 with the policy's first reason as the code;
-/// a failure's status follows its cause (the action's `error.code`).
+/// An action that did not complete: a denial is 403 with the decision's weightiest reason as the
+/// code (see [`denial_rank`]); a failure's status follows its cause (the action's `error.code`).
 fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
     use StatusCode as S;
     if action.status == "denied" {
-        let code = action.decision.as_ref().and_then(|d| d.reasons.first()).map_or("denied", |r| r.code.as_str());
-        return (S::FORBIDDEN, code);
+        let reason = action.decision.as_ref().and_then(|d| d.reasons.iter().min_by_key(|r| denial_rank(&r.code)));
+        return (S::FORBIDDEN, reason.map_or("denied", |r| r.code.as_str()));
     }
     let code = action.error.as_ref().map_or("failed", |e| e.code.as_str());
     let status = match code {
@@ -204,6 +205,20 @@ fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
         _ => S::CONFLICT,
     };
     (status, code)
+}
+
+/// Rank of a denial reason, lowest first: what the caller can do least about comes first (Rego
+/// sorts reasons by code, so a viewer calling a CRITICAL tool would otherwise read
+/// `approval_required`). Equal ranks keep the decision's order.
+fn denial_rank(code: &str) -> u8 {
+    match code {
+        "role_insufficient" => 0,
+        POLICY_ERROR => 1,
+        "justification_required" => 3,
+        c if c.starts_with("approval_") => 4,
+        // Codes of operators' own rules: nothing says the caller can satisfy them.
+        _ => 2,
+    }
 }
 
 fn action_message(action: &ActionResponse) -> String {
@@ -276,6 +291,7 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Decision, Reason};
 
     async fn body(err: ApiError) -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
         let response = err.into_response();
@@ -305,6 +321,43 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["details"]["failed_rules"], json!(["a digit"]));
         Ok(())
+    }
+
+    fn denied(codes: &[&str]) -> ApiError {
+        let reasons = codes.iter().map(|c| Reason { code: (*c).to_owned(), message: format!("{c}!") }).collect();
+        ApiError::Action(Box::new(ActionResponse {
+            action_id: "a1".to_owned(),
+            status: "denied".to_owned(),
+            decision: Some(Decision { allow: false, reasons, requirements: vec![], revision: "sha256:0".to_owned() }),
+            output: None,
+            verify: None,
+            error: None,
+            approval: None,
+            undo_available: false,
+            audit_seq: None,
+            trace_id: None,
+        }))
+    }
+
+    #[test]
+    fn a_denial_answers_with_its_weightiest_reason() {
+        let cases: [(&[&str], &str); 6] = [
+            (&["approval_required", "justification_required", "role_insufficient"], "role_insufficient"),
+            (&["approval_required", "policy_error"], "policy_error"),
+            (&["approval_expired", "justification_required", "maintenance_window"], "maintenance_window"),
+            (&["approval_required", "justification_required"], "justification_required"),
+            (&["approval_rejected", "approval_required"], "approval_rejected"),
+            (&[], "denied"),
+        ];
+        for (codes, want) in cases {
+            assert_eq!(denied(codes).status(), (StatusCode::FORBIDDEN, want), "{codes:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_justification_is_forbidden_on_rollback_as_on_execute() {
+        let err = ApiError::Governance(GovernanceError::JustificationRequired(10));
+        assert_eq!(err.status(), denied(&["justification_required"]).status());
     }
 
     async fn body_of_weak() -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {

@@ -11,7 +11,7 @@ use super::extract::Authenticated;
 use super::{AppState, RoleSchema};
 use crate::auth::events::{self, Level};
 use crate::auth::{AuthError, apikey, check_name};
-use crate::model::Role;
+use crate::model::{AuthMethod, Role};
 use crate::store::ApiKeyRecord;
 
 /// `{name, role, expires_in_days}`.
@@ -37,7 +37,7 @@ pub struct KeyView {
     /// Role.
     #[schema(value_type = RoleSchema)]
     pub role: Role,
-    /// Creating admin.
+    /// The admin who created it (always a person: keys cannot create keys).
     pub created_by: String,
     /// Creation time, RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
@@ -84,16 +84,27 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
     Ok(Json(keys.into_iter().map(KeyView::from).collect()))
 }
 
-/// Create a named key with a role and an expiry.
+/// Keys are managed by an admin logged in with a password, never with another key: a key's
+/// `created_by` is then always a person, whom the approval of its actions is checked against.
+fn manager(auth: &Authenticated) -> Result<(), ApiError> {
+    auth.require(Role::Admin)?;
+    if auth.caller.auth_method != AuthMethod::Password {
+        return Err(ApiError::NeedsLoginToken);
+    }
+    Ok(())
+}
+
+/// Create a named key with a role and an expiry (an admin with a login token, not an API key).
 #[utoipa::path(post, path = "/api/v1/keys", tag = "keys", operation_id = "create_key", security(("bearer" = [])), request_body = NewKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody, description = "invalid name or expiry"),
+    responses((status = 201, body = CreatedKey),
+        (status = 400, body = ErrorBody, description = "invalid name or expiry, or `needs_login_token`"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "name in use")))]
 pub async fn create(
     State(state): State<AppState>,
     auth: Authenticated,
     Json(body): Json<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    auth.require(Role::Admin)?;
+    manager(&auth)?;
     check_name(&body.name)?;
     let max = state.config.auth.api_key_max_days;
     if body.expires_in_days == 0 || body.expires_in_days > max {
@@ -123,17 +134,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedKey { key, info: record.into() })))
 }
 
-/// Revoke a key: it stops working at once and stays listed.
+/// Revoke a key: it stops working at once and stays listed (an admin with a login token).
 #[utoipa::path(delete, path = "/api/v1/keys/{name}", tag = "keys", operation_id = "revoke_key", security(("bearer" = [])),
     params(("name" = String, Path, description = "the key's name")),
-    responses((status = 200, body = KeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = KeyView), (status = 400, body = ErrorBody, description = "`needs_login_token`"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such key")))]
 pub async fn revoke(
     State(state): State<AppState>,
     auth: Authenticated,
     Path(name): Path<String>,
 ) -> Result<Json<KeyView>, ApiError> {
-    auth.require(Role::Admin)?;
+    manager(&auth)?;
     let key = state.store.call(move |s| s.revoke_api_key(&name)).await?;
     events::emit(
         Level::Info,

@@ -197,7 +197,7 @@ pub fn respond(outcome: Outcome) -> Result<(StatusCode, Json<ActionResponse>), A
         (status = 202, body = ActionResponse, description = "`pending_approval`: a second admin must approve (CRITICAL)"),
         (status = 400, body = ErrorBody, description = "`invalid_params` (names the field), or the tool refused its params"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "denied: `error.code` is the policy's first reason (`role_insufficient`, `justification_required`, ...), `error.details` the action with the whole decision; or `exec_denied` when the exec policy refused a command"),
+        (status = 403, body = ErrorBody, description = "denied: `error.code` is the decision's weightiest reason (`role_insufficient`, then `policy_error`, an operator's own code, `justification_required`, `approval_*`), `error.details` the action with the whole decision; or `exec_denied` when the exec policy refused a command"),
         (status = 404, body = ErrorBody, description = "`unknown_tool`"),
         (status = 409, body = ErrorBody, description = "`failed` or `rolled_back`: `tool_failed`, `verify_failed` (rolled back automatically when possible), `verify_unavailable`"),
         (status = 503, body = ErrorBody, description = "`unavailable` (sandbox or engine down), or `audit_unavailable`"),
