@@ -435,3 +435,23 @@ async fn a_sigkill_during_a_stream_of_calls_loses_no_acknowledged_entry() -> any
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_approval_does_not_run_an_action_whose_requester_was_disabled_meanwhile() -> anyhow::Result<()> {
+    let env = Env::start(&[]).await?;
+    let carol = env.user("carol", "admin").await?;
+    let bob = env.user("bob", "admin").await?;
+    let call = json!({"params": {"label": "from-carol"}, "justification": "ship release 44 to production"});
+    let (status, body) = env.execute(&carol, "launch", call).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let action = body["action_id"].as_str().unwrap_or_default().to_owned();
+    let (status, _) = send(
+        client().patch(env.server.url("/api/v1/users/carol")).bearer_auth(&env.admin).json(&json!({"disabled": true})),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = env.post(&bob, &format!("/api/v1/approvals/{action}/approve"), json!({})).await?;
+    assert_eq!((status, code(&body)), (StatusCode::CONFLICT, "requester_gone"), "{body}");
+    assert!(!env.workspace().join("launches.log").exists(), "never ran");
+    Ok(())
+}

@@ -12,8 +12,8 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::governance::MemoryAuditSink;
-use crate::model::ToolName;
-use crate::plugins::{CallContext, HostServices, PluginRuntime, local_admin};
+use crate::governance::{ActionState, ExecuteRequest};
+use crate::plugins::{HostServices, PluginRuntime, local_admin};
 
 /// Arguments of `toolgate plugins`.
 #[derive(Debug, clap::Subcommand)]
@@ -24,14 +24,15 @@ pub enum Args {
         #[arg(long)]
         json: bool,
     },
-    /// Call a tool and print its output document.
+    /// Call a tool as the local administrator through the whole pipeline (policy, sandbox,
+    /// verify, rollback, audit) and print its output document. The server must be stopped.
     Call {
         /// Tool name.
         tool: String,
         /// Parameters, a JSON object.
         #[arg(long, default_value = "{}")]
         params: String,
-        /// Justification handed to the tool.
+        /// Why (required for SENSITIVE tools; CRITICAL ones wait for an approval in the API).
         #[arg(long)]
         justification: Option<String>,
     },
@@ -52,21 +53,32 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Args::Call { tool, params, justification } => {
-            let tool: ToolName = tool.parse()?;
             let params: serde_json::Value =
                 serde_json::from_str(&params).context("`--params` is not a JSON document")?;
-            // The real gateway: commands go through the exec policy and the sandbox, and are
-            // audited in the store (which a running server holds: stop it, or use the API).
+            // The real pipeline, as the local administrator: action decision, approval for
+            // CRITICAL tools, exec policy and sandbox for every command, verify, rollback, and the
+            // durable audit log in the store (which a running server holds: stop it, or use the API).
             let store = crate::store::Store::open(&config.data_dir)
                 .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
             let gateway = Gateway::start(&config, &store).await?;
-            let call =
-                CallContext { action_id: uuid::Uuid::now_v7().to_string(), caller: local_admin(), justification };
-            let invocation = gateway.plugins.invoke(&call, &tool, params).await;
+            gateway.governor.recover().await?;
+            let request = ExecuteRequest { params, justification, dry_run: false };
+            let outcome = gateway.governor.execute(&local_admin(), &tool, request).await;
             gateway.shutdown().await;
-            let invocation = invocation?;
+            let outcome = outcome?;
+            let action = &outcome.action;
+            if action.state != ActionState::Completed {
+                let why = match (&action.error, &action.decision) {
+                    (Some(e), _) => format!("{}: {}", e.code, e.message),
+                    (None, Some(d)) => {
+                        d.reasons.iter().map(|r| format!("{}: {}", r.code, r.message)).collect::<Vec<_>>().join("; ")
+                    }
+                    (None, None) => String::new(),
+                };
+                anyhow::bail!("action `{}` is {}: {why}", action.id, action.state.as_str());
+            }
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &invocation.output)?;
+            serde_json::to_writer_pretty(&mut out, &outcome.output)?;
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }

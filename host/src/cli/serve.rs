@@ -39,7 +39,10 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     // reload that fails (the last good set stays active).
     let gateway = Arc::new(Gateway::start(&config, &store).await?);
     let _policy_watcher = gateway.policy.watch()?;
-    // Before serving: actions a crash interrupted are failed (and rolled back where possible).
+    // Validates the rest of the configuration before anything is written.
+    let state = AppState::new(config, store.clone(), gateway.clone())?;
+    // Before serving, once the whole configuration is known to be valid: actions a crash
+    // interrupted are failed (and rolled back where possible).
     let recovery = gateway.governor.recover().await.context("start-up recovery of interrupted actions failed")?;
     if recovery.failed > 0 || recovery.undo_failed > 0 {
         tracing::warn!(
@@ -49,8 +52,6 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
             "recovered actions interrupted by a previous stop"
         );
     }
-    // Validates the rest of the configuration before anything is written.
-    let state = AppState::new(config, store.clone(), gateway.clone())?;
     create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
     let app = http::router(state.clone())?;
     let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {

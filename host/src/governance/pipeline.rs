@@ -63,6 +63,14 @@ pub enum GovernanceError {
     /// The stored parameters no longer match the ones the approval was requested for.
     #[error("the parameters of action `{0}` do not match the ones its approval is bound to")]
     ApprovalMismatch(String),
+    /// The requester can no longer act (disabled, deleted, key revoked or expired).
+    #[error("action `{id}` cannot run: {why}")]
+    RequesterGone {
+        /// The action.
+        id: String,
+        /// What happened to the requester.
+        why: String,
+    },
     /// A justification is needed (manual rollback).
     #[error("a justification of at least {0} characters is required")]
     JustificationRequired(usize),
@@ -479,6 +487,9 @@ impl Governor {
         if self.is_requester(approver, &record).await? {
             return Err(GovernanceError::SelfApproval);
         }
+        // The action runs as its requester is now: disabled, deleted or revoked means no run, and
+        // a demotion takes effect (the policy decides again below with the current role).
+        record.caller.role = self.requester_role(&record).await?;
         let info = self.tool_of(&record)?;
         let Some(approval) = record.approval.clone() else {
             return Err(GovernanceError::ApprovalMismatch(id.to_owned()));
@@ -558,6 +569,29 @@ impl Governor {
                 GovernanceError::NotPending { id: id.to_owned(), state: found.parse().unwrap_or(ActionState::Running) }
             }
             other => other,
+        }
+    }
+
+    /// The requester's role now; refuses when the account or key can no longer act.
+    async fn requester_role(&self, record: &ActionRecord) -> Result<Role, GovernanceError> {
+        let (name, method) = (record.caller.name.clone(), record.caller.auth_method);
+        let gone = |why: &str| GovernanceError::RequesterGone { id: record.id.clone(), why: why.to_owned() };
+        match method {
+            AuthMethod::Local => Ok(record.caller.role),
+            AuthMethod::Password => match self.store().call(move |s| s.user(&name)).await? {
+                Some(user) if !user.disabled => Ok(user.role),
+                Some(_) => Err(gone("the requesting user is disabled")),
+                None => Err(gone("the requesting user no longer exists")),
+            },
+            AuthMethod::ApiKey => {
+                let keys = self.store().call(|s| s.api_keys()).await?;
+                match keys.into_iter().find(|k| k.name == name) {
+                    Some(k) if k.revoked => Err(gone("the requesting api key is revoked")),
+                    Some(k) if k.expires_at <= OffsetDateTime::now_utc() => Err(gone("the requesting api key expired")),
+                    Some(k) => Ok(k.role),
+                    None => Err(gone("the requesting api key no longer exists")),
+                }
+            }
         }
     }
 
@@ -673,7 +707,9 @@ impl Governor {
         caller: &Caller,
         justification: Option<&str>,
     ) -> Result<Outcome, GovernanceError> {
-        let automatic = caller.name == system().name;
+        // Only the host acts as the local `system` caller: a user called `system` logs in with a
+        // password or a key.
+        let automatic = caller.auth_method == AuthMethod::Local && caller.name == system().name;
         let mut rollback = ActionRecord {
             id: uuid::Uuid::now_v7().to_string(),
             operation: Operation::Rollback,
@@ -969,7 +1005,13 @@ fn count_call(tool: &str, outcome: &Result<Outcome, GovernanceError>, started: s
 }
 
 fn action_write(expect: Option<ActionState>, record: &ActionRecord) -> Write {
-    Write::Action { expect, record: Box::new(record.clone()) }
+    let mut stored = record.clone();
+    if !stored.state.is_open() {
+        // The raw parameters (secrets included) are kept only while the action may still run;
+        // `params_redacted` is what stays.
+        stored.params = Value::Null;
+    }
+    Write::Action { expect, record: Box::new(stored) }
 }
 
 fn ttl(secs: u64) -> Duration {

@@ -179,7 +179,7 @@ fn approver(auth: &Authenticated) -> Result<(), ApiError> {
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "not an admin, `self_approval`, `approval_refused` by the policy, or the action was then refused by the exec policy"),
         (status = 404, body = ErrorBody, description = "`action_not_found`"),
-        (status = 409, body = ErrorBody, description = "`not_pending` (already decided: it never runs twice), `approval_expired`, or the run failed / was rolled back"),
+        (status = 409, body = ErrorBody, description = "`not_pending` (already decided: it never runs twice), `approval_expired`, `requester_gone` (the requester was disabled or its key revoked meanwhile), or the run failed / was rolled back"),
         (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn approve(
     State(state): State<AppState>,

@@ -144,7 +144,9 @@ impl ApiError {
                     G::NotRollbackable { .. } => (S::CONFLICT, "not_rollbackable"),
                     G::NoUndo(_) => (S::CONFLICT, "no_undo_record"),
                     G::AlreadyRolledBack { .. } => (S::CONFLICT, "already_rolled_back"),
+                    G::RequesterGone { .. } => (S::CONFLICT, "requester_gone"),
                     G::Journal(JournalError::Conflict { .. }) => (S::CONFLICT, "conflict"),
+                    G::Journal(JournalError::IllegalStep { .. }) => (S::INTERNAL_SERVER_ERROR, "internal"),
                     G::Journal(_) => (S::SERVICE_UNAVAILABLE, "audit_unavailable"),
                     G::Store(_) | G::Task(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
                 }
