@@ -156,6 +156,14 @@ async fn docker_tools_list_read_logs_restart_verify_and_roll_back() -> anyhow::R
     assert_eq!(listed["state"], "running", "{listed}");
     assert_eq!(listed["id"], web.id.as_str(), "{listed}");
 
+    // `docker run -d` returns once the container started, not once its `echo` ran: wait for the
+    // line to be logged (bounded), then read it through the tool.
+    for _ in 0..50 {
+        if docker_logs_of(&web.id).contains("hello from e2e") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let logs = fx.invoke(Role::Viewer, "docker_logs", json!({"container": name, "tail": 10})).await?.output;
     assert_eq!(logs["lines"], json!(["hello from e2e"]), "{logs}");
 
@@ -424,4 +432,13 @@ async fn injections_in_every_string_parameter_are_refused_before_anything_runs()
     assert_eq!(written, ["$(id)"], "only the literal file name was written");
     fx.shutdown().await;
     Ok(())
+}
+
+/// What the Docker CLI says the container logged (empty when it cannot tell).
+fn docker_logs_of(id: &str) -> String {
+    std::process::Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }

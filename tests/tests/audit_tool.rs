@@ -57,17 +57,20 @@ async fn an_admin_reads_the_previous_calls_and_a_viewer_only_their_own() -> anyh
     assert_eq!(status, StatusCode::OK, "{body}");
     let admin_action = body["action_id"].as_str().unwrap_or_default().to_owned();
 
+    // One entry per READ call (its decision and result together), one for the denial; the
+    // reading call's own entry is written when it ends. `last_n` caps what comes back.
     let entries = audit_log(&server, &admin, 5).await?;
-    assert_eq!(entries.len(), 5, "{entries:#?}");
+    assert_eq!(entries.len(), 3, "{entries:#?}");
+    assert_eq!(audit_log(&server, &admin, 2).await?.len(), 2);
     let seqs: Vec<u64> = entries.iter().filter_map(|e| e["seq"].as_u64()).collect();
-    assert!(seqs.len() == 5 && seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    assert!(seqs.len() == 3 && seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
     for entry in &entries {
         let timestamp = entry["timestamp"].as_str().unwrap_or_default();
         assert!(timestamp.len() >= 20 && timestamp.contains('T') && timestamp.ends_with('Z'), "{entry}");
         assert!(entry["role"].is_string() && entry["command"].is_string(), "{entry}");
         assert!(entry["allowed"].is_boolean() && entry["reason"].is_string(), "{entry}");
     }
-    // The admin's call, completed, and vera's refused write are among the newest five.
+    // The admin's call, completed, and vera's refused write are there.
     assert!(
         entries.iter().any(|e| e["action_id"] == admin_action.as_str()
             && e["kind"] == "action_completed"

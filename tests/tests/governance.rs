@@ -124,6 +124,14 @@ async fn a_viewer_is_denied_a_safe_tool_and_sees_only_read_tools() -> anyhow::Re
     assert_eq!(kinds(&audit), ["decision"]);
     assert_eq!((audit[0]["allowed"].as_bool(), audit[0]["reason"].as_str()), (Some(false), Some("role_insufficient")));
     assert_eq!((audit[0]["actor"].as_str(), audit[0]["role"].as_str()), (Some("vera"), Some("viewer")));
+    // A READ call is one entry: its decision and its result together.
+    std::fs::create_dir_all(env.workspace())?;
+    let (status, body) = env.execute(&viewer, "list_dir", json!({"params": {"path": "."}})).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let read = env.audit_of(body["action_id"].as_str().unwrap_or_default()).await?;
+    assert_eq!(kinds(&read), ["action_completed"]);
+    assert!(read[0]["detail"]["decision"]["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")), "{read:?}");
+    assert_eq!(read[0]["detail"]["params"], json!({"path": "."}));
     // The tool list shows what the viewer may run: READ tools only.
     let (_, tools) = env.get(&viewer, "/api/v1/tools").await?;
     let names: Vec<&str> = tools["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();

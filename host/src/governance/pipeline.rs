@@ -287,8 +287,8 @@ impl Governor {
         }
         record.enter(ActionState::Running, None, None);
         if info.category == Category::Read {
-            // Nothing to recover from: the record is written once, when the call ends.
-            self.journal.submit_detached(vec![Write::Audit(Box::new(event))]);
+            // Nothing to recover from: the record and one audit entry (the decision and the
+            // result together) are written once, when the call ends.
             return self.run(record, info, None).await;
         }
         self.journal.submit(vec![Write::Audit(Box::new(event)), action_write(None, &record)]).await?;
@@ -360,7 +360,7 @@ impl Governor {
                 || record.decision.as_ref().is_some_and(|d| d.requirements.iter().any(|r| r == "verify")));
         if !verify {
             record.enter(ActionState::Completed, None, None);
-            let mut writes = vec![Write::Audit(Box::new(self.outcome_event(&record, duration_ms)))];
+            let mut writes = vec![Write::Audit(Box::new(self.outcome_event(&record, duration_ms, from.is_none())))];
             writes.extend(undo.map(|u| Write::Undo { expect: None, record: Box::new(u) }));
             self.commit(&mut record, from, writes).await?;
             return Ok(Outcome { action: record, output, dry_run: false });
@@ -376,7 +376,7 @@ impl Governor {
             Ok(verdict) if verdict.ok => {
                 record.verify = Some(verdict);
                 record.enter(ActionState::Completed, None, None);
-                let event = self.outcome_event(&record, duration_ms);
+                let event = self.outcome_event(&record, duration_ms, false);
                 self.commit(&mut record, Some(ActionState::Verifying), vec![Write::Audit(Box::new(event))]).await?;
                 Ok(Outcome { action: record, output, dry_run: false })
             }
@@ -409,6 +409,9 @@ impl Governor {
     ) -> Result<Outcome, GovernanceError> {
         let mut event = self.event("action_failed", &record, &record.caller, false, error.code.clone());
         event.detail = json!({ "result": "failed", "error": error });
+        if from.is_none() {
+            with_decision(&mut event.detail, &record);
+        }
         record.enter(ActionState::Failed, None, Some(&error.code));
         record.error = Some(error);
         writes.push(Write::Audit(Box::new(event)));
@@ -454,7 +457,9 @@ impl Governor {
         event
     }
 
-    fn outcome_event(&self, record: &ActionRecord, duration_ms: u64) -> AuditEvent {
+    /// The entry of a completed action; `decision`: it is the action's only entry (a READ call),
+    /// so it carries the decision, the params and the justification too.
+    fn outcome_event(&self, record: &ActionRecord, duration_ms: u64, decision: bool) -> AuditEvent {
         let mut event = self.event("action_completed", record, &record.caller, true, "completed".into());
         event.detail = json!({
             "result": "completed",
@@ -462,6 +467,9 @@ impl Governor {
             "verify": record.verify,
             "undo_recorded": record.undo_available,
         });
+        if decision {
+            with_decision(&mut event.detail, record);
+        }
         event
     }
 
@@ -990,6 +998,13 @@ fn read_action(store: &Store, id: &str) -> Result<Option<ActionRecord>, StoreErr
     let tx = store.read()?;
     let table = tx.open_table(tables::ACTIONS)?;
     table.get(id)?.map(|v| decode("actions_v1", v.value())).transpose()
+}
+
+/// Add what a `decision` entry holds to `detail`.
+fn with_decision(detail: &mut Value, record: &ActionRecord) {
+    detail["params"] = record.params_redacted.clone();
+    detail["justification"] = json!(record.justification);
+    detail["decision"] = json!(record.decision);
 }
 
 /// `toolgate_tool_calls_total` and the call latency, by final status.
