@@ -5,7 +5,7 @@
 //! It runs on its own thread and Tokio runtime, so it outlives any one `#[tokio::test]` runtime
 //! and can be shared by the tests of a binary. Dropping it stops the server.
 //!
-//! ```ignore
+//! ```text
 //! let collector = OtlpReceiver::start()?;
 //! // point the exporter at collector.endpoint() ...
 //! let spans = collector.wait_for_spans(|s| s.iter().any(|s| s.name == "audit.write"), Duration::from_secs(10));

@@ -4,7 +4,7 @@
 //! Add it to the router after every route (axum applies `layer` to the routes that exist), so
 //! the route template is known:
 //!
-//! ```ignore
+//! ```text
 //! let app = Router::new()
 //!     .route("/api/v1/tools/{name}", post(call_tool))
 //!     .route("/metrics", get(telemetry::metrics::handler))
