@@ -128,7 +128,8 @@ async fn a_viewer_is_denied_a_safe_tool_and_sees_only_read_tools() -> anyhow::Re
     std::fs::create_dir_all(env.workspace())?;
     let (status, body) = env.execute(&viewer, "list_dir", json!({"params": {"path": "."}})).await?;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let read = env.audit_of(body["action_id"].as_str().unwrap_or_default()).await?;
+    let read_action = body["action_id"].as_str().unwrap_or_default().to_owned();
+    let read = env.audit_of(&read_action).await?;
     assert_eq!(kinds(&read), ["action_completed"]);
     assert!(read[0]["detail"]["decision"]["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")), "{read:?}");
     assert_eq!(read[0]["detail"]["params"], json!({"path": "."}));
@@ -151,7 +152,11 @@ async fn a_viewer_is_denied_a_safe_tool_and_sees_only_read_tools() -> anyhow::Re
         page["actions"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_str().map(str::to_owned)).collect()
     };
     let (status, page) = env.get(&viewer, "/api/v1/actions").await?;
-    assert_eq!((status, ids(&page)), (StatusCode::OK, vec![action.clone()]), "{page}");
+    assert_eq!(
+        (status, ids(&page)),
+        (StatusCode::OK, vec![read_action.clone(), action.clone()]),
+        "newest first: {page}"
+    );
     let (_, page) = env.get(&key, "/api/v1/actions").await?;
     assert_eq!(ids(&page), std::slice::from_ref(&keys_action), "{page}");
     let (status, body) = env.get(&viewer, &format!("/api/v1/actions/{keys_action}")).await?;
@@ -159,7 +164,7 @@ async fn a_viewer_is_denied_a_safe_tool_and_sees_only_read_tools() -> anyhow::Re
     let (status, _) = env.get(&key, &format!("/api/v1/actions/{action}")).await?;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, page) = env.get(&env.admin, "/api/v1/actions?actor=vera").await?;
-    assert_eq!(ids(&page), [keys_action, action], "an admin sees both, newest first: {page}");
+    assert_eq!(ids(&page), [keys_action, read_action, action], "an admin sees all three, newest first: {page}");
     Ok(())
 }
 
