@@ -219,6 +219,10 @@ pub struct ActionRecord {
     pub trace_id: Option<String>,
     /// Sequence number of the latest audit entry about it.
     pub audit_seq: Option<u64>,
+    /// Salt of the approval's parameter hash (never shown: with it, the shown hash would let
+    /// anyone test guesses of a secret parameter).
+    #[serde(default)]
+    pub binding_salt: String,
 }
 
 impl ActionRecord {

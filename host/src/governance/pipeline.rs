@@ -242,6 +242,7 @@ impl Governor {
             rolled_back_by: None,
             trace_id: crate::telemetry::current_trace_id(),
             audit_seq: None,
+            binding_salt: String::new(),
         };
         record.enter(ActionState::Requested, None, None);
         let mut event = self.event("decision", &record, caller, decision.allow, AuditEvent::reason_of(&decision));
@@ -259,9 +260,10 @@ impl Governor {
         }
         let only_approval_missing = !decision.allow && decision.reasons.iter().all(|r| r.code == "approval_required");
         if only_approval_missing {
+            record.binding_salt = hex::encode(rand::random::<[u8; 16]>());
             record.approval = Some(Approval {
                 expires_at: OffsetDateTime::now_utc() + ttl(self.config.approval_ttl_secs),
-                params_sha256: params_sha256(&record.params),
+                params_sha256: params_sha256(&record.binding_salt, &record.params),
                 decided_by: None,
                 comment: None,
             });
@@ -502,7 +504,7 @@ impl Governor {
         let Some(approval) = record.approval.clone() else {
             return Err(GovernanceError::ApprovalMismatch(id.to_owned()));
         };
-        if approval.params_sha256 != params_sha256(&record.params) {
+        if approval.params_sha256 != params_sha256(&record.binding_salt, &record.params) {
             return Err(GovernanceError::ApprovalMismatch(id.to_owned()));
         }
         let request = ExecuteRequest {
@@ -740,6 +742,7 @@ impl Governor {
             rolled_back_by: None,
             trace_id: crate::telemetry::current_trace_id(),
             audit_seq: None,
+            binding_salt: String::new(),
         };
         rollback.enter(ActionState::Requested, None, None);
         rollback.enter(ActionState::Running, None, None);
@@ -1033,9 +1036,14 @@ fn ttl(secs: u64) -> Duration {
     Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 2))
 }
 
-/// SHA-256 of the parameters' JSON (serde_json writes object keys in a stable order).
-fn params_sha256(params: &Value) -> String {
-    hex::encode(Sha256::digest(params.to_string().as_bytes()))
+/// SHA-256 of a secret salt and the parameters' JSON (serde_json writes object keys in a stable
+/// order). The hash is shown in the API; without the salt, which is not, it says nothing about a
+/// secret parameter.
+fn params_sha256(salt: &str, params: &Value) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(params.to_string().as_bytes());
+    hex::encode(hasher.finalize())
 }
 
 fn undo_state_name(state: UndoState) -> String {
