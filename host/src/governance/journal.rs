@@ -161,8 +161,11 @@ impl Journal {
         self.submit(Vec::new()).await.map(|_| ())
     }
 
-    /// Readiness: the last transaction committed.
+    /// Readiness: the writer thread is alive and its last transaction committed.
     pub fn health(&self) -> Result<(), String> {
+        if self.poisoned.load(Ordering::SeqCst) && self.last_error.lock().map(|e| e.is_none()).unwrap_or(true) {
+            return Err("the journal's writer thread has stopped".into());
+        }
         match self.last_error.lock().map(|e| e.clone()) {
             Ok(None) => Ok(()),
             Ok(Some(e)) => Err(e),
@@ -197,6 +200,15 @@ struct Writer {
 
 impl Writer {
     fn run(self, receiver: mpsc::Receiver<Submission>) {
+        /// Marks the journal stopped if this thread ends for any reason (a panic included), so
+        /// that writes are refused and readiness says so.
+        struct Stopped(Arc<AtomicBool>);
+        impl Drop for Stopped {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stopped = Stopped(self.poisoned.clone());
         while let Ok(first) = receiver.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
