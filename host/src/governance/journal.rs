@@ -415,3 +415,100 @@ fn check_undo(
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::governance::action::{Operation, Step};
+    use crate::model::{AuthMethod, Caller, Category, Role};
+
+    fn record(id: &str, states: &[ActionState]) -> ActionRecord {
+        ActionRecord {
+            id: id.to_owned(),
+            operation: Operation::Execute,
+            rollback_of: None,
+            tool: "echo".into(),
+            plugin: "p".into(),
+            category: Category::Read,
+            caller: Caller { name: "u".into(), role: Role::Admin, auth_method: AuthMethod::Local, source_ip: None },
+            params: serde_json::json!({}),
+            params_redacted: serde_json::json!({}),
+            justification: None,
+            state: *states.last().unwrap_or(&ActionState::Requested),
+            history: states
+                .iter()
+                .map(|s| Step { state: *s, at: time::OffsetDateTime::UNIX_EPOCH, by: None, note: None })
+                .collect(),
+            decision: None,
+            approval: None,
+            output: None,
+            verify: None,
+            error: None,
+            undo_available: false,
+            rolled_back_by: None,
+            trace_id: None,
+            audit_seq: None,
+            binding_salt: String::new(),
+        }
+    }
+
+    fn audit(kind: &str) -> Write {
+        Write::Audit(Box::new(AuditEvent::new(kind, true, "ok")))
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_submissions_share_one_chain_and_a_lost_race_is_refused_alone() -> anyhow::Result<()> {
+        use ActionState as S;
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let journal = Arc::new(Journal::start(store.clone())?);
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let journal = journal.clone();
+            tasks.push(tokio::spawn(async move { journal.submit(vec![audit(&format!("e{i}"))]).await }));
+        }
+        // Two creations of the same action: exactly one wins, with its audit entry.
+        let racing = |j: Arc<Journal>| async move {
+            j.submit(vec![
+                audit("create"),
+                Write::Action { expect: None, record: Box::new(record("a1", &[S::Requested])) },
+            ])
+            .await
+        };
+        let (first, second) = tokio::join!(racing(journal.clone()), racing(journal.clone()));
+        let mut seqs = Vec::new();
+        for task in tasks {
+            seqs.extend(task.await??.audit_seqs);
+        }
+        let results = [first, second];
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(r, Err(JournalError::Conflict { found, .. }) if found == "requested")));
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 64, "every submission got its own sequence number");
+        let report = audit::verify(&store)?;
+        assert_eq!((report.entries, report.broken), (65, None));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_that_skips_a_state_or_rewrites_history_is_refused() -> anyhow::Result<()> {
+        use ActionState as S;
+        let dir = tempfile::tempdir()?;
+        let journal = Journal::start(Store::open(dir.path())?)?;
+        let write = |expect, states: &[S]| Write::Action { expect, record: Box::new(record("a1", states)) };
+        let skipped = journal.submit(vec![write(None, &[S::Requested, S::Completed])]).await;
+        assert!(matches!(skipped, Err(JournalError::IllegalStep { .. })), "{skipped:?}");
+        journal.submit(vec![write(None, &[S::Requested, S::Running])]).await?;
+        let rewritten = journal.submit(vec![write(Some(S::Running), &[S::Requested, S::Denied, S::Running])]).await;
+        assert!(matches!(rewritten, Err(JournalError::IllegalStep { .. })), "{rewritten:?}");
+        let stale = journal
+            .submit(vec![audit("x"), write(Some(S::Requested), &[S::Requested, S::Running, S::Completed])])
+            .await;
+        assert!(matches!(stale, Err(JournalError::Conflict { .. })), "{stale:?}");
+        journal.submit(vec![write(Some(S::Running), &[S::Requested, S::Running, S::Completed])]).await?;
+        // The refused submission wrote nothing, its audit entry included.
+        assert_eq!(audit::verify(journal.store())?.entries, 0);
+        Ok(())
+    }
+}
