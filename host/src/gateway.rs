@@ -39,9 +39,8 @@ pub struct Gateway {
     pub policy: Arc<PolicyEngine>,
     /// The loaded tool plugins, wired to the executor, container engine and exec policy.
     pub plugins: Arc<PluginRuntime>,
-    /// Where decisions and executions are recorded: the journal, as a sink.
-    pub audit: Arc<dyn AuditSink>,
-    /// The durable writer of the audit log, action records and rollback log.
+    /// The durable writer of the audit log, action records and rollback log; the audit sink
+    /// of every layer.
     pub journal: Arc<Journal>,
     /// The execute pipeline, approvals and rollback.
     pub governor: Arc<Governor>,
@@ -72,7 +71,7 @@ impl Gateway {
             executor: Some(executor.clone()),
             containers: Some(Arc::new(DockerEngine::connect().await)),
             exec_policy: Some(policy.clone()),
-            audit: audit.clone(),
+            audit,
             workspace: config.sandbox.workspace.clone(),
             store: Some(store.clone()),
         };
@@ -97,7 +96,7 @@ impl Gateway {
             config.governance.clone(),
             config.policy.min_justification_len,
         ));
-        Gateway { policy, plugins, audit: journal.clone(), journal, governor, executor }
+        Gateway { policy, plugins, journal, governor, executor }
     }
 
     /// What `/readyz` checks besides the store: the policy set, the plugins, the sandbox.

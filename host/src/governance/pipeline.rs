@@ -182,11 +182,6 @@ impl Governor {
         }
     }
 
-    /// The journal (audit reads, readiness).
-    pub fn journal(&self) -> &Arc<Journal> {
-        &self.journal
-    }
-
     fn store(&self) -> &Store {
         self.journal.store()
     }
@@ -245,15 +240,9 @@ impl Governor {
             binding_salt: String::new(),
         };
         record.enter(ActionState::Requested, None, None);
-        let mut event = self.event("decision", &record, caller, decision.allow, AuditEvent::reason_of(&decision));
-        event.detail = json!({
-            "params": record.params_redacted,
-            "justification": record.justification,
-            "decision": decision,
-            "dry_run": request.dry_run,
-        });
         if request.dry_run {
             // Nothing is stored but the audit entry: a dry run is not an action.
+            let event = self.decision_event("decision", &record, true);
             let committed = self.journal.submit(vec![Write::Audit(Box::new(event))]).await?;
             record.audit_seq = committed.last_seq();
             return Ok(Outcome { action: record, output: None, dry_run: true });
@@ -268,7 +257,7 @@ impl Governor {
                 comment: None,
             });
             record.enter(ActionState::PendingApproval, None, None);
-            event.kind = "approval_requested".into();
+            let event = self.decision_event("approval_requested", &record, false);
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             if let Ok(mut pending) = self.pending.lock() {
                 pending.insert(record.id.clone());
@@ -278,12 +267,14 @@ impl Governor {
         if !decision.allow {
             let note = AuditEvent::reason_of(&decision);
             record.enter(ActionState::Denied, None, Some(&note));
+            let event = self.decision_event("decision", &record, false);
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             return Ok(Outcome { action: record, output: None, dry_run: false });
         }
         if let Some(refusal) = self.verify_unavailable(info) {
             record.error = Some(refusal);
             record.enter(ActionState::Failed, None, Some("verify_unavailable"));
+            let event = self.decision_event("decision", &record, false);
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             return Ok(Outcome { action: record, output: None, dry_run: false });
         }
@@ -293,8 +284,18 @@ impl Governor {
             // result together) are written once, when the call ends.
             return self.run(record, info, None).await;
         }
+        let event = self.decision_event("decision", &record, false);
         self.journal.submit(vec![Write::Audit(Box::new(event)), action_write(None, &record)]).await?;
         self.run(record, info, Some(ActionState::Running)).await
+    }
+
+    /// Whether a call of `info` decided by `decision` is verified: where the decision requires it
+    /// (MODERATE only recommends it, so it happens where the tool can) or `VERIFY_REQUIRED` asks
+    /// for it on a state-changing tool, and the tool can verify.
+    pub fn verifies(&self, info: &ToolInfo, decision: &Decision) -> bool {
+        info.supports_verify
+            && (self.config.verify_required && info.category != Category::Read
+                || decision.requirements.iter().any(|r| r == "verify"))
     }
 
     /// `VERIFY_REQUIRED` asks for a verify the tool cannot do: refuse before anything runs.
@@ -357,10 +358,7 @@ impl Governor {
         // storing every read would make the store grow with each call.
         record.output = (info.category != Category::Read).then(|| self.capped(&invocation.output));
         let output = Some(invocation.output);
-        let verify = info.supports_verify
-            && (self.config.verify_required && info.category != Category::Read
-                || record.decision.as_ref().is_some_and(|d| d.requirements.iter().any(|r| r == "verify")));
-        if !verify {
+        if !record.decision.as_ref().is_some_and(|d| self.verifies(info, d)) {
             record.enter(ActionState::Completed, None, None);
             let mut writes = vec![Write::Audit(Box::new(self.outcome_event(&record, duration_ms, from.is_none())))];
             writes.extend(undo.map(|u| Write::Undo { expect: None, record: Box::new(u) }));
@@ -461,6 +459,17 @@ impl Governor {
 
     /// The entry of a completed action; `decision`: it is the action's only entry (a READ call),
     /// so it carries the decision, the params and the justification too.
+    /// The entry of an action's decision: its params, justification and decision document.
+    fn decision_event(&self, kind: &str, record: &ActionRecord, dry_run: bool) -> AuditEvent {
+        let decision = record.decision.as_ref();
+        let allowed = decision.is_some_and(|d| d.allow);
+        let reason = decision.map_or_else(String::new, AuditEvent::reason_of);
+        let mut event = self.event(kind, record, &record.caller, allowed, reason);
+        event.detail = json!({ "dry_run": dry_run });
+        with_decision(&mut event.detail, record);
+        event
+    }
+
     fn outcome_event(&self, record: &ActionRecord, duration_ms: u64, decision: bool) -> AuditEvent {
         let mut event = self.event("action_completed", record, &record.caller, true, "completed".into());
         event.detail = json!({
@@ -494,12 +503,9 @@ impl Governor {
         comment: Option<String>,
     ) -> Result<Outcome, GovernanceError> {
         let mut record = self.pending_action(id).await?;
-        if self.is_requester(approver, &record).await? {
-            return Err(GovernanceError::SelfApproval);
-        }
         // The action runs as its requester is now: disabled, deleted or revoked means no run, and
         // a demotion takes effect (the policy decides again below with the current role).
-        record.caller.role = self.requester_role(&record).await?;
+        record.caller.role = self.requester_role(approver, &record).await?;
         let info = self.tool_of(&record)?;
         let Some(approval) = record.approval.clone() else {
             return Err(GovernanceError::ApprovalMismatch(id.to_owned()));
@@ -582,11 +588,16 @@ impl Governor {
         }
     }
 
-    /// The requester's role now; refuses when the account or key can no longer act.
-    async fn requester_role(&self, record: &ActionRecord) -> Result<Role, GovernanceError> {
-        let (name, method) = (record.caller.name.clone(), record.caller.auth_method);
+    /// The requester's role now, read once. Refuses an approver who is the requester or the
+    /// admin who created the requesting API key (`SelfApproval`, checked first), and a requester
+    /// that can no longer act (`RequesterGone`).
+    async fn requester_role(&self, approver: &Caller, record: &ActionRecord) -> Result<Role, GovernanceError> {
+        if approver.name == record.caller.name {
+            return Err(GovernanceError::SelfApproval);
+        }
+        let name = record.caller.name.clone();
         let gone = |why: &str| GovernanceError::RequesterGone { id: record.id.clone(), why: why.to_owned() };
-        match method {
+        match record.caller.auth_method {
             AuthMethod::Local => Ok(record.caller.role),
             AuthMethod::Password => match self.store().call(move |s| s.user(&name)).await? {
                 Some(user) if !user.disabled => Ok(user.role),
@@ -596,6 +607,7 @@ impl Governor {
             AuthMethod::ApiKey => {
                 let keys = self.store().call(|s| s.api_keys()).await?;
                 match keys.into_iter().find(|k| k.name == name) {
+                    Some(k) if k.created_by == approver.name => Err(GovernanceError::SelfApproval),
                     Some(k) if k.revoked => Err(gone("the requesting api key is revoked")),
                     Some(k) if k.expires_at <= OffsetDateTime::now_utc() => Err(gone("the requesting api key expired")),
                     Some(k) => Ok(k.role),
@@ -603,19 +615,6 @@ impl Governor {
                 }
             }
         }
-    }
-
-    /// Whether `approver` is the requester, or the admin who created the requesting API key.
-    async fn is_requester(&self, approver: &Caller, record: &ActionRecord) -> Result<bool, GovernanceError> {
-        if approver.name == record.caller.name {
-            return Ok(true);
-        }
-        if record.caller.auth_method != AuthMethod::ApiKey {
-            return Ok(false);
-        }
-        let key_name = record.caller.name.clone();
-        let keys = self.store().call(|s| s.api_keys()).await?;
-        Ok(keys.iter().any(|k| k.name == key_name && k.created_by == approver.name))
     }
 
     async fn expire(&self, mut record: ActionRecord) -> Result<(), GovernanceError> {
@@ -632,23 +631,24 @@ impl Governor {
         }
     }
 
-    /// Expire every pending approval past its deadline; returns how many.
-    pub async fn expire_due(&self) -> Result<usize, GovernanceError> {
+    /// Expire every pending approval past its deadline; returns the actions still pending.
+    pub async fn expire_due(&self) -> Result<Vec<ActionRecord>, GovernanceError> {
         let ids: Vec<String> = self.pending.lock().map(|p| p.iter().cloned().collect()).unwrap_or_default();
         let now = OffsetDateTime::now_utc();
-        let mut expired = 0;
+        let mut pending = Vec::new();
         for id in ids {
             match self.action(&id).await? {
                 Some(record) if record.state == ActionState::PendingApproval => {
                     if record.approval.as_ref().is_none_or(|a| a.expires_at <= now) {
                         self.expire(record).await?;
-                        expired += 1;
+                    } else {
+                        pending.push(record);
                     }
                 }
                 _ => self.forget_pending(&id),
             }
         }
-        Ok(expired)
+        Ok(pending)
     }
 
     fn forget_pending(&self, id: &str) {
@@ -659,18 +659,9 @@ impl Governor {
 
     /// Pending approvals, oldest first (expired ones are marked expired first).
     pub async fn pending_approvals(&self) -> Result<Vec<ActionRecord>, GovernanceError> {
-        self.expire_due().await?;
-        let ids: Vec<String> = self.pending.lock().map(|p| p.iter().cloned().collect()).unwrap_or_default();
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(record) = self.action(&id).await?
-                && record.state == ActionState::PendingApproval
-            {
-                out.push(record);
-            }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
+        let mut pending = self.expire_due().await?;
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(pending)
     }
 
     /// Roll back action `id` by hand: admin (checked by the caller), with a justification.

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
-use crate::governance::AuditEvent;
+use crate::governance::{AuditEvent, AuditSink as _};
 use crate::model::ToolName;
 use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
 
@@ -71,6 +71,6 @@ pub async fn evaluate(
     event.tool = Some(tool.name.to_string());
     event.category = Some(tool.category);
     event.detail = serde_json::json!({ "dry_run": true, "revision": decision.revision });
-    gateway.audit.record(event);
+    gateway.journal.record(event);
     Ok(Json(Evaluation { decision, input }))
 }

@@ -11,7 +11,6 @@ use super::extract::Authenticated;
 use crate::governance::ExecuteRequest;
 use crate::governance::action::{ActionError, ActionState, Approval};
 use crate::governance::pipeline::Outcome;
-use crate::model::Category;
 use crate::plugins::Verdict;
 use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
 
@@ -79,6 +78,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             continue;
         }
         let needs = |r: &str| decision.requirements.iter().any(|x| x == r);
+        let verify = gateway.governor.verifies(&tool, &decision);
         tools.push(ToolView {
             name: tool.name.to_string(),
             plugin: tool.plugin.to_string(),
@@ -89,9 +89,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             requires: Requires {
                 justification: needs("justification"),
                 approval: needs("approval"),
-                // MODERATE recommends verify: it happens where the tool can do it.
-                verify: tool.supports_verify
-                    && (needs("verify") || state.config.governance.verify_required && tool.category != Category::Read),
+                verify,
                 rollback: needs("rollback"),
             },
         });
