@@ -7,8 +7,6 @@
 //! combinator marks it secret, and when its schema cannot be followed (a `$ref` outside the
 //! document, a cycle of references).
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 
 /// What a secret value is replaced with.
@@ -27,12 +25,6 @@ const BRANCHES: [&str; 2] = ["then", "else"];
 /// `params` with every value `schema` marks secret replaced by [`REDACTED`].
 pub fn redact(schema: &Value, params: &Value) -> Value {
     Walk { root: schema }.redact(schema, params.clone(), 0)
-}
-
-/// Whether the schema marks anything secret, following `$ref`s; when it does not, [`redact`]
-/// returns the parameters unchanged (so callers can skip the copy).
-pub fn has_secrets(schema: &Value) -> bool {
-    marks_secret(schema, schema, &mut HashSet::new())
 }
 
 fn is_secret(schema: &Value) -> bool {
@@ -140,31 +132,6 @@ impl Walk<'_> {
     }
 }
 
-/// Whether `schema` or any schema it leads to marks a value secret. `seen` holds the references
-/// already followed.
-fn marks_secret<'a>(root: &'a Value, schema: &'a Value, seen: &mut HashSet<&'a str>) -> bool {
-    let Some(keywords) = schema.as_object() else { return false };
-    if is_secret(schema) {
-        return true;
-    }
-    if let Some(reference) = keywords.get("$ref") {
-        match (reference.as_str(), resolve(root, reference)) {
-            (Some(name), Some(target)) => {
-                if seen.insert(name) && marks_secret(root, target, seen) {
-                    return true;
-                }
-            }
-            // `redact` redacts what it cannot follow.
-            _ => return true,
-        }
-    }
-    let maps = ["properties", "patternProperties"].iter().filter_map(|k| keywords.get(*k)?.as_object());
-    let lists = ["prefixItems", "items"].iter().filter_map(|k| keywords.get(*k)?.as_array()).flatten();
-    let single = ["additionalProperties", "items", "additionalItems"].iter().filter_map(|k| keywords.get(*k));
-    let mut subschemas = maps.flat_map(Map::values).chain(lists).chain(single).chain(branches(keywords));
-    subschemas.any(|sub| marks_secret(root, sub, seen))
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -258,7 +225,6 @@ mod tests {
         // The other branches of the same values.
         let other = json!({"fallback": null, "auth": {"Login": login("u", "p7")}});
         assert_eq!(redact(&schema, &other), json!({"fallback": null, "auth": {"Login": hidden("u")}}));
-        assert!(has_secrets(&schema));
         Ok(())
     }
 
@@ -281,7 +247,6 @@ mod tests {
             want = json!({"name": "n", "key": REDACTED, "children": [want]});
         }
         assert_eq!(redact(&schema, &params), want);
-        assert!(has_secrets(&schema));
         Ok(())
     }
 
@@ -298,9 +263,6 @@ mod tests {
         });
         let params = json!({"remote": {"x": 1}, "looped": "y", "plain": "z"});
         assert_eq!(redact(&schema, &params), json!({"remote": REDACTED, "looped": REDACTED, "plain": "z"}));
-        assert!(has_secrets(&schema), "an unresolvable reference might hide a secret");
-        let only_cycle = json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}});
-        assert!(!has_secrets(&only_cycle), "a cycle marks nothing");
     }
 
     #[test]
@@ -319,13 +281,8 @@ mod tests {
     }
 
     #[test]
-    fn has_secrets_follows_only_what_applies() {
-        let unmarked = json!({"properties": {"path": {"type": "string", "default": {"secret": true}}}});
-        assert!(!has_secrets(&unmarked));
+    fn definitions_nothing_uses_change_nothing() {
         let unused = json!({"properties": {"path": {"type": "string"}}, "$defs": {"X": {"writeOnly": true}}});
-        assert!(!has_secrets(&unused));
         assert_eq!(redact(&unused, &json!({"path": "p"})), json!({"path": "p"}));
-        let used = json!({"properties": {"x": {"anyOf": [{"$ref": "#/$defs/X"}, {"type": "null"}]}}, "$defs": {"X": {"writeOnly": true}}});
-        assert!(has_secrets(&used));
     }
 }
