@@ -205,6 +205,26 @@ impl Server {
         body["token"].as_str().map(str::to_owned).context("no token in login response")
     }
 
+    /// Create `name` with `role` as `admin` (a token), with a password that meets the policy, and
+    /// log them in; returns their token.
+    pub async fn add_user(&self, admin: &str, name: &str, role: &str) -> anyhow::Result<String> {
+        let password = "Str0ng-Passw0rd!";
+        let body = serde_json::json!({"username": name, "password": password, "role": role});
+        let (status, body) = send(client().post(self.url("/api/v1/users")).bearer_auth(admin).json(&body)).await?;
+        anyhow::ensure!(status.is_success(), "creating {name}: {status} {body}");
+        self.login(name, password).await
+    }
+
+    /// The audit entries of `action` among the newest 1000, oldest first (read as `admin`).
+    pub async fn audit_of(&self, admin: &str, action: &str) -> anyhow::Result<Vec<Value>> {
+        let (status, body) = send(client().get(self.url("/api/v1/audit?last_n=1000")).bearer_auth(admin)).await?;
+        anyhow::ensure!(status.is_success(), "{status} {body}");
+        let mut entries: Vec<Value> =
+            body["entries"].as_array().into_iter().flatten().filter(|e| e["action_id"] == action).cloned().collect();
+        entries.reverse();
+        Ok(entries)
+    }
+
     /// Log in as the initial admin.
     pub async fn admin_token(&self) -> anyhow::Result<String> {
         let pw = self.admin_password.clone().context("this start printed no admin password")?;
@@ -229,6 +249,16 @@ impl Drop for Server {
 /// An HTTP client that keeps no cookies (tests set them explicitly).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Send `req` and read the answer: its status and its JSON body (`null` when empty). A body
+/// that is not JSON is an error: the API answers JSON everywhere.
+pub async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+    let res = req.send().await?;
+    let status = res.status();
+    let text = res.text().await?;
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).context(text)? };
+    Ok((status, body))
 }
 
 /// The error code of an error body.

@@ -3,14 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code, run_cli};
-
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
-    let res = req.send().await?;
-    let status = res.status();
-    let text = res.text().await?;
-    Ok((status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? }))
-}
+use toolgate_tests::{Server, client, code, run_cli, send};
 
 #[tokio::test]
 async fn first_start_prints_an_admin_password_once_and_it_logs_in() -> anyhow::Result<()> {

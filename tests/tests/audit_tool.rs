@@ -3,14 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client};
-
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
-    let res = req.send().await?;
-    let status = res.status();
-    let text = res.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
+use toolgate_tests::{Server, client, send};
 
 async fn execute(server: &Server, token: &str, tool: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
     send(client().post(server.url(&format!("/api/v1/tools/{tool}/execute"))).bearer_auth(token).json(&body)).await
@@ -37,15 +30,7 @@ async fn an_admin_reads_the_previous_calls_and_a_viewer_only_their_own() -> anyh
     let server = Server::start(&[("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000")])?;
     std::fs::create_dir_all(server.data_path().join("workspace"))?;
     let admin = server.admin_token().await?;
-    let (status, body) = send(
-        client()
-            .post(server.url("/api/v1/users"))
-            .bearer_auth(&admin)
-            .json(&json!({"username": "vera", "password": "Str0ng-Passw0rd!", "role": "viewer"})),
-    )
-    .await?;
-    anyhow::ensure!(status.is_success(), "{status} {body}");
-    let vera = server.login("vera", "Str0ng-Passw0rd!").await?;
+    let vera = server.add_user(&admin, "vera", "viewer").await?;
 
     // Vera lists the workspace, then tries a write her role does not allow; then the admin lists.
     let (status, body) = execute(&server, &vera, "list_dir", json!({"params": {"path": "."}})).await?;

@@ -8,14 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code, plugins_dir, run_cli};
-
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
-    let res = req.send().await?;
-    let status = res.status();
-    let text = res.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
+use toolgate_tests::{Server, client, code, plugins_dir, run_cli, send};
 
 /// A plugin directory with the built-ins and the `governed` fixture, and a config granting it.
 fn setup(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -58,16 +51,7 @@ impl Env {
     }
 
     async fn user(&self, name: &str, role: &str) -> anyhow::Result<String> {
-        let password = "Str0ng-Passw0rd!";
-        let (status, body) = send(
-            client()
-                .post(self.server.url("/api/v1/users"))
-                .bearer_auth(&self.admin)
-                .json(&json!({"username": name, "password": password, "role": role})),
-        )
-        .await?;
-        anyhow::ensure!(status == StatusCode::CREATED || status == StatusCode::OK, "{status} {body}");
-        self.server.login(name, password).await
+        self.server.add_user(&self.admin, name, role).await
     }
 
     async fn execute(&self, token: &str, tool: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
@@ -89,17 +73,7 @@ impl Env {
 
     /// The audit entries of `action`, oldest first.
     async fn audit_of(&self, action: &str) -> anyhow::Result<Vec<Value>> {
-        let (status, body) = self.get(&self.admin, "/api/v1/audit?last_n=1000").await?;
-        anyhow::ensure!(status == StatusCode::OK, "{status} {body}");
-        let mut entries: Vec<Value> = body["entries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e["action_id"] == action)
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        self.server.audit_of(&self.admin, action).await
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code, run_cli};
+use toolgate_tests::{Server, client, code, run_cli, send};
 
 /// Where the fake tools record calls and keep state, in the container.
 const FAKE_DIR: &str = "/var/log/fake-calls";
@@ -68,13 +68,6 @@ impl Drop for FakeHostImage {
     }
 }
 
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
-    let res = req.send().await?;
-    let status = res.status();
-    let text = res.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
 struct Env {
     server: Server,
     admin: String,
@@ -115,16 +108,7 @@ impl Env {
 
     /// A second account, logged in with its password.
     async fn user(&self, name: &str, role: &str) -> anyhow::Result<String> {
-        let password = "Str0ng-Passw0rd!";
-        let (status, body) = send(
-            client()
-                .post(self.server.url("/api/v1/users"))
-                .bearer_auth(&self.admin)
-                .json(&json!({"username": name, "password": password, "role": role})),
-        )
-        .await?;
-        anyhow::ensure!(status == StatusCode::CREATED || status == StatusCode::OK, "{status} {body}");
-        self.server.login(name, password).await
+        self.server.add_user(&self.admin, name, role).await
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
@@ -140,19 +124,9 @@ impl Env {
         std::fs::read_to_string(self.state.join("calls.log")).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
-    /// The audit entries of `action` among the newest 100, oldest first.
+    /// The audit entries of `action`, oldest first.
     async fn audit_of(&self, action: &str) -> anyhow::Result<Vec<Value>> {
-        let (status, body) = self.get(&self.admin, "/api/v1/audit?last_n=100").await?;
-        anyhow::ensure!(status == StatusCode::OK, "{status} {body}");
-        let mut entries: Vec<Value> = body["entries"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e["action_id"] == action)
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        self.server.audit_of(&self.admin, action).await
     }
 }
 
