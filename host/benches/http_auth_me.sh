@@ -4,43 +4,21 @@
 #   2. login latency with the production scrypt parameters (ln=15, r=8, p=1), which is slow on
 #      purpose, measured one login at a time.
 # Usage: host/benches/http_auth_me.sh [duration_secs=10] [connections=32] [logins=20]
-# Needs: wrk (apt-get install wrk), curl, python3. Builds `toolgate` in release mode if missing;
+# Needs: wrk (apt-get install wrk), curl, python3. Builds `toolgate` in release mode;
 # PROFILE=debug uses target/debug/toolgate instead (dependencies are optimised in dev builds).
 set -euo pipefail
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 LOGINS=${3:-20}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-PROFILE=${PROFILE:-release}
-BIN=$TARGET/$PROFILE/toolgate
-if [ ! -x "$BIN" ]; then
-  if [ "$PROFILE" = release ]; then flag=--release; else flag=; fi
-  cargo build $flag -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
-fi
-
-DATA=$(mktemp -d)
-OUT=$DATA/stdout
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"; }
-trap cleanup EXIT
-
-# Production mode and production scrypt cost; limits raised so the load generator measures the
-# server, not the rate limiter (which would answer 429 after 600 requests per minute).
-env -i PATH="$PATH" \
-  TOOLGATE_MODE=production \
-  TOOLGATE_JWT_SECRET="bench-secret-$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-  TOOLGATE_DATA_DIR="$DATA" TOOLGATE_LISTEN=127.0.0.1:0 TOOLGATE_LOG=warn \
+source "$(dirname "$0")/server.sh"
+# Production scrypt cost; limits raised so the load generator measures the server, not the rate
+# limiter (which would answer 429 after 600 requests per minute).
+start_server \
   TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS=1000000000 TOOLGATE_HTTP_RATE_LIMITS_GENERAL_PERIOD_SECS=1 \
-  TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS=1000000 TOOLGATE_HTTP_RATE_LIMITS_LOGIN_PERIOD_SECS=1 \
-  "$BIN" serve >"$OUT" 2>"$DATA/stderr" &
-PID=$!
-for _ in $(seq 100); do grep -q "listening on" "$OUT" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^toolgate listening on //p' "$OUT")
-PASSWORD=$(sed -n 's/^  password: //p' "$OUT")
+  TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS=1000000 TOOLGATE_HTTP_RATE_LIMITS_LOGIN_PERIOD_SECS=1
 LOGIN_BODY="{\"username\":\"admin\",\"password\":\"$PASSWORD\"}"
 
-login() { curl -sf "$URL/api/v1/auth/login" -H 'content-type: application/json' -d "$LOGIN_BODY"; }
-TOKEN=$(login | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+TOKEN=$(login_token)
 
 echo "== GET /api/v1/auth/me, ${DURATION}s, ${CONNECTIONS} connections, 2 threads, $(nproc) cores"
 wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $TOKEN" "$URL/api/v1/auth/me"

@@ -11,32 +11,14 @@ DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 TOOL=${3:-get_audit_log}
 PARAMS=${4:-'{"last_n": 20}'}
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build --release -q -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
-BIN=$TARGET/release/toolgate
-
-DATA=$(mktemp -d)
-OUT=$DATA/stdout
-cleanup() { [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"; }
-trap cleanup EXIT
-
-# Production mode; the rate limits are raised so that wrk measures the pipeline, not the limiter
-# (the default allows 10 executions per minute and client).
-env -i PATH="$PATH" \
-  TOOLGATE_MODE=production \
-  TOOLGATE_JWT_SECRET="bench-secret-$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-  TOOLGATE_DATA_DIR="$DATA" TOOLGATE_LISTEN=127.0.0.1:0 TOOLGATE_LOG=error \
+source "$(dirname "$0")/server.sh"
+# The rate limits are raised so that wrk measures the pipeline, not the limiter (the default
+# allows 10 executions per minute and client).
+start_server TOOLGATE_LOG=error \
   TOOLGATE_PLUGINS_DIR="$TARGET/plugins" TOOLGATE_POLICY_DIR="$ROOT/policies" \
-  TOOLGATE_SANDBOX_WORKSPACE="$DATA/workspace" TOOLGATE_SANDBOX_POOL_SIZE=0 \
-  TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS=1000000000 TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS=1000000000 \
-  "$BIN" serve >"$OUT" 2>"$DATA/stderr" &
-PID=$!
-for _ in $(seq 200); do grep -q "listening on" "$OUT" 2>/dev/null && break; sleep 0.1; done
-URL=$(sed -n 's/^toolgate listening on //p' "$OUT")
-PASSWORD=$(sed -n 's/^  password: //p' "$OUT")
-TOKEN=$(curl -sf "$URL/api/v1/auth/login" -H 'content-type: application/json' \
-  -d "{\"username\":\"admin\",\"password\":\"$PASSWORD\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  TOOLGATE_SANDBOX_POOL_SIZE=0 \
+  TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS=1000000000 TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS=1000000000
+TOKEN=$(login_token)
 BODY="{\"params\": $PARAMS}"
 ENDPOINT="$URL/api/v1/tools/$TOOL/execute"
 
