@@ -73,7 +73,7 @@ impl Gateway {
             exec_policy: Some(policy.clone()),
             audit,
             workspace: config.sandbox.workspace.clone(),
-            store: Some(store.clone()),
+            journal: Some(journal.clone()),
         };
         let plugins = Arc::new(PluginRuntime::from_config(config, services).await?);
         let report = plugins.report();

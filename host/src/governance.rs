@@ -3,7 +3,8 @@
 //! - [`pipeline`]: [`Governor`], the execute pipeline (params → action decision → approval →
 //!   invoke → verify → complete or roll back), approvals, manual rollback, crash recovery.
 //! - [`action`]: action records and their state machine, undo records of the rollback log.
-//! - [`audit`]: the hash-chained audit log: entry format, chain verification, export, reads.
+//! - [`audit`]: the hash-chained audit log: entry format, chain verification, export, reads,
+//!   and the in-memory tail of the newest entries that `get_audit_log` reads.
 //! - [`journal`]: the single writer of the governance tables: batches every write of concurrent
 //!   calls into one durable redb transaction (group commit) and answers each caller once its
 //!   writes are committed.

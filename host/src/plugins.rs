@@ -35,11 +35,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::governance::AuditSink;
+use crate::governance::{AuditSink, Journal};
 use crate::model::Caller;
 use crate::policy::ExecPolicy;
 use crate::sandbox::{ContainerEngine, Executor};
-use crate::store::Store;
 
 pub mod bindings;
 mod engine;
@@ -142,20 +141,20 @@ pub struct HostServices {
     pub audit: Arc<dyn AuditSink>,
     /// Root of the `workspace` interface (`[sandbox] workspace`).
     pub workspace: PathBuf,
-    /// The store whose audit log the `audit` interface reads.
-    pub store: Option<Store>,
+    /// The journal whose audit log the `audit` interface reads.
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl HostServices {
     /// Services with only an audit sink and a workspace: no sandbox, no containers, no policy, no
     /// audit log to read.
     pub fn new(audit: Arc<dyn AuditSink>, workspace: impl Into<PathBuf>) -> Self {
-        Self { executor: None, containers: None, exec_policy: None, audit, workspace: workspace.into(), store: None }
+        Self { executor: None, containers: None, exec_policy: None, audit, workspace: workspace.into(), journal: None }
     }
 
-    /// The same services, reading the audit log of `store`.
-    pub fn with_store(self, store: Store) -> Self {
-        Self { store: Some(store), ..self }
+    /// The same services, reading the audit log `journal` writes.
+    pub fn with_journal(self, journal: Arc<Journal>) -> Self {
+        Self { journal: Some(journal), ..self }
     }
 }
 

@@ -41,7 +41,6 @@ fn bob() -> Caller {
 /// A store whose audit log a journal wrote, and the `audit` plugin with its default grants.
 struct Setup {
     dir: tempfile::TempDir,
-    store: Store,
     journal: Arc<Journal>,
     config: PluginsConfig,
 }
@@ -53,10 +52,10 @@ impl Setup {
         std::fs::create_dir_all(&plugins)?;
         std::fs::copy(audit_wasm()?, plugins.join("audit.wasm"))?;
         let store = Store::open(&dir.path().join("data"))?;
-        let journal = Arc::new(Journal::start(store.clone())?);
+        let journal = Arc::new(Journal::start(store)?);
         // The built-in grants: `audit` gets `audit-read` without any configuration.
         let config = PluginsConfig { dir: plugins, ..PluginsConfig::default() };
-        Ok(Setup { dir, store, journal, config })
+        Ok(Setup { dir, journal, config })
     }
 
     /// Write `events` to the log, in order, durably.
@@ -72,7 +71,7 @@ impl Setup {
 
     fn services(&self) -> HostServices {
         HostServices::new(Arc::clone(&self.journal) as Arc<dyn AuditSink>, self.dir.path().join("workspace"))
-            .with_store(self.store.clone())
+            .with_journal(Arc::clone(&self.journal))
     }
 }
 

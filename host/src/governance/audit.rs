@@ -6,7 +6,9 @@
 //! entry (or, if its hash was recomputed too, at the next one); [`verify`] names the first break.
 //! Only the journal appends ([`super::journal`]); nothing ever updates or deletes an entry.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::{Arc, RwLock};
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -14,6 +16,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::AuditEvent;
+use crate::model::{AuthMethod, Role};
 use crate::store::{Store, StoreError, tables};
 
 /// The `prev_hash` of the first entry.
@@ -172,6 +175,123 @@ pub fn recent<T: serde::de::DeserializeOwned>(
         out.push(crate::store::decode("audit_v1", v.value())?);
     }
     Ok(out)
+}
+
+/// How many of the newest entries [`Tail`] keeps: the most one `get_audit_log` call returns.
+pub const TAIL_LEN: usize = 1000;
+
+/// An entry as `get_audit_log` shows it: the event without its `detail`, the timestamp as the
+/// RFC 3339 text it is stored as.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Summary {
+    /// Position in the log.
+    pub seq: u64,
+    /// The event's shown fields.
+    pub event: SummaryEvent,
+}
+
+/// The fields of an audit event that `get_audit_log` returns, and whose event it is.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[allow(missing_docs)] // the fields of `AuditEvent`, documented there
+pub struct SummaryEvent {
+    pub timestamp: String,
+    pub kind: String,
+    pub actor: Option<String>,
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub auth_method: Option<AuthMethod>,
+    #[serde(default)]
+    pub tool: Option<String>,
+    pub action_id: Option<String>,
+    pub command: Option<String>,
+    pub allowed: bool,
+    pub reason: String,
+}
+
+impl Summary {
+    /// The summary of `event`, stored as entry `seq`.
+    fn of(seq: u64, event: &AuditEvent) -> Summary {
+        let timestamp = event.timestamp.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        Summary {
+            seq,
+            event: SummaryEvent {
+                timestamp,
+                kind: event.kind.clone(),
+                actor: event.actor.clone(),
+                role: event.role,
+                auth_method: event.auth_method,
+                tool: event.tool.clone(),
+                action_id: event.action_id.clone(),
+                command: event.command.clone(),
+                allowed: event.allowed,
+                reason: event.reason.clone(),
+            },
+        }
+    }
+}
+
+/// The newest [`TAIL_LEN`] entries as [`Summary`]s, in memory: the journal adds each entry once
+/// it is committed (before its submitter is answered), so reading the tail of the log, which
+/// every `get_audit_log` call does, costs neither a transaction nor decoding.
+#[derive(Debug)]
+pub struct Tail {
+    /// Oldest first.
+    entries: RwLock<VecDeque<Arc<Summary>>>,
+}
+
+/// What [`Tail::newest`] found.
+#[derive(Debug)]
+pub struct Found {
+    /// Matching entries, newest first.
+    pub entries: Vec<Arc<Summary>>,
+    /// How many entries were looked at.
+    pub scanned: usize,
+    /// Where a search must go on in the store (entries before this seq), when the tail did not
+    /// hold enough matches and older entries exist; `None` when the search is complete.
+    pub before: Option<u64>,
+}
+
+impl Tail {
+    /// The newest entries of `store`.
+    pub fn load(store: &Store) -> Result<Tail, StoreError> {
+        let newest: Vec<Summary> = recent(store, TAIL_LEN, None)?;
+        Ok(Tail { entries: RwLock::new(newest.into_iter().rev().map(Arc::new).collect()) })
+    }
+
+    /// Add committed entry `seq`.
+    pub(super) fn push(&self, seq: u64, event: &AuditEvent) {
+        let summary = Arc::new(Summary::of(seq, event));
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() == TAIL_LEN {
+                entries.pop_front();
+            }
+            entries.push_back(summary);
+        }
+    }
+
+    /// Up to `limit` entries that `keep` accepts, newest first, looking at no more than `scan`
+    /// entries.
+    pub fn newest(&self, limit: usize, scan: usize, keep: impl Fn(&Summary) -> bool) -> Found {
+        let mut found = Found { entries: Vec::with_capacity(limit.min(TAIL_LEN)), scanned: 0, before: None };
+        let Ok(entries) = self.entries.read() else {
+            // Poisoned: a writer panicked mid-update. Read everything from the store instead.
+            found.before = Some(u64::MAX);
+            return found;
+        };
+        for entry in entries.iter().rev().take(scan) {
+            if found.entries.len() == limit {
+                return found;
+            }
+            found.scanned += 1;
+            if keep(entry) {
+                found.entries.push(Arc::clone(entry));
+            }
+        }
+        if found.entries.len() < limit && found.scanned < scan {
+            found.before = entries.front().map(|e| e.seq).filter(|&seq| seq > 1);
+        }
+        found
+    }
 }
 
 /// Write every entry, oldest first, as JSON lines (the stored form); returns how many.

@@ -1,16 +1,18 @@
 //! The journal: the single writer of the governance tables (`audit_v1`, `actions_v1`,
 //! `rollback_log_v1`).
 //!
-//! Callers submit a group of writes; a dedicated thread drains every submission waiting, applies
-//! them in order in **one** redb write transaction and commits it durably, then answers each
-//! submitter (group commit: one `fsync` for many concurrent calls, so durability does not cap
-//! throughput). A submission is all or nothing: its action and undo writes are compare-and-set on
+//! Callers submit a group of writes; a dedicated thread drains every submission waiting (and,
+//! under load, those arriving until 1 ms after the previous commit began), applies
+//! them in order in **one** redb write transaction and commits it durably, adds its audit entries
+//! to the in-memory [`audit::Tail`], then answers each submitter (group commit: one `fsync` for
+//! many concurrent calls, so durability does not cap throughput). A submission is all or nothing: its action and undo writes are compare-and-set on
 //! the stored state, and if one does not hold, none of its writes happen and its submitter gets
 //! [`JournalError::Conflict`]. Audit entries are numbered and hash-chained here and nowhere else.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
@@ -22,6 +24,12 @@ use crate::telemetry::{metrics, span};
 
 /// Most submissions applied in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// Shortest time between the starts of two commits. Under load, submissions that arrive meanwhile
+/// join the next batch instead of each paying a commit (page writes, `fdatasync`, free-page
+/// upkeep) of its own: without it a loaded journal commits back to back in batches of two. A
+/// lone submission, arriving after a quiet spell, is committed at once.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 
 /// One write of a submission.
 #[derive(Debug, Clone)]
@@ -99,6 +107,7 @@ struct Submission {
 pub struct Journal {
     sender: Mutex<mpsc::Sender<Submission>>,
     store: Store,
+    tail: Arc<audit::Tail>,
     last_error: Arc<Mutex<Option<String>>>,
     /// Set when a write nobody waited for was lost: every later submission is refused.
     poisoned: Arc<AtomicBool>,
@@ -116,17 +125,29 @@ impl Journal {
         let (sender, receiver) = mpsc::channel::<Submission>();
         let last_error = Arc::new(Mutex::new(None));
         let poisoned = Arc::new(AtomicBool::new(false));
-        let writer = Writer { store: store.clone(), last_error: last_error.clone(), poisoned: poisoned.clone() };
+        let tail = Arc::new(audit::Tail::load(&store)?);
+        let writer = Writer {
+            store: store.clone(),
+            tail: tail.clone(),
+            last_error: last_error.clone(),
+            poisoned: poisoned.clone(),
+            head: None,
+        };
         std::thread::Builder::new()
             .name("toolgate-journal".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::Task(format!("cannot start the journal thread: {e}")))?;
-        Ok(Journal { sender: Mutex::new(sender), store, last_error, poisoned })
+        Ok(Journal { sender: Mutex::new(sender), store, tail, last_error, poisoned })
     }
 
     /// The store it writes to (for reads).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The newest audit entries, committed.
+    pub fn tail(&self) -> &audit::Tail {
+        &self.tail
     }
 
     /// Submit `writes` and wait until they are durably committed (or refused).
@@ -194,12 +215,16 @@ impl AuditSink for Journal {
 
 struct Writer {
     store: Store,
+    tail: Arc<audit::Tail>,
     last_error: Arc<Mutex<Option<String>>>,
     poisoned: Arc<AtomicBool>,
+    /// The last committed audit entry's sequence number and hash, once read: this thread is the
+    /// only writer, so it need not read it back for every batch. Forgotten when a commit fails.
+    head: Option<(u64, String)>,
 }
 
 impl Writer {
-    fn run(self, receiver: mpsc::Receiver<Submission>) {
+    fn run(mut self, receiver: mpsc::Receiver<Submission>) {
         /// Marks the journal stopped if this thread ends for any reason (a panic included), so
         /// that writes are refused and readiness says so.
         struct Stopped(Arc<AtomicBool>);
@@ -209,14 +234,17 @@ impl Writer {
             }
         }
         let _stopped = Stopped(self.poisoned.clone());
+        let mut next_start = Instant::now();
         while let Ok(first) = receiver.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
+                let wait = next_start.saturating_duration_since(Instant::now());
+                match receiver.recv_timeout(wait) {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
+            next_start = Instant::now() + COMMIT_INTERVAL;
             let outcomes = match self.commit(&batch) {
                 Ok(outcomes) => outcomes,
                 // One bad submission must not fail the others: retry each in its own transaction.
@@ -232,10 +260,20 @@ impl Writer {
                 }
                 Err(error) => vec![Err(JournalError::Failed(error))],
             };
-            for (submission, outcome) in batch.into_iter().zip(outcomes) {
-                if outcome.is_ok() {
+            // Every committed entry is in the tail before anyone hears of its commit.
+            for (submission, outcome) in batch.iter().zip(&outcomes) {
+                if let Ok(committed) = outcome {
+                    let events = submission.writes.iter().filter_map(|w| match w {
+                        Write::Audit(event) => Some(event),
+                        _ => None,
+                    });
+                    for (seq, event) in committed.audit_seqs.iter().zip(events) {
+                        self.tail.push(*seq, event);
+                    }
                     count_active(&submission.writes);
                 }
+            }
+            for (submission, outcome) in batch.into_iter().zip(outcomes) {
                 match (submission.reply, outcome) {
                     // The submitter may have gone away (client disconnected): nothing to do.
                     (Some(reply), outcome) => {
@@ -258,15 +296,22 @@ impl Writer {
     }
 
     /// Apply `batch` in one transaction; `Err` when the transaction itself failed.
-    fn commit(&self, batch: &[Submission]) -> Result<Vec<Result<Committed, JournalError>>, String> {
+    fn commit(&mut self, batch: &[Submission]) -> Result<Vec<Result<Committed, JournalError>>, String> {
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut head = self.head.take();
         let result = self.store.write(|tx| {
-            let mut head = audit::head(tx)?;
+            let head = match &mut head {
+                Some(head) => head,
+                None => head.insert(audit::head(tx)?),
+            };
             for submission in batch {
-                outcomes.push(apply(tx, &submission.writes, &mut head)?);
+                outcomes.push(apply(tx, &submission.writes, head)?);
             }
             Ok(())
         });
+        if result.is_ok() {
+            self.head = head;
+        }
         if !self.poisoned.load(Ordering::SeqCst)
             && let Ok(mut last) = self.last_error.lock()
         {

@@ -251,7 +251,7 @@ impl Fixture {
             exec_policy: Some(Arc::new(policy)),
             audit: Arc::clone(&audit) as Arc<dyn AuditSink>,
             workspace: workspace.clone(),
-            store: None,
+            journal: None,
         };
         let plugins = target_dir()?.join("plugins");
         if !plugins.join("systemd.wasm").is_file() {

@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use super::require;
-use crate::governance::audit::recent;
-use crate::model::{AuthMethod, Caller, Role};
+use crate::governance::Journal;
+use crate::governance::audit::{Summary, recent};
+use crate::model::{Caller, Role};
 use crate::plugins::bindings::Error;
 use crate::plugins::bindings::toolgate::plugin::audit::{Entry, Host};
 use crate::plugins::manifest::Capability;
@@ -35,71 +36,50 @@ impl Host for HostState {
                     "`last_n` must be between 1 and {MAX_ENTRIES}, not {last_n}"
                 ))));
             }
-            let Some(store) = self.services.store.clone() else {
+            let Some(journal) = self.services.journal.clone() else {
                 return Ok(Err(Error::Unavailable("this host keeps no audit log".into())));
             };
             let limit = usize::try_from(last_n).unwrap_or(usize::MAX);
             let started = Instant::now();
-            let caller = call.context.caller.clone();
-            let read = if caller.role == Role::Admin {
-                // The newest pages, in memory: cheaper on this thread than a hop to the blocking
-                // pool and back.
-                visible(&store, &caller, limit)
-            } else {
-                // A scan of up to SCAN_LIMIT entries: off the async workers.
-                store.call(move |store| visible(store, &caller, limit)).await
-            };
+            let read = visible(&journal, &call.context.caller, limit).await;
             self.clock.host_time(started.elapsed());
-            Ok(read
-                .map_err(|e| Error::Failed(format!("cannot read the audit log: {e}")))
-                .and_then(|entries| entries.into_iter().map(entry).collect()))
+            Ok(read.map_err(|e| Error::Failed(format!("cannot read the audit log: {e}"))))
         })
         .await
     }
 }
 
-/// An entry as this interface shows it: the event's `detail` is skipped, not decoded, and the
-/// timestamp stays the RFC 3339 text it is stored as.
-#[derive(Debug, serde::Deserialize)]
-pub struct Summary {
-    /// Position in the log.
-    pub seq: u64,
-    /// The event's shown fields.
-    pub event: SummaryEvent,
-}
-
-/// The fields of an audit event `get_audit_log` returns.
-#[derive(Debug, serde::Deserialize)]
-pub struct SummaryEvent {
-    timestamp: String,
-    /// `decision`, `exec`, ...
-    pub kind: String,
-    actor: Option<String>,
-    role: Option<Role>,
-    #[serde(default)]
-    auth_method: Option<AuthMethod>,
-    #[serde(default)]
-    tool: Option<String>,
-    action_id: Option<String>,
-    command: Option<String>,
-    allowed: bool,
-    reason: String,
-}
-
-/// Up to `limit` entries `caller` may see, newest first.
-pub fn visible(store: &Store, caller: &Caller, limit: usize) -> Result<Vec<Summary>, StoreError> {
-    if caller.role == Role::Admin {
-        return recent(store, limit, None);
+/// Up to `limit` entries `caller` may see, newest first: from the journal's tail, then, for a
+/// non-admin with too few entries of their own there, from the store (off the async workers),
+/// looking at no more than [`SCAN_LIMIT`] entries in all.
+pub async fn visible(journal: &Journal, caller: &Caller, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    let found = journal.tail().newest(limit, SCAN_LIMIT, |e| visible_to(e, caller));
+    let mut entries: Vec<Entry> = found.entries.iter().map(|e| entry(e)).collect();
+    if let Some(before) = found.before {
+        let (caller, wanted, budget) = (caller.clone(), limit - entries.len(), SCAN_LIMIT - found.scanned);
+        let older = journal.store().call(move |store| scan(store, &caller, wanted, budget, before)).await?;
+        entries.extend(older.iter().map(entry));
     }
+    Ok(entries)
+}
+
+/// Whether `caller` may see the entry: an admin every entry, anyone else only what they caused.
+fn visible_to(entry: &Summary, caller: &Caller) -> bool {
+    caller.role == Role::Admin || caused_by(entry, caller)
+}
+
+/// Up to `wanted` entries `caller` may see, newest first, from the entries before `before`,
+/// looking at no more than `budget` of them.
+fn scan(store: &Store, caller: &Caller, wanted: usize, budget: usize, before: u64) -> Result<Vec<Summary>, StoreError> {
     let mut found = Vec::new();
-    let mut before = None;
+    let mut before = Some(before);
     let mut scanned = 0;
-    while found.len() < limit && scanned < SCAN_LIMIT {
-        let page: Vec<Summary> = recent(store, PAGE.min(SCAN_LIMIT - scanned), before)?;
+    while found.len() < wanted && scanned < budget {
+        let page: Vec<Summary> = recent(store, PAGE.min(budget - scanned), before)?;
         let Some(last) = page.last() else { break };
         before = Some(last.seq);
         scanned += page.len();
-        found.extend(page.into_iter().filter(|e| caused_by(e, caller)).take(limit - found.len()));
+        found.extend(page.into_iter().filter(|e| visible_to(e, caller)).take(wanted - found.len()));
     }
     Ok(found)
 }
@@ -110,20 +90,20 @@ fn caused_by(entry: &Summary, caller: &Caller) -> bool {
     entry.event.actor.as_deref() == Some(caller.name.as_str()) && entry.event.auth_method == Some(caller.auth_method)
 }
 
-fn entry(summary: Summary) -> Result<Entry, Error> {
-    let event = summary.event;
-    Ok(Entry {
+fn entry(summary: &Summary) -> Entry {
+    let event = &summary.event;
+    Entry {
         seq: summary.seq,
-        timestamp: event.timestamp,
-        kind: event.kind,
-        actor: event.actor,
+        timestamp: event.timestamp.clone(),
+        kind: event.kind.clone(),
+        actor: event.actor.clone(),
         role: event.role.map(|r| r.as_str().to_owned()),
-        tool: event.tool,
-        action_id: event.action_id,
-        command: event.command,
+        tool: event.tool.clone(),
+        action_id: event.action_id.clone(),
+        command: event.command.clone(),
         allowed: event.allowed,
-        reason: event.reason,
-    })
+        reason: event.reason.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -153,13 +133,22 @@ mod tests {
         events.push(AuditEvent::new("exec", false, "exec_denied").by(&user));
         journal.submit(events.into_iter().map(|e| Write::Audit(Box::new(e))).collect()).await?;
         let newest = u64::try_from(SCAN_LIMIT)? + 2;
-
-        let seen = visible(&store, &user, 1000)?;
-        let seen: Vec<(u64, &str)> = seen.iter().map(|e| (e.seq, e.event.kind.as_str())).collect();
-        assert_eq!(seen, [(newest, "exec")], "the key's entries and the anonymous one are not his");
         let admin = caller("root", Role::Admin, AuthMethod::Password);
-        let all = visible(&store, &admin, 3)?;
-        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [newest, newest - 1, newest - 2]);
+
+        // The same answers from the tail kept while writing and from one loaded at start-up.
+        for journal in [journal, Journal::start(store.clone())?] {
+            let seen = visible(&journal, &user, 1000).await?;
+            let seen: Vec<(u64, &str)> = seen.iter().map(|e| (e.seq, e.kind.as_str())).collect();
+            assert_eq!(seen, [(newest, "exec")], "the key's entries and the anonymous one are not his");
+            let all = visible(&journal, &admin, 3).await?;
+            assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [newest, newest - 1, newest - 2]);
+            // The key's newest 1000: 999 from the tail (which holds the user's entry too), one
+            // more from the store.
+            let keys = visible(&journal, &key_named_like_him, 1000).await?;
+            assert_eq!(keys.len(), 1000);
+            assert_eq!((keys[0].seq, keys[999].seq), (newest - 1, newest - 1000));
+            assert!(keys.iter().all(|e| e.actor.as_deref() == Some("bob") && e.kind == "decision"));
+        }
         Ok(())
     }
 }
