@@ -37,7 +37,8 @@ wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 LUA
-echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} connections, 2 threads, $(nproc) cores"
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT"
+THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
+echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} connections, $THREADS threads, $(nproc) cores"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT"
 echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["seq"])')"
