@@ -1,5 +1,5 @@
 //! Everything durable, in one redb file under `data_dir`. Every table is declared in
-//! `store/tables.rs`; writes are scoped and committed in one place ([`Store::write`]); async
+//! `store/tables.rs`; writes are scoped and committed in one place (`Store::write`); async
 //! callers go through [`Store::call`], which runs the blocking work off the async runtime.
 
 use std::path::{Path, PathBuf};
