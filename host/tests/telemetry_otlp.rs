@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use toolgate_host::config::Config;
 use toolgate_host::telemetry::span::attr;
 use toolgate_host::telemetry::{self, TelemetryConfig, TelemetryGuard, metrics, span};
-use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan, one};
 
 const SECRET: &str = "hunter2-do-not-export";
 const WAIT: Duration = Duration::from_secs(15);
@@ -91,18 +91,6 @@ async fn call_tool(Path(name): Path<String>) -> String {
     let audit = span::audit("exec", true, "act-1");
     drop(audit.enter());
     trace_id
-}
-
-fn one<'a>(
-    spans: &'a [ReceivedSpan],
-    name: &str,
-    filter: impl Fn(&ReceivedSpan) -> bool,
-) -> anyhow::Result<&'a ReceivedSpan> {
-    let found: Vec<_> = spans.iter().filter(|s| s.name == name && filter(s)).collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        _ => Err(anyhow!("expected one `{name}` span, found {}: {spans:#?}", found.len())),
-    }
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ mod fixture;
 
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use serde_json::json;
 use tracing::Instrument as _;
 
@@ -18,20 +18,8 @@ use toolgate_host::config::Config;
 use toolgate_host::model::Role;
 use toolgate_host::telemetry::span::{self, attr};
 use toolgate_host::telemetry::{self, TelemetryConfig, metrics};
-use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan, one};
 use toolgate_tests::prometheus;
-
-fn one<'a>(
-    spans: &'a [ReceivedSpan],
-    name: &str,
-    filter: impl Fn(&ReceivedSpan) -> bool,
-) -> anyhow::Result<&'a ReceivedSpan> {
-    let found: Vec<_> = spans.iter().filter(|s| s.name == name && filter(s)).collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        _ => Err(anyhow!("expected one `{name}` span, found {}: {spans:#?}", found.len())),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sandboxed_tool_call_nests_host_call_exec_policy_and_sandbox_exec_under_plugin_invoke() -> anyhow::Result<()>

@@ -53,6 +53,20 @@ impl ReceivedSpan {
     }
 }
 
+/// The one span of `spans` named `name` that `filter` accepts; an error listing every span when
+/// there is none or more than one.
+pub fn one<'a>(
+    spans: &'a [ReceivedSpan],
+    name: &str,
+    filter: impl Fn(&ReceivedSpan) -> bool,
+) -> anyhow::Result<&'a ReceivedSpan> {
+    let found: Vec<_> = spans.iter().filter(|s| s.name == name && filter(s)).collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        _ => Err(anyhow::anyhow!("expected one `{name}` span, found {}: {spans:#?}", found.len())),
+    }
+}
+
 /// One received metric data point (sums and gauges), flattened for assertions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedPoint {

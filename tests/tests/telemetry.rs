@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan};
+use toolgate_tests::otlp::{OtlpReceiver, ReceivedSpan, one};
 use toolgate_tests::prometheus::{self, Series};
 use toolgate_tests::{Server, client, code};
 
@@ -101,18 +101,6 @@ async fn metrics_can_be_made_public() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn one<'a>(
-    spans: &'a [ReceivedSpan],
-    name: &str,
-    filter: impl Fn(&ReceivedSpan) -> bool,
-) -> anyhow::Result<&'a ReceivedSpan> {
-    let found: Vec<_> = spans.iter().filter(|s| s.name == name && filter(s)).collect();
-    match found.as_slice() {
-        [one] => Ok(one),
-        _ => Err(anyhow!("expected one `{name}` span, found {}: {spans:#?}", found.len())),
-    }
-}
-
 /// No attribute of any span carries `needles` (tokens, passwords, parameter values).
 fn assert_no_secret(spans: &[ReceivedSpan], needles: &[&str]) {
     for span in spans {
@@ -124,16 +112,19 @@ fn assert_no_secret(spans: &[ReceivedSpan], needles: &[&str]) {
     }
 }
 
-fn collector_env(collector: &OtlpReceiver) -> Vec<(&'static str, String)> {
-    vec![("TOOLGATE_TELEMETRY_OTLP_ENDPOINT", collector.endpoint()), ("TOOLGATE_TELEMETRY_BATCH_DELAY_MS", "50".into())]
+/// A server exporting its spans to `collector`, in batches sent every 50 ms.
+fn exporting_to(collector: &OtlpReceiver) -> anyhow::Result<Server> {
+    let endpoint = collector.endpoint();
+    Server::start(&[
+        ("TOOLGATE_TELEMETRY_OTLP_ENDPOINT", endpoint.as_str()),
+        ("TOOLGATE_TELEMETRY_BATCH_DELAY_MS", "50"),
+    ])
 }
 
 #[tokio::test]
 async fn one_policy_evaluation_is_one_trace_with_auth_and_decision_and_no_secret() -> anyhow::Result<()> {
     let collector = OtlpReceiver::start()?;
-    let env = collector_env(&collector);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start(&env)?;
+    let server = exporting_to(&collector)?;
     let password = server.admin_password.clone().context("no admin password")?;
     let admin = server.admin_token().await?;
 
@@ -229,9 +220,7 @@ async fn requests_succeed_while_the_collector_is_down() -> anyhow::Result<()> {
 async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_carry_the_trace_id() -> anyhow::Result<()>
 {
     let collector = OtlpReceiver::start()?;
-    let env = collector_env(&collector);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let server = Server::start(&env)?;
+    let server = exporting_to(&collector)?;
     let password = server.admin_password.clone().context("no admin password")?;
     let admin = server.admin_token().await?;
 
