@@ -106,13 +106,14 @@ pub enum GovernanceError {
 
 /// Run a pipeline in a task of its own and wait for it: a client that hangs up drops the
 /// waiting handler, never an action half-way (its state, undo record and audit entries are
-/// written to the end).
-async fn to_the_end<T: Send + 'static>(
+/// written to the end). The task's future is boxed, so that only a pointer is moved on its way
+/// into the runtime.
+fn to_the_end<T: Send + 'static>(
     work: impl Future<Output = Result<T, GovernanceError>> + Send + 'static,
-) -> Result<T, GovernanceError> {
+) -> impl Future<Output = Result<T, GovernanceError>> {
     use tracing::Instrument as _;
-    let task = tokio::spawn(work.instrument(tracing::Span::current()));
-    task.await.map_err(|e| GovernanceError::Task(e.to_string()))?
+    let task = tokio::spawn(Box::pin(work.instrument(tracing::Span::current())));
+    async move { task.await.map_err(|e| GovernanceError::Task(e.to_string()))? }
 }
 
 fn reasons(decision: &Decision) -> String {

@@ -339,7 +339,9 @@ impl PluginRuntime {
         let span = span::plugin(entry.plugin.name.as_str(), tool, entry.info.category.as_str());
         let op_name = op.name();
         let started = Instant::now();
-        let result = self.call_untraced(entry, ctx, op).instrument(span.clone()).await;
+        // Boxed: instantiating and calling a component is a large future, which would otherwise
+        // be copied into every future that awaits a plugin call, each time those are moved.
+        let result = Box::pin(self.call_untraced(entry, ctx, op)).instrument(span.clone()).await;
         let elapsed = started.elapsed();
         let status = status(&result);
         // Epoch interruption meters the plugin, not fuel: the duration is what it used.
