@@ -39,6 +39,12 @@ wrk.headers["Authorization"] = "Bearer $TOKEN"
 LUA
 THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} connections, $THREADS threads, $(nproc) cores"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT"
+# The server's CPU time per call is steadier than throughput on a shared machine: the Linux
+# clock ticks (utime + stime, fields 14 and 15 of /proc/PID/stat) spent during the run.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+BEFORE=$(cpu_ticks)
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT" | tee "$DATA/wrk.out"
+CALLS=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$DATA/wrk.out")
+echo "== server CPU: $(( ($(cpu_ticks) - BEFORE) * 1000000 / $(getconf CLK_TCK) / CALLS )) µs per call"
 echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["seq"])')"
