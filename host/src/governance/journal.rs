@@ -31,6 +31,9 @@ const MAX_BATCH: usize = 1024;
 /// lone submission, arriving after a quiet spell, is committed at once.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(1);
 
+/// A commit that takes this long is logged (a warning): every caller in its batch waited for it.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
 /// One write of a submission.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -242,8 +245,15 @@ impl Writer {
             std::thread::sleep(next_start.saturating_duration_since(Instant::now()));
             let mut batch = vec![first];
             batch.extend(receiver.try_iter().take(MAX_BATCH - 1));
-            next_start = Instant::now() + COMMIT_INTERVAL;
-            let outcomes = match self.commit(&batch) {
+            let started = Instant::now();
+            next_start = started + COMMIT_INTERVAL;
+            let committed = self.commit(&batch);
+            let took = started.elapsed();
+            if took >= SLOW_COMMIT {
+                // Every submitter of the batch waited this long: the storage is the bottleneck.
+                tracing::warn!(took_ms = took.as_millis(), submissions = batch.len(), "slow journal commit");
+            }
+            let outcomes = match committed {
                 Ok(outcomes) => outcomes,
                 // One bad submission must not fail the others: retry each in its own transaction.
                 Err(error) if batch.len() > 1 => {
