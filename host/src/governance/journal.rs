@@ -2,12 +2,13 @@
 //! `rollback_log_v1`).
 //!
 //! Callers submit a group of writes; a dedicated thread drains every submission waiting (and,
-//! under load, those arriving until 1 ms after the previous commit began), applies
-//! them in order in **one** redb write transaction and commits it durably, adds its audit entries
-//! to the in-memory [`audit::Tail`], then answers each submitter (group commit: one `fsync` for
-//! many concurrent calls, so durability does not cap throughput). A submission is all or nothing: its action and undo writes are compare-and-set on
-//! the stored state, and if one does not hold, none of its writes happen and its submitter gets
-//! [`JournalError::Conflict`]. Audit entries are numbered and hash-chained here and nowhere else.
+//! under load, those arriving until 1 ms after the previous commit began), applies them in order
+//! in **one** redb write transaction and commits it durably, adds its audit entries to the
+//! in-memory [`audit::Tail`], then answers each submitter (group commit: one `fsync` for many
+//! concurrent calls, so durability does not cap throughput). A submission is all or nothing: its
+//! action and undo writes are compare-and-set on the stored state, and if one does not hold, none
+//! of its writes happen and its submitter gets [`JournalError::Conflict`]. Audit entries are
+//! numbered and hash-chained here and nowhere else.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

@@ -458,8 +458,6 @@ impl Governor {
         event
     }
 
-    /// The entry of a completed action; `decision`: it is the action's only entry (a READ call),
-    /// so it carries the decision, the params and the justification too.
     /// The entry of an action's decision: its params, justification and decision document.
     fn decision_event(&self, kind: &str, record: &ActionRecord, dry_run: bool) -> AuditEvent {
         let decision = record.decision.as_ref();
@@ -471,6 +469,8 @@ impl Governor {
         event
     }
 
+    /// The entry of a completed action; `decision`: it is the action's only entry (a READ call),
+    /// so it carries the decision, the params and the justification too.
     fn outcome_event(&self, record: &ActionRecord, duration_ms: u64, decision: bool) -> AuditEvent {
         let mut event = self.event("action_completed", record, &record.caller, true, "completed".into());
         event.detail = json!({
