@@ -36,6 +36,13 @@ wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer $TOKEN"
+function done(summary, latency, requests)
+  local tail = {}
+  for _, p in ipairs({50, 90, 99, 99.9}) do
+    tail[#tail + 1] = string.format("p%s %.2f ms", p, latency:percentile(p) / 1000)
+  end
+  io.write(string.format("== latency: %s, max %.2f ms\n", table.concat(tail, ", "), latency.max / 1000))
+end
 LUA
 THREADS=$((CONNECTIONS < 2 ? CONNECTIONS : 2))
 echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} connections, $THREADS threads, $(nproc) cores"
