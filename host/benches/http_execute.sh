@@ -50,7 +50,7 @@ echo "== POST /api/v1/tools/$TOOL/execute $BODY, ${DURATION}s, ${CONNECTIONS} co
 # clock ticks (utime + stime, fields 14 and 15 of /proc/PID/stat) spent during the run.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 BEFORE=$(cpu_ticks)
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPT" "$ENDPOINT" | tee "$DATA/wrk.out"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$SCRIPT" "$ENDPOINT" | tee "$DATA/wrk.out"
 CALLS=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$DATA/wrk.out")
 echo "== server CPU: $(( ($(cpu_ticks) - BEFORE) * 1000000 / $(getconf CLK_TCK) / CALLS )) µs per call"
 echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
