@@ -55,3 +55,5 @@ CALLS=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$DATA/wrk.out")
 echo "== server CPU: $(( ($(cpu_ticks) - BEFORE) * 1000000 / $(getconf CLK_TCK) / CALLS )) µs per call"
 echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["seq"])')"
+DB=$DATA/toolgate.redb
+echo "== database file: $(( $(stat -c %s "$DB") >> 20 )) MiB long, $(( $(stat -c '%b * %B' "$DB") >> 20 )) MiB allocated"

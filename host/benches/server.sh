@@ -1,15 +1,16 @@
 # Sourced by the HTTP benchmarks. `start_server [VAR=value ...]` builds `toolgate` (release, or
-# target/debug with PROFILE=debug), starts it in production mode on a fresh data directory over
-# loopback with the extra environment given, removes both on exit, and sets URL and PASSWORD
-# (the initial admin's). `login_token` prints a token for that admin.
+# target/debug with PROFILE=debug; or takes the binary at $TOOLGATE_BIN, to compare builds),
+# starts it in production mode on a fresh data directory over loopback with the extra environment
+# given, removes both on exit, and sets URL and PASSWORD (the initial admin's). `login_token`
+# prints a token for that admin.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PROFILE=${PROFILE:-release}
 
 start_server() {
-  local flag=
+  local bin=${TOOLGATE_BIN:-$TARGET/$PROFILE/toolgate} flag=
   [ "$PROFILE" = release ] && flag=--release
-  cargo build $flag -q -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
+  [ -n "${TOOLGATE_BIN:-}" ] || cargo build $flag -q -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
   DATA=$(mktemp -d)
   trap '[ -n "${PID:-}" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
   env -i PATH="$PATH" \
@@ -17,7 +18,7 @@ start_server() {
     TOOLGATE_JWT_SECRET="bench-secret-$(head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
     TOOLGATE_DATA_DIR="$DATA" TOOLGATE_SANDBOX_WORKSPACE="$DATA/workspace" \
     TOOLGATE_LISTEN=127.0.0.1:0 TOOLGATE_LOG=warn \
-    "$@" "$TARGET/$PROFILE/toolgate" serve >"$DATA/stdout" 2>"$DATA/stderr" &
+    "$@" "$bin" serve >"$DATA/stdout" 2>"$DATA/stderr" &
   PID=$!
   for _ in $(seq 200); do grep -q "listening on" "$DATA/stdout" 2>/dev/null && break; sleep 0.1; done
   URL=$(sed -n 's/^toolgate listening on //p' "$DATA/stdout")
