@@ -31,6 +31,7 @@ fn request() -> ExecRequest {
             plugin: "bench".into(),
             tool: "bench".into(),
             action_id: "bench".into(),
+            secrets: Default::default(),
         },
     }
 }

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::governance::redact::Secrets;
 use crate::governance::{AuditSink, Journal};
 use crate::model::Caller;
 use crate::policy::ExecPolicy;
@@ -275,6 +276,27 @@ pub enum PluginError {
 }
 
 impl PluginError {
+    /// The same error with `secrets` scrubbed from its free text (a plugin's message may quote
+    /// its params; so may a schema error).
+    pub(crate) fn scrubbed(self, secrets: &Secrets) -> PluginError {
+        if secrets.is_empty() {
+            return self;
+        }
+        let scrub = |message: String| secrets.scrub(&message).into_owned();
+        match self {
+            PluginError::InvalidParams { tool, message } => {
+                PluginError::InvalidParams { tool, message: scrub(message) }
+            }
+            PluginError::Tool { tool, kind, message } => PluginError::Tool { tool, kind, message: scrub(message) },
+            PluginError::Panicked { tool, message } => PluginError::Panicked { tool, message: scrub(message) },
+            PluginError::Trap { tool, message } => PluginError::Trap { tool, message: scrub(message) },
+            PluginError::InvalidOutput { tool, message } => {
+                PluginError::InvalidOutput { tool, message: scrub(message) }
+            }
+            other => other,
+        }
+    }
+
     fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PluginError {
         let path = path.into();
         move |source| PluginError::Io { path, source }

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::governance::redact::Secrets;
 use crate::model::Caller;
 
 mod argv;
@@ -215,6 +216,16 @@ pub struct ExecOrigin {
     pub tool: String,
     /// The action this belongs to.
     pub action_id: String,
+    /// The call's secret values, scrubbed from the argv the audit entry shows.
+    pub secrets: Secrets,
+}
+
+/// `argv` as one shell-quoted line, as audit entries show it (never run: the sandbox takes argv).
+pub(crate) fn command_line(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| {
+        // A NUL cannot be quoted; show it escaped rather than not at all.
+        argv.join(" ").escape_debug().to_string()
+    })
 }
 
 /// A command to run.

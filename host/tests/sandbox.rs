@@ -50,6 +50,7 @@ impl Fixture {
                 plugin: "test".into(),
                 tool: "test_tool".into(),
                 action_id: "action-1".into(),
+                secrets: Default::default(),
             },
         };
         self.executor.exec(request).await
@@ -266,6 +267,7 @@ async fn an_unknown_profile_is_refused_and_audited() -> anyhow::Result<()> {
             plugin: "p".into(),
             tool: "t".into(),
             action_id: "a".into(),
+            secrets: Default::default(),
         },
     };
     let err = f.executor.exec(request).await.err();
@@ -291,6 +293,7 @@ async fn without_a_usable_sandbox_every_command_answers_unavailable() -> anyhow:
             plugin: "p".into(),
             tool: "t".into(),
             action_id: "a".into(),
+            secrets: Default::default(),
         },
     };
     let err = executor.exec(request).await.err();

@@ -1,5 +1,6 @@
 //! Structured logging into the host's logs and traces; the host tags each record with the
-//! plugin, tool and action. Never log secrets: the host cannot tell which strings are.
+//! plugin, tool and action. Never log secrets: the host scrubs the values of the parameters
+//! marked `writeOnly` or `secret`, and cannot tell which other strings are.
 
 use crate::bindings::toolgate::plugin::log as wit;
 

@@ -442,3 +442,61 @@ async fn an_approval_does_not_run_an_action_whose_requester_was_disabled_meanwhi
     assert!(!env.workspace().join("launches.log").exists(), "never ran");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_secret_param_is_scrubbed_from_the_argv_the_logs_and_the_errors_it_reaches() -> anyhow::Result<()> {
+    // The `well_behaved` fixture's `run_echo` passes its `writeOnly` token into the argv it runs
+    // in the real sandbox, logs it, and quotes it when it refuses.
+    let dir = tempfile::tempdir()?;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    let fixture = plugins_dir().with_file_name("fixtures").join("well_behaved.wasm");
+    anyhow::ensure!(fixture.exists(), "{} missing: run `cargo xtask plugins`", fixture.display());
+    std::os::unix::fs::symlink(&fixture, plugins.join("well_behaved.wasm"))?;
+    let config = dir.path().join("toolgate.toml");
+    let grants = r#"grants = ["exec:default", "containers-read", "workspace-read", "workspace-write"]"#;
+    std::fs::write(&config, format!("[plugins.plugin.well_behaved]\n{grants}\n"))?;
+    let (plugins, config) = (plugins.display().to_string(), config.display().to_string());
+    let server = Server::start(&[
+        ("TOOLGATE_PLUGINS_DIR", plugins.as_str()),
+        ("TOOLGATE_CONFIG", config.as_str()),
+        ("TOOLGATE_LOG", "info"),
+    ])?;
+    let admin = server.admin_token().await?;
+    let token = "tok-3f9a1c77";
+    let execute = |text: &str| {
+        let body = json!({"params": {"text": text, "token": token}});
+        send(client().post(server.url("/api/v1/tools/run_echo/execute")).bearer_auth(&admin).json(&body))
+    };
+
+    let (status, ran) = execute("hi").await?;
+    assert_eq!(status, StatusCode::OK, "{ran}");
+    // The caller gets what the command printed: the secret is his own.
+    assert_eq!(ran["output"]["stdout"], format!("hi {token}\n"));
+    let (status, refused) = execute("reject").await?;
+    assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "exec_denied"), "{refused}");
+    assert_eq!(
+        refused["error"]["message"].as_str().map(|m| m.contains("token [redacted] is not accepted")),
+        Some(true)
+    );
+
+    let id = ran["action_id"].as_str().unwrap_or_default();
+    let entries = server.audit_of(&admin, id).await?;
+    assert_eq!(kinds(&entries), ["exec_decision", "exec", "action_completed"], "{entries:?}");
+    for entry in &entries[..2] {
+        assert_eq!(entry["command"], "echo hi '[redacted]'", "{entry}");
+        assert_eq!(entry["detail"]["argv"], json!(["echo", "hi", "[redacted]"]), "{entry}");
+    }
+    assert_eq!(entries[2]["detail"]["params"], json!({"text": "hi", "token": "[redacted]"}));
+    let (_, everything) = send(client().get(server.url("/api/v1/audit?last_n=1000")).bearer_auth(&admin)).await?;
+    assert!(!everything.to_string().contains(token), "the audit log holds the token: {everything}");
+    for action in [id, refused["error"]["details"]["action_id"].as_str().unwrap_or_default()] {
+        let (_, stored) =
+            send(client().get(server.url(&format!("/api/v1/actions/{action}"))).bearer_auth(&admin)).await?;
+        assert!(stored["id"].is_string() && !stored.to_string().contains(token), "{stored}");
+    }
+    let log = server.stderr();
+    assert!(log.contains("echoing with token [redacted]") && log.contains("token=[redacted]"), "{log}");
+    assert!(!log.contains(token), "the log holds the token: {log}");
+    Ok(())
+}

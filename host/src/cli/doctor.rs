@@ -128,6 +128,7 @@ async fn docker_checks(config: &Config) -> Vec<Check> {
             plugin: "doctor".into(),
             tool: "doctor".into(),
             action_id: "doctor".into(),
+            secrets: Default::default(),
         },
     };
     checks.push(match executor.exec(request).await {

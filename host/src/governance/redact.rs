@@ -7,6 +7,9 @@
 //! combinator marks it secret, and when its schema cannot be followed (a `$ref` outside the
 //! document, a cycle of references).
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 /// What a secret value is replaced with.
@@ -132,6 +135,104 @@ impl Walk<'_> {
     }
 }
 
+/// The text of the values a call's schema marks secret, to scrub from what the call makes that
+/// is not structured like its params: the argv it runs, its log records, its error messages.
+/// Cheap to clone; empty for a tool whose schema marks nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(Arc<[String]>);
+
+impl Secrets {
+    /// The secret values of `params` under `schema`: every string (and the text of every other
+    /// scalar) that [`redact`] replaces.
+    pub fn of(schema: &Value, params: &Value) -> Secrets {
+        let mut found = Vec::new();
+        collect(params, &redact(schema, params), &mut found);
+        found.retain(|s| !s.is_empty());
+        // Longest first, so that a secret containing another is replaced whole.
+        found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        found.dedup();
+        Secrets(found.into())
+    }
+
+    /// Whether there is nothing to scrub.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `text` with every secret replaced by [`REDACTED`].
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in self.0.iter() {
+            if out.contains(secret.as_str()) {
+                out = Cow::Owned(out.replace(secret.as_str(), REDACTED));
+            }
+        }
+        out
+    }
+
+    /// Each of `items` scrubbed.
+    pub fn scrub_all(&self, items: &[String]) -> Vec<String> {
+        items.iter().map(|item| self.scrub(item).into_owned()).collect()
+    }
+
+    /// Every string in `value` scrubbed, in place.
+    pub fn scrub_value(&self, value: &mut Value) {
+        if self.is_empty() {
+            return;
+        }
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(scrubbed) = self.scrub(s) {
+                    *s = scrubbed;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_value(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.scrub_value(v)),
+            _ => {}
+        }
+    }
+}
+
+/// Whether `schema` can mark anything secret: a `writeOnly` or `secret` keyword, or a `$ref`
+/// (which [`redact`] may be unable to follow, and then redacts). Checked once per tool, so that
+/// the calls of a tool that marks nothing skip [`Secrets::of`].
+pub fn may_mark_secrets(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            map.iter().any(|(k, v)| matches!(k.as_str(), "writeOnly" | "secret" | "$ref") || may_mark_secrets(v))
+        }
+        Value::Array(items) => items.iter().any(may_mark_secrets),
+        _ => false,
+    }
+}
+
+/// The scalars of `original` that `redacted` replaced.
+fn collect(original: &Value, redacted: &Value, out: &mut Vec<String>) {
+    match (original, redacted) {
+        (Value::Object(o), Value::Object(r)) => {
+            for (key, value) in o {
+                if let Some(r) = r.get(key) {
+                    collect(value, r, out);
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(r)) => o.iter().zip(r).for_each(|(o, r)| collect(o, r, out)),
+        (original, Value::String(r)) if r == REDACTED && original != redacted => scalars(original, out),
+        _ => {}
+    }
+}
+
+fn scalars(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| scalars(v, out)),
+        Value::Object(map) => map.values().for_each(|v| scalars(v, out)),
+        // A flag's text ("true") is no secret worth scrubbing from every argument.
+        Value::Null | Value::Bool(_) => {}
+        Value::Number(n) => out.push(n.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -225,6 +326,36 @@ mod tests {
         // The other branches of the same values.
         let other = json!({"fallback": null, "auth": {"Login": login("u", "p7")}});
         assert_eq!(redact(&schema, &other), json!({"fallback": null, "auth": {"Login": hidden("u")}}));
+        Ok(())
+    }
+
+    #[test]
+    fn the_secret_values_are_scrubbed_from_text_longest_first() -> anyhow::Result<()> {
+        let schema = schema::<Params>()?;
+        let params = json!({
+            "host": "db.internal",
+            "db": login("app", "hunter2"),
+            "replicas": [login("r1", "hunter2-old")],
+            "api_key": "k3y",
+            "admin": {"user": "root", "password": ""},
+        });
+        let secrets = Secrets::of(&schema, &params);
+        // The whole `admin` object is secret: its user too; the empty password is nothing to find.
+        assert_eq!(&*secrets.0, ["hunter2-old", "hunter2", "root", "k3y"]);
+        let argv = ["psql", "--password=hunter2-old", "-c", "select 'k3y' from root_hunter2"].map(String::from);
+        assert_eq!(
+            secrets.scrub_all(&argv),
+            ["psql", "--password=[redacted]", "-c", "select '[redacted]' from [redacted]_[redacted]"]
+        );
+        assert!(matches!(secrets.scrub("db.internal app"), Cow::Borrowed(_)), "nothing secret, nothing copied");
+        let mut detail = json!({"reasons": [{"message": "`--password=hunter2` is refused"}], "n": 3});
+        secrets.scrub_value(&mut detail);
+        assert_eq!(detail, json!({"reasons": [{"message": "`--password=[redacted]` is refused"}], "n": 3}));
+        // A schema that marks nothing has nothing to scrub.
+        let plain = json!({"type": "object", "properties": {"user": {"type": "string"}}});
+        assert!(Secrets::of(&plain, &params).is_empty());
+        assert!(!may_mark_secrets(&plain));
+        assert!(may_mark_secrets(&schema));
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use serde::{Serialize, Serializer};
 use super::PluginError;
 use super::bindings::exports::toolgate::plugin::tool::{Manifest, ToolSpec};
 use super::bindings::{self, Category as WitCategory};
+use crate::governance::redact::may_mark_secrets;
 use crate::model::{Category, PluginName, ToolName};
 
 /// An authority a tool needs from the host, written in grants as `exec:<profile>`,
@@ -108,6 +109,8 @@ pub struct ToolDef {
     pub category: Category,
     /// The parameters schema, as declared.
     pub params_schema: serde_json::Value,
+    /// Whether the parameters schema can mark a value secret ([`may_mark_secrets`]).
+    pub params_secrets: bool,
     /// The output schema, as declared.
     pub output_schema: serde_json::Value,
     /// Compiled once here, used on every call.
@@ -195,6 +198,7 @@ fn validate_tool(spec: ToolSpec) -> Result<ToolDef, String> {
         name,
         description: spec.description,
         category,
+        params_secrets: may_mark_secrets(&params_schema),
         params_schema,
         output_schema,
         params_validator: Arc::new(params_validator),

@@ -18,6 +18,7 @@ use super::types::{
     CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict,
 };
 use super::{HostServices, PluginError, PluginsConfig};
+use crate::governance::redact::Secrets;
 use crate::model::{PluginName, ToolName};
 use crate::policy::ToolInput;
 use crate::telemetry::{metrics, span};
@@ -253,8 +254,20 @@ impl PluginRuntime {
     ) -> Result<Invocation, PluginError> {
         let entry = self.entry(tool)?;
         check_params(entry, &params)?;
+        let secrets = secrets(entry, &params);
+        self.invoke_checked(entry, call, &secrets, &params).await.map_err(|e| e.scrubbed(&secrets))
+    }
+
+    async fn invoke_checked(
+        &self,
+        entry: &ToolEntry,
+        call: &CallContext,
+        secrets: &Secrets,
+        params: &serde_json::Value,
+    ) -> Result<Invocation, PluginError> {
+        let tool = &entry.info.name;
         let started = Instant::now();
-        let Outcome::Invoke(result) = self.call(entry, call, Op::Invoke(params.to_string())).await? else {
+        let Outcome::Invoke(result) = self.call(entry, call, secrets, Op::Invoke(params.to_string())).await? else {
             return Err(internal(tool));
         };
         let output = parse_json(tool, "output", &result.output)?;
@@ -290,9 +303,11 @@ impl PluginRuntime {
                 message: "the tool does not support verify".into(),
             });
         }
-        match self.call(entry, call, Op::Verify(params.to_string(), output.to_string())).await? {
-            Outcome::Verify(v) => Ok(Verdict { ok: v.ok, detail: v.detail }),
-            _ => Err(internal(tool)),
+        let secrets = secrets(entry, params);
+        match self.call(entry, call, &secrets, Op::Verify(params.to_string(), output.to_string())).await {
+            Ok(Outcome::Verify(v)) => Ok(Verdict { ok: v.ok, detail: secrets.scrub(&v.detail).into_owned() }),
+            Ok(_) => Err(internal(tool)),
+            Err(e) => Err(e.scrubbed(&secrets)),
         }
     }
 
@@ -311,7 +326,8 @@ impl PluginRuntime {
                 message: "the tool does not support rollback".into(),
             });
         }
-        match self.call(entry, call, Op::Rollback(undo.to_string())).await? {
+        // The undo record is the plugin's own document: no schema marks anything in it secret.
+        match self.call(entry, call, &Secrets::default(), Op::Rollback(undo.to_string())).await? {
             Outcome::Rollback(text) => parse_json(tool, "rollback output", &text),
             _ => Err(internal(tool)),
         }
@@ -334,14 +350,20 @@ impl PluginRuntime {
 
     /// One call in a fresh store inside a `plugin.invoke` span (a child of the caller's span; host
     /// calls nest under it), recorded in the plugin call metric.
-    async fn call(&self, entry: &ToolEntry, ctx: &CallContext, op: Op) -> Result<Outcome, PluginError> {
+    async fn call(
+        &self,
+        entry: &ToolEntry,
+        ctx: &CallContext,
+        secrets: &Secrets,
+        op: Op,
+    ) -> Result<Outcome, PluginError> {
         let tool = entry.info.name.as_str();
         let span = span::plugin(entry.plugin.name.as_str(), tool, entry.info.category.as_str());
         let op_name = op.name();
         let started = Instant::now();
         // Boxed: instantiating and calling a component is a large future, which would otherwise
         // be copied into every future that awaits a plugin call, each time those are moved.
-        let result = Box::pin(self.call_untraced(entry, ctx, op)).instrument(span.clone()).await;
+        let result = Box::pin(self.call_untraced(entry, ctx, secrets, op)).instrument(span.clone()).await;
         let elapsed = started.elapsed();
         let status = status(&result);
         // Epoch interruption meters the plugin, not fuel: the duration is what it used.
@@ -351,13 +373,20 @@ impl PluginRuntime {
     }
 
     /// Instantiate, run `op`, turn traps into typed errors.
-    async fn call_untraced(&self, entry: &ToolEntry, ctx: &CallContext, op: Op) -> Result<Outcome, PluginError> {
+    async fn call_untraced(
+        &self,
+        entry: &ToolEntry,
+        ctx: &CallContext,
+        secrets: &Secrets,
+        op: Op,
+    ) -> Result<Outcome, PluginError> {
         let tool = entry.info.name.as_str();
         let info = CallInfo {
             plugin: entry.plugin.name.to_string(),
             tool: ToolInput::from(&entry.info),
             capabilities: entry.def.capabilities.clone(),
             context: ctx.clone(),
+            secrets: secrets.clone(),
         };
         let _slot = self
             .slots
@@ -381,7 +410,8 @@ impl PluginRuntime {
         for (stream, capture) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
             let text = capture.text();
             if !text.is_empty() {
-                tracing::debug!(plugin = %entry.plugin.name, tool, action = %ctx.action_id, stream, "{}", text.trim_end());
+                let text = secrets.scrub(text.trim_end());
+                tracing::debug!(plugin = %entry.plugin.name, tool, action = %ctx.action_id, stream, "{text}");
             }
         }
         match result {
@@ -455,7 +485,14 @@ fn check_params(entry: &ToolEntry, params: &serde_json::Value) -> Result<(), Plu
     if errors.is_empty() {
         return Ok(());
     }
-    Err(PluginError::InvalidParams { tool: entry.info.name.to_string(), message: errors.join("; ") })
+    // A schema error may quote the value, a secret one included.
+    let message = Secrets::of(&entry.def.params_schema, params).scrub(&errors.join("; ")).into_owned();
+    Err(PluginError::InvalidParams { tool: entry.info.name.to_string(), message })
+}
+
+/// What to scrub from what a call of `entry` with `params` makes (argv, logs, errors).
+fn secrets(entry: &ToolEntry, params: &serde_json::Value) -> Secrets {
+    if entry.def.params_secrets { Secrets::of(&entry.def.params_schema, params) } else { Secrets::default() }
 }
 
 /// A JSON pointer, with the document root shown as `/`.

@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::manifest::Capability;
 use super::{CallContext, HostServices, TICK};
+use crate::governance::redact::Secrets;
 use crate::policy::ToolInput;
 
 /// How much of a plugin's stdout and stderr is kept for the log (and for panic messages).
@@ -33,6 +34,9 @@ pub struct CallInfo {
     pub capabilities: BTreeSet<Capability>,
     /// Who and why.
     pub context: CallContext,
+    /// The values of the call's params its schema marks secret: scrubbed from the argv it runs
+    /// and the records it logs.
+    pub secrets: Secrets,
 }
 
 /// The data of one `Store`.

@@ -129,8 +129,10 @@ impl SecureExecutor {
 
 impl Executor for SecureExecutor {
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutput, SandboxError>> {
+        // What the audit entry and the span show: the call's secret values scrubbed.
+        let shown = request.origin.secrets.scrub_all(&request.argv);
         // Opened here, where the caller's span (`host.call`) is current; only `argv[0]` is kept.
-        let span = span::sandbox_exec(&request.argv, &request.profile);
+        let span = span::sandbox_exec(&shown, &request.profile);
         Box::pin(async move {
             let timestamp = OffsetDateTime::now_utc();
             let started = Instant::now();
@@ -155,10 +157,11 @@ impl Executor for SecureExecutor {
                 Err(SandboxError::Failed(_)) => (true, "failed"),
             };
             let reason = match &result {
-                Err(e) => e.to_string(),
+                // The error may quote an argument.
+                Err(e) => request.origin.secrets.scrub(&e.to_string()).into_owned(),
                 Ok(_) => "argv passed the checks".to_owned(),
             };
-            detail["argv"] = json!(request.argv);
+            detail["argv"] = json!(shown);
             detail["profile"] = json!(request.profile);
             detail["plugin"] = json!(request.origin.plugin);
             detail["tool"] = json!(request.origin.tool);
@@ -175,10 +178,7 @@ impl Executor for SecureExecutor {
             event.timestamp = timestamp;
             event.action_id = Some(request.origin.action_id.clone());
             event.tool = Some(request.origin.tool.clone());
-            event.command = Some(shlex::try_join(request.argv.iter().map(String::as_str)).unwrap_or_else(|_| {
-                // A NUL cannot be quoted; show it escaped rather than not at all.
-                request.argv.join(" ").escape_debug().to_string()
-            }));
+            event.command = Some(super::command_line(&shown));
             event.detail = detail;
             self.audit.record(event);
             result

@@ -11,7 +11,8 @@ const MAX_FIELDS: usize = 32;
 impl Host for HostState {
     async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) -> wasmtime::Result<()> {
         // The record becomes an event of the `host.call` span: the same rule (no secrets in logs)
-        // covers what plugins write.
+        // covers what plugins write, as far as the host can tell (the values the tool's schema
+        // marks secret are scrubbed).
         traced_now("log", "log", || self.emit(level, &message, &fields))
     }
 }
@@ -19,10 +20,13 @@ impl Host for HostState {
 impl HostState {
     fn emit(&self, level: Level, message: &str, fields: &[(String, String)]) -> wasmtime::Result<()> {
         let call = self.call()?;
+        // Scrubbed before cut, so that no part of a secret survives at the cut.
+        let scrub = |text| call.secrets.scrub(text);
         let fields: Vec<String> =
-            fields.iter().take(MAX_FIELDS).map(|(k, v)| format!("{}={}", cut(k), cut(v))).collect();
+            fields.iter().take(MAX_FIELDS).map(|(k, v)| format!("{}={}", cut(&scrub(k)), cut(&scrub(v)))).collect();
         let (plugin, tool, action) = (&call.plugin, &call.tool.name, &call.context.action_id);
-        let (message, fields) = (cut(message), fields.join(" "));
+        let message = scrub(message);
+        let (message, fields) = (cut(&message), fields.join(" "));
         match level {
             Level::Trace => tracing::trace!(plugin, tool, action, fields, "{message}"),
             Level::Debug => tracing::debug!(plugin, tool, action, fields, "{message}"),

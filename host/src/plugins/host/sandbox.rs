@@ -57,6 +57,7 @@ impl HostState {
                 plugin: call.plugin.clone(),
                 tool: call.tool.name.clone(),
                 action_id: call.context.action_id.clone(),
+                secrets: call.secrets.clone(),
             },
         };
         let started = Instant::now();
@@ -89,16 +90,21 @@ fn exec_event(
     reason: String,
     decision: serde_json::Value,
 ) -> AuditEvent {
-    let mut event = AuditEvent::new("exec_decision", allowed, reason).by(&call.context.caller);
+    let secrets = &call.secrets;
+    let argv = secrets.scrub_all(&request.argv);
+    let mut event =
+        AuditEvent::new("exec_decision", allowed, secrets.scrub(&reason).into_owned()).by(&call.context.caller);
     event.action_id = Some(call.context.action_id.clone());
     event.tool = Some(call.tool.name.clone());
     event.category = Some(call.tool.category);
-    event.command = Some(request.argv.join(" "));
+    event.command = Some(sandbox::command_line(&argv));
     event.detail = serde_json::json!({
         "plugin": call.plugin,
-        "argv": request.argv,
+        "argv": argv,
         "profile": request.profile,
         "decision": decision,
     });
+    // A policy's message may quote the argv.
+    secrets.scrub_value(&mut event.detail);
     event
 }
