@@ -337,12 +337,14 @@ async fn the_chain_verifies_and_an_edited_entry_is_named() -> anyhow::Result<()>
         .as_array()
         .into_iter()
         .flatten()
-        .find(|e| e["allowed"] == false && e["actor"] == "vera")
+        // The oldest: the newest entry is removed below.
+        .rfind(|e| e["allowed"] == false && e["actor"] == "vera")
         .and_then(|e| e["seq"].as_u64())
         .ok_or_else(|| anyhow::anyhow!("no denial in {audit}"))?;
     let data = env.server.stop()?;
     let dir = data.path().to_path_buf();
-    let verify = || run_cli(&dir, &[], &["audit", "verify"], "");
+    let verify_with = |args: &[&str]| run_cli(&dir, &[], &[&["audit", "verify"], args].concat(), "");
+    let verify = || verify_with(&[]);
     let out = verify()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -350,11 +352,27 @@ async fn the_chain_verifies_and_an_edited_entry_is_named() -> anyhow::Result<()>
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The head, printed as an anchor to keep elsewhere.
+    let anchor = text.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    let (head, head_hash) = anchor.split_once(':').ok_or_else(|| anyhow::anyhow!("no anchor in {text}"))?;
+    let head: u64 = head.parse()?;
+    assert_eq!(head_hash.len(), 64, "{text}");
+    assert!(verify_with(&["--anchor", &anchor])?.status.success());
+    let out = verify_with(&["--anchor", "7"])?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expected SEQ:HASH"));
 
     let export = run_cli(&dir, &[], &["audit", "export"], "")?;
     let lines: Vec<Value> =
         String::from_utf8_lossy(&export.stdout).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     assert!(lines.len() >= 6 && lines.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]), "{} lines", lines.len());
+
+    // Remove the newest entry: the rest still chains, only the anchor tells.
+    remove_newest(&dir)?;
+    assert!(verify()?.status.success(), "a truncated log still chains");
+    let out = verify_with(&["--anchor", &anchor])?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains(&format!("BROKEN at entry {head}: the anchor's entry is missing")), "{text}");
 
     // Turn a denial into an approval after the fact.
     tamper(&dir, denied, |event| event["allowed"] = json!(true))?;
@@ -362,6 +380,16 @@ async fn the_chain_verifies_and_an_edited_entry_is_named() -> anyhow::Result<()>
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!out.status.success(), "{text}");
     assert!(text.contains(&format!("BROKEN at entry {denied}:")), "{text}");
+    Ok(())
+}
+
+/// Open the stopped server's store with redb and delete the newest audit entry.
+fn remove_newest(data_dir: &Path) -> anyhow::Result<()> {
+    const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit_v1");
+    let db = redb::Database::create(data_dir.join("toolgate.redb"))?;
+    let tx = db.begin_write()?;
+    tx.open_table(AUDIT)?.pop_last()?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -20,6 +20,10 @@ pub enum Args {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// An entry recorded elsewhere earlier, `SEQ:HASH` (a head this command printed): the log
+        /// must still hold it, which proves no entry up to it was removed or rewritten.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Option<audit::Anchor>,
     },
     /// Write every entry, oldest first, as JSON lines (the stored form, hashes included).
     Export {
@@ -35,20 +39,24 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
         format!("cannot open the store in `{}` (a running server holds it: stop it first)", config.data_dir.display())
     })?;
     match args {
-        Args::Verify { json } => {
-            let report = store.call(audit::verify).await?;
+        Args::Verify { json, anchor } => {
+            let report = store.call(move |store| audit::verify(store, anchor.as_ref())).await?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &report)?;
                 writeln!(out)?;
             } else {
                 match &report.broken {
-                    None => writeln!(
-                        out,
-                        "audit log intact: {} entries, head {}",
-                        report.entries,
-                        report.head.as_deref().unwrap_or("(empty)")
-                    )?,
+                    None => match &report.head {
+                        // The head as an anchor: kept elsewhere, `--anchor` later proves the log
+                        // still holds it.
+                        Some(head) => writeln!(
+                            out,
+                            "audit log intact: {} entries, head {}:{head}",
+                            report.entries, report.entries
+                        )?,
+                        None => writeln!(out, "audit log intact: empty")?,
+                    },
                     Some(b) => writeln!(
                         out,
                         "audit log BROKEN at entry {}: {} ({} entries before it verify)",

@@ -62,6 +62,32 @@ pub struct Break {
     pub reason: String,
 }
 
+/// An entry known from outside the database, `SEQ:HASH` (what `toolgate audit verify` prints as
+/// the head, or `seq` and `hash` of `GET /api/v1/audit?last_n=1`). The chain proves that no entry
+/// was changed in place, but not that the newest were not removed, nor that the whole log was not
+/// rewritten and chained anew; an anchor kept elsewhere proves both, up to the time it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The entry.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        let bad = || format!("`{s}` is not an anchor: expected SEQ:HASH, as `toolgate audit verify` prints the head");
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq = seq.parse().ok().filter(|seq| *seq > 0).ok_or_else(bad)?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Anchor { seq, hash: hash.to_ascii_lowercase() })
+    }
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
@@ -119,8 +145,9 @@ pub(super) fn head(tx: &redb::WriteTransaction) -> Result<(u64, String), StoreEr
     }
 }
 
-/// Check the whole chain, oldest first; stops at the first break.
-pub fn verify(store: &Store) -> Result<Verification, StoreError> {
+/// Check the whole chain, oldest first, and that it holds `anchor` when given; stops at the
+/// first break.
+pub fn verify(store: &Store, anchor: Option<&Anchor>) -> Result<Verification, StoreError> {
     let tx = store.read()?;
     let table = tx.open_table(tables::AUDIT)?;
     let mut prev = GENESIS.to_owned();
@@ -150,8 +177,18 @@ pub fn verify(store: &Store) -> Result<Verification, StoreError> {
         if chain_hash(&prev, key, entry.event.get().as_bytes()) != entry.hash {
             return broken("its content does not match its hash: the entry was modified".into());
         }
+        if anchor.is_some_and(|a| a.seq == key && a.hash != entry.hash) {
+            return broken(
+                "its hash differs from the anchor: the log was rewritten and chained anew (this entry or one before it)"
+                    .into(),
+            );
+        }
         prev = entry.hash;
         entries = key;
+    }
+    if let Some(anchor) = anchor.filter(|a| a.seq > entries) {
+        let reason = format!("the anchor's entry is missing: the log ends at entry {entries}, entries were removed");
+        return Ok(Verification { entries, head: None, broken: Some(Break { seq: anchor.seq, reason }) });
     }
     Ok(Verification { entries, head: (entries > 0).then_some(prev), broken: None })
 }

@@ -540,7 +540,7 @@ mod tests {
         seqs.sort_unstable();
         seqs.dedup();
         assert_eq!(seqs.len(), 64, "every submission got its own sequence number");
-        let report = audit::verify(&store)?;
+        let report = audit::verify(&store, None)?;
         assert_eq!((report.entries, report.broken), (65, None));
         Ok(())
     }
@@ -562,7 +562,42 @@ mod tests {
         assert!(matches!(stale, Err(JournalError::Conflict { .. })), "{stale:?}");
         journal.submit(vec![write(Some(S::Running), &[S::Requested, S::Running, S::Completed])]).await?;
         // The refused submission wrote nothing, its audit entry included.
-        assert_eq!(audit::verify(journal.store())?.entries, 0);
+        assert_eq!(audit::verify(journal.store(), None)?.entries, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_anchor_catches_a_log_chained_anew_or_cut_short() -> anyhow::Result<()> {
+        let log = |kinds: &'static [&'static str]| async move {
+            let dir = tempfile::tempdir()?;
+            let journal = Journal::start(Store::open(dir.path())?)?;
+            for kind in kinds {
+                journal.submit(vec![audit(kind)]).await?;
+            }
+            anyhow::Ok((dir, journal))
+        };
+        let (_dir, original) = log(&["a", "b", "c"]).await?;
+        let report = audit::verify(original.store(), None)?;
+        let anchor = audit::Anchor { seq: 3, hash: report.head.unwrap_or_default() };
+        assert_eq!(audit::verify(original.store(), Some(&anchor))?.broken, None);
+        // The same length, every link valid, but not the log the anchor was taken from.
+        let (_other, forged) = log(&["a", "x", "c"]).await?;
+        assert_eq!(audit::verify(forged.store(), None)?.broken, None);
+        let broken = audit::verify(forged.store(), Some(&anchor))?.broken.map(|b| (b.seq, b.reason));
+        assert!(
+            broken.as_ref().is_some_and(|(seq, r)| *seq == 3 && r.contains("differs from the anchor")),
+            "{broken:?}"
+        );
+        // Shorter than the anchor.
+        let (_short, short) = log(&["a", "b"]).await?;
+        let broken = audit::verify(short.store(), Some(&anchor))?.broken.map(|b| (b.seq, b.reason));
+        assert!(broken.as_ref().is_some_and(|(seq, r)| *seq == 3 && r.contains("log ends at entry 2")), "{broken:?}");
+
+        let parsed: audit::Anchor = format!("3:{}", anchor.hash.to_uppercase()).parse().map_err(anyhow::Error::msg)?;
+        assert_eq!(parsed, anchor);
+        for bad in ["3", "0:ab", "x:ab", &format!("3:{}", &anchor.hash[1..]), &format!("-1:{}", anchor.hash)] {
+            assert!(bad.parse::<audit::Anchor>().is_err(), "{bad}");
+        }
         Ok(())
     }
 }
