@@ -2,14 +2,14 @@
 //!
 //! - **Logs** go to stderr, human-readable or JSON (`[telemetry] log_format`,
 //!   `TOOLGATE_TELEMETRY_LOG_FORMAT`), filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`).
-//! - **Traces**: every `tracing` span from a `toolgate*` crate at `INFO` or above becomes an
-//!   OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no gRPC, no TLS:
+//! - **Traces**: while exporting, every `tracing` span from a `toolgate*` crate at `INFO` or above
+//!   becomes an OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no gRPC, no TLS:
 //!   run a collector next to the host) when an endpoint is set: the config key
 //!   `telemetry.otlp_endpoint` (a base URL, `/v1/traces` and `/v1/metrics` are appended) or the
 //!   standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`.
 //!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` apply.
-//!   Without an endpoint nothing is exported, but spans still get trace ids (for the audit log and
-//!   the `x-trace-id` header). Finished spans wait in a bounded queue drained by a background
+//!   Without an endpoint no OpenTelemetry span is built, but every span still carries the trace
+//!   id of its request (for the audit log and the `x-trace-id` header; see `trace_id.rs`). Finished spans wait in a bounded queue drained by a background
 //!   thread: an unreachable or hung collector never blocks a request, spans that do not fit are
 //!   dropped and counted ([`spans_dropped`], metric `toolgate_telemetry_spans_dropped_total`);
 //!   batches the collector refuses are counted too ([`span_exports_failed`]).
@@ -93,6 +93,7 @@ pub mod http;
 pub mod metrics;
 mod prometheus;
 pub mod span;
+mod trace_id;
 
 pub use export::{span_exports_failed, spans_dropped};
 
@@ -308,6 +309,7 @@ pub fn resolve_exporting(
 pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryError> {
     let settings = &config.telemetry;
     let exporting = resolve_exporting(settings, |name| std::env::var(name).ok())?;
+    let export_on = exporting.is_some();
     let resource = resource(settings);
 
     let mut guard = TelemetryGuard {
@@ -353,9 +355,12 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
         .with_threads(false)
         .with_level(false)
         .with_target(false);
+    // OpenTelemetry spans are built only to be exported (see `trace_id`); the trace ids are kept
+    // either way.
     tracing_subscriber::registry()
         .with(log_layer.with_filter(log_filter))
-        .with(trace_layer.with_filter(trace_filter))
+        .with(trace_id::TraceIds { start_roots: !export_on })
+        .with(export_on.then(|| trace_layer.with_filter(trace_filter)))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     Ok(guard)
@@ -369,9 +374,30 @@ pub fn current_trace_id() -> Option<String> {
 
 /// The trace id of `span`, as for [`current_trace_id`].
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    trace_id::kept(span).or_else(|| otel_trace_id(span)).map(|id| id.to_string())
+}
+
+/// The trace id of `span`'s OpenTelemetry span, when one is built (while exporting).
+fn otel_trace_id(span: &tracing::Span) -> Option<opentelemetry::trace::TraceId> {
     let context = span.context();
     let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| span_context.trace_id().to_string())
+    span_context.is_valid().then(|| span_context.trace_id())
+}
+
+/// Start the request's trace on `span`, a root not yet entered: the client's (`parent`, its W3C
+/// `traceparent`, when valid) or a new one. Returns its id.
+fn start_trace(span: &tracing::Span, parent: opentelemetry::Context) -> Option<String> {
+    let remote = parent.span().span_context().clone();
+    if remote.is_valid() {
+        // Fails only if the span was already started, which it cannot be here.
+        let _ = span.set_parent(parent);
+    }
+    // While exporting, the OpenTelemetry span holds the id (the client's trace or a new one);
+    // without, it is the client's, or the one `TraceIds` started.
+    if let Some(id) = otel_trace_id(span).or_else(|| remote.is_valid().then(|| remote.trace_id())) {
+        trace_id::keep(span, id);
+    }
+    trace_id_of(span)
 }
 
 fn resource(settings: &TelemetryConfig) -> Resource {

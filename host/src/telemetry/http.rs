@@ -18,10 +18,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
-use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::span::{self, attr};
 
@@ -37,11 +35,7 @@ pub async fn trace_request(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str).to_owned();
     let span = span::http(request.method().as_str(), &route);
     let parent = TraceContextPropagator::new().extract(&Headers(request.headers()));
-    if parent.span().span_context().is_valid() {
-        // Fails only if the span was already started, which it cannot be here.
-        let _ = span.set_parent(parent);
-    }
-    let trace_id = super::trace_id_of(&span);
+    let trace_id = super::start_trace(&span, parent);
     let start = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
