@@ -52,6 +52,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 BEFORE=$(cpu_ticks)
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$SCRIPT" "$ENDPOINT" | tee "$DATA/wrk.out"
 CALLS=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$DATA/wrk.out")
+echo "== server peak resident memory: $(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$PID/status") MiB"
 echo "== server CPU: $(( ($(cpu_ticks) - BEFORE) * 1000000 / $(getconf CLK_TCK) / CALLS )) µs per call"
 echo "== audit entries written: $(curl -sf "$URL/api/v1/audit?last_n=1" -H "authorization: Bearer $TOKEN" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"][0]["seq"])')"
