@@ -2,17 +2,18 @@
 //!
 //! - **Logs** go to stderr, human-readable or JSON (`[telemetry] log_format`,
 //!   `TOOLGATE_TELEMETRY_LOG_FORMAT`), filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`).
-//! - **Traces**: while exporting, every `tracing` span from a `toolgate*` crate at `INFO` or above
-//!   becomes an OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no gRPC, no TLS:
-//!   run a collector next to the host) when an endpoint is set: the config key
+//! - **Traces**: while exporting, every `tracing` span from a `toolgate*` crate at `INFO` or
+//!   above becomes an OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no
+//!   gRPC, no TLS: run a collector next to the host) when an endpoint is set: the config key
 //!   `telemetry.otlp_endpoint` (a base URL, `/v1/traces` and `/v1/metrics` are appended) or the
 //!   standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_{TRACES,METRICS}_ENDPOINT`.
 //!   `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_EXPORTER_OTLP_HEADERS` apply.
-//!   Without an endpoint no OpenTelemetry span is built, but every span still carries the trace
-//!   id of its request (for the audit log and the `x-trace-id` header; see `trace_id.rs`). Finished spans wait in a bounded queue drained by a background
-//!   thread: an unreachable or hung collector never blocks a request, spans that do not fit are
-//!   dropped and counted ([`spans_dropped`], metric `toolgate_telemetry_spans_dropped_total`);
-//!   batches the collector refuses are counted too ([`span_exports_failed`]).
+//!   Without an endpoint no OpenTelemetry span is built, but every such span still carries the
+//!   trace id of its request (for the audit log and the `x-trace-id` header; see `trace_id.rs`).
+//!   Finished spans wait in a bounded queue drained by a background thread: an unreachable or
+//!   hung collector never blocks a request, spans that do not fit are dropped and counted
+//!   ([`spans_dropped`], metric `toolgate_telemetry_spans_dropped_total`); batches the collector
+//!   refuses are counted too ([`span_exports_failed`]).
 //! - **Metrics**: one in-process OpenTelemetry registry, exported over OTLP (when an endpoint is
 //!   set) and rendered as Prometheus text on `GET /metrics` ([`metrics`]).
 //!
@@ -359,7 +360,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
     // either way.
     tracing_subscriber::registry()
         .with(log_layer.with_filter(log_filter))
-        .with(trace_id::TraceIds { start_roots: !export_on })
+        .with(trace_id::TraceIds { start_roots: !export_on }.with_filter(trace_filter.clone()))
         .with(export_on.then(|| trace_layer.with_filter(trace_filter)))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
