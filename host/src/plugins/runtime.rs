@@ -486,7 +486,7 @@ fn check_params(entry: &ToolEntry, params: &serde_json::Value) -> Result<(), Plu
         return Ok(());
     }
     // A schema error may quote the value, a secret one included.
-    let message = Secrets::of(&entry.def.params_schema, params).scrub(&errors.join("; ")).into_owned();
+    let message = secrets(entry, params).scrub(&errors.join("; ")).into_owned();
     Err(PluginError::InvalidParams { tool: entry.info.name.to_string(), message })
 }
 
