@@ -1,6 +1,6 @@
 //! The execute pipeline end to end: the real binary, the built-in plugins plus the `governed`
-//! fixture (SAFE, SENSITIVE with a failing verify, CRITICAL) built from source, the durable audit
-//! log in redb.
+//! fixture (SAFE, SENSITIVE with a failing verify, CRITICAL) and the `well_behaved` one (its
+//! `run_echo` takes a secret) built from source, the durable audit log in redb.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,7 +10,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use toolgate_tests::{Server, client, code, plugins_dir, run_cli, send};
 
-/// A plugin directory with the built-ins and the `governed` fixture, and a config granting it.
+/// The fixtures every test server loads, with their grants.
+const FIXTURES: [(&str, &str); 2] = [
+    ("governed", r#"["workspace-read", "workspace-write"]"#),
+    ("well_behaved", r#"["exec:default", "containers-read", "workspace-read", "workspace-write"]"#),
+];
+
+/// A plugin directory with the built-ins and the fixtures, and a config granting them.
 fn setup(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;
@@ -20,11 +26,15 @@ fn setup(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
             std::os::unix::fs::symlink(&path, plugins.join(path.file_name().unwrap_or_default()))?;
         }
     }
-    let fixture = plugins_dir().with_file_name("fixtures").join("governed.wasm");
-    anyhow::ensure!(fixture.exists(), "{} missing: run `cargo xtask plugins`", fixture.display());
-    std::os::unix::fs::symlink(&fixture, plugins.join("governed.wasm"))?;
+    let mut config_text = String::new();
+    for (name, grants) in FIXTURES {
+        let fixture = plugins_dir().with_file_name("fixtures").join(format!("{name}.wasm"));
+        anyhow::ensure!(fixture.exists(), "{} missing: run `cargo xtask plugins`", fixture.display());
+        std::os::unix::fs::symlink(&fixture, plugins.join(format!("{name}.wasm")))?;
+        config_text += &format!("[plugins.plugin.{name}]\ngrants = {grants}\n");
+    }
     let config = dir.join("toolgate.toml");
-    std::fs::write(&config, "[plugins.plugin.governed]\ngrants = [\"workspace-read\", \"workspace-write\"]\n")?;
+    std::fs::write(&config, config_text)?;
     Ok((plugins, config))
 }
 
@@ -307,21 +317,28 @@ async fn the_exec_rate_limit_trips_at_its_limit_and_recovers() -> anyhow::Result
     Ok(())
 }
 
-/// Open the stopped server's store with redb and rewrite entry `seq`'s event with `edit`.
-fn tamper(data_dir: &Path, seq: u64, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+/// Open the stopped server's store with redb and change its audit table with `change`.
+fn edit_audit(
+    data_dir: &Path,
+    change: impl FnOnce(&mut redb::Table<'_, u64, &[u8]>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit_v1");
     let db = redb::Database::create(data_dir.join("toolgate.redb"))?;
     let tx = db.begin_write()?;
-    {
-        let mut table = tx.open_table(AUDIT)?;
+    change(&mut tx.open_table(AUDIT)?)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Rewrite entry `seq`'s event with `edit`.
+fn tamper(data_dir: &Path, seq: u64, edit: impl FnOnce(&mut Value)) -> anyhow::Result<()> {
+    edit_audit(data_dir, |table| {
         let bytes = table.get(seq)?.map(|v| v.value().to_vec()).ok_or_else(|| anyhow::anyhow!("no entry {seq}"))?;
         let mut entry: Value = serde_json::from_slice(&bytes)?;
         edit(&mut entry["event"]);
-        let bytes = serde_json::to_vec(&entry)?;
-        table.insert(seq, bytes.as_slice())?;
-    }
-    tx.commit()?;
-    Ok(())
+        table.insert(seq, serde_json::to_vec(&entry)?.as_slice())?;
+        Ok(())
+    })
 }
 
 #[tokio::test]
@@ -367,7 +384,10 @@ async fn the_chain_verifies_and_an_edited_entry_is_named() -> anyhow::Result<()>
     assert!(lines.len() >= 6 && lines.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]), "{} lines", lines.len());
 
     // Remove the newest entry: the rest still chains, only the anchor tells.
-    remove_newest(&dir)?;
+    edit_audit(&dir, |table| {
+        table.pop_last()?;
+        Ok(())
+    })?;
     assert!(verify()?.status.success(), "a truncated log still chains");
     let out = verify_with(&["--anchor", &anchor])?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -380,16 +400,6 @@ async fn the_chain_verifies_and_an_edited_entry_is_named() -> anyhow::Result<()>
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!out.status.success(), "{text}");
     assert!(text.contains(&format!("BROKEN at entry {denied}:")), "{text}");
-    Ok(())
-}
-
-/// Open the stopped server's store with redb and delete the newest audit entry.
-fn remove_newest(data_dir: &Path) -> anyhow::Result<()> {
-    const AUDIT: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("audit_v1");
-    let db = redb::Database::create(data_dir.join("toolgate.redb"))?;
-    let tx = db.begin_write()?;
-    tx.open_table(AUDIT)?.pop_last()?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -475,27 +485,9 @@ async fn an_approval_does_not_run_an_action_whose_requester_was_disabled_meanwhi
 async fn a_secret_param_is_scrubbed_from_the_argv_the_logs_and_the_errors_it_reaches() -> anyhow::Result<()> {
     // The `well_behaved` fixture's `run_echo` passes its `writeOnly` token into the argv it runs
     // in the real sandbox, logs it, and quotes it when it refuses.
-    let dir = tempfile::tempdir()?;
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins)?;
-    let fixture = plugins_dir().with_file_name("fixtures").join("well_behaved.wasm");
-    anyhow::ensure!(fixture.exists(), "{} missing: run `cargo xtask plugins`", fixture.display());
-    std::os::unix::fs::symlink(&fixture, plugins.join("well_behaved.wasm"))?;
-    let config = dir.path().join("toolgate.toml");
-    let grants = r#"grants = ["exec:default", "containers-read", "workspace-read", "workspace-write"]"#;
-    std::fs::write(&config, format!("[plugins.plugin.well_behaved]\n{grants}\n"))?;
-    let (plugins, config) = (plugins.display().to_string(), config.display().to_string());
-    let server = Server::start(&[
-        ("TOOLGATE_PLUGINS_DIR", plugins.as_str()),
-        ("TOOLGATE_CONFIG", config.as_str()),
-        ("TOOLGATE_LOG", "info"),
-    ])?;
-    let admin = server.admin_token().await?;
+    let env = Env::start(&[("TOOLGATE_LOG", "info")]).await?;
     let token = "tok-3f9a1c77";
-    let execute = |text: &str| {
-        let body = json!({"params": {"text": text, "token": token}});
-        send(client().post(server.url("/api/v1/tools/run_echo/execute")).bearer_auth(&admin).json(&body))
-    };
+    let execute = |text: &str| env.execute(&env.admin, "run_echo", json!({"params": {"text": text, "token": token}}));
 
     let (status, ran) = execute("hi").await?;
     assert_eq!(status, StatusCode::OK, "{ran}");
@@ -509,21 +501,20 @@ async fn a_secret_param_is_scrubbed_from_the_argv_the_logs_and_the_errors_it_rea
     );
 
     let id = ran["action_id"].as_str().unwrap_or_default();
-    let entries = server.audit_of(&admin, id).await?;
+    let entries = env.audit_of(id).await?;
     assert_eq!(kinds(&entries), ["exec_decision", "exec", "action_completed"], "{entries:?}");
     for entry in &entries[..2] {
         assert_eq!(entry["command"], "echo hi '[redacted]'", "{entry}");
         assert_eq!(entry["detail"]["argv"], json!(["echo", "hi", "[redacted]"]), "{entry}");
     }
     assert_eq!(entries[2]["detail"]["params"], json!({"text": "hi", "token": "[redacted]"}));
-    let (_, everything) = send(client().get(server.url("/api/v1/audit?last_n=1000")).bearer_auth(&admin)).await?;
+    let (_, everything) = env.get(&env.admin, "/api/v1/audit?last_n=1000").await?;
     assert!(!everything.to_string().contains(token), "the audit log holds the token: {everything}");
     for action in [id, refused["error"]["details"]["action_id"].as_str().unwrap_or_default()] {
-        let (_, stored) =
-            send(client().get(server.url(&format!("/api/v1/actions/{action}"))).bearer_auth(&admin)).await?;
+        let (_, stored) = env.get(&env.admin, &format!("/api/v1/actions/{action}")).await?;
         assert!(stored["id"].is_string() && !stored.to_string().contains(token), "{stored}");
     }
-    let log = server.stderr();
+    let log = env.server.stderr();
     assert!(log.contains("echoing with token [redacted]") && log.contains("token=[redacted]"), "{log}");
     assert!(!log.contains(token), "the log holds the token: {log}");
     Ok(())
