@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 pub mod apikey;
 pub mod events;
 pub mod password;
+pub mod provenance;
 pub mod token;
 
 /// `[auth]`: accounts and tokens.
@@ -23,6 +24,9 @@ pub struct AuthConfig {
     pub cookie_name: String,
     /// Longest lifetime of an API key, in days.
     pub api_key_max_days: u32,
+    /// Longest lifetime of a session, in seconds: refresh never extends a session past this
+    /// long after its login.
+    pub session_max_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -33,6 +37,7 @@ impl Default for AuthConfig {
             scrypt_log_n: 15,
             cookie_name: "toolgate_token".into(),
             api_key_max_days: 365,
+            session_max_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -69,9 +74,27 @@ pub enum AuthError {
     /// The token expired.
     #[error("token expired")]
     TokenExpired,
-    /// The token was revoked (logout or refresh).
+    /// The token was revoked (logout, refresh, or a new session generation: password change,
+    /// disable, enable, role change).
     #[error("token revoked")]
     TokenRevoked,
+    /// The session reached `auth.session_max_secs` since its login; refresh is refused.
+    #[error("the session is over (`auth.session_max_secs` since login); log in again")]
+    SessionOver,
+    /// A refresh token was presented a second time.
+    #[error("this token was already used for a refresh")]
+    RefreshReused,
+    /// The API key's creator no longer holds the authority the key carries.
+    #[error("api key `{key}` is void: {why}")]
+    KeyCreatorInactive {
+        /// The key's name.
+        key: String,
+        /// What happened to its creator.
+        why: String,
+    },
+    /// A cookie-authenticated request that changes state came from another origin (or named none).
+    #[error("cross-origin request refused: {0}")]
+    CrossOrigin(String),
     /// The account is disabled.
     #[error("account disabled")]
     UserDisabled,
@@ -101,10 +124,27 @@ pub enum AuthError {
 /// Check a user or API key name: `[a-z][a-z0-9._-]{0,63}`.
 pub fn check_name(name: &str) -> Result<(), AuthError> {
     let mut chars = name.chars();
-    let ok = name.len() <= 64
+    let ok = name.len() <= MAX_NAME_BYTES
         && chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(AuthError::InvalidName(name.to_owned())) }
+    if ok { Ok(()) } else { Err(AuthError::InvalidName(capped(name))) }
+}
+
+/// Longest user or key name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// User input as it may appear in a log line, an event or a message: at most a little more
+/// than a name's length, marked when cut (a 900 kB user name is not logged whole).
+pub fn capped(input: &str) -> String {
+    const KEEP: usize = MAX_NAME_BYTES + 16;
+    if input.len() <= KEEP {
+        return input.to_owned();
+    }
+    let mut end = KEEP;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &input[..end], input.len())
 }
 
 /// Compare two byte strings without leaking where they differ.
@@ -122,5 +162,8 @@ mod tests {
         for bad in ["", "Admin", "1abc", "a b", "ä", &"a".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad:?} accepted");
         }
+        let huge = "é".repeat(450_000);
+        let message = check_name(&huge).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.len() < 400 && message.contains("(900000 bytes)"), "{message}");
     }
 }

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
-use crate::model::Role;
-
+pub mod accounts;
 pub mod tables;
+
+pub use accounts::{AccountChange, Actor, ApiKeyRecord, Changed, Session, UserRecord};
 
 /// File name of the database inside `data_dir`.
 pub const DB_FILE: &str = "toolgate.redb";
@@ -60,6 +60,12 @@ pub enum StoreError {
     /// No API key with that name.
     #[error("no api key `{0}`")]
     NoKey(String),
+    /// The change would leave no enabled administrator.
+    #[error("refused: `{0}` is the last enabled administrator")]
+    LastAdmin(String),
+    /// An API key tried to create, promote or enable an administrator.
+    #[error("an api key cannot make `{0}` an enabled administrator; log in with a password")]
+    KeyGrantsAdmin(String),
     /// The blocking task was cancelled or panicked.
     #[error("store task failed: {0}")]
     Task(String),
@@ -76,77 +82,10 @@ macro_rules! from_redb {
 }
 from_redb!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
-/// A user account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    /// Unique user name.
-    pub username: String,
-    /// PHC string (`$scrypt$ln=..,r=..,p=..$salt$hash`): the parameters travel with the hash.
-    pub password_hash: String,
-    /// The user's role.
-    pub role: Role,
-    /// When the account was created.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// A disabled user cannot log in and their tokens stop working at once.
-    pub disabled: bool,
-    /// Login tokens issued before this instant (Unix seconds) are refused: a password change
-    /// ends every other session.
-    #[serde(default)]
-    pub tokens_valid_after: u64,
-}
-
-impl UserRecord {
-    /// A new, enabled account created now.
-    pub fn new(username: impl Into<String>, password_hash: String, role: Role) -> UserRecord {
-        UserRecord {
-            username: username.into(),
-            password_hash,
-            role,
-            created_at: OffsetDateTime::now_utc(),
-            disabled: false,
-            tokens_valid_after: 0,
-        }
-    }
-}
-
-/// A service account's API key. Only a SHA-256 of the secret is kept: the secret has 256 bits of
-/// entropy, so a slow hash would add latency to every request without adding safety.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApiKeyRecord {
-    /// Public identifier, part of the key string; the table key.
-    pub id: String,
-    /// Unique, human-chosen name; the caller name requests carry.
-    pub name: String,
-    /// The key's role.
-    pub role: Role,
-    /// Hex SHA-256 of the secret part.
-    pub secret_sha256: String,
-    /// Who created it.
-    pub created_by: String,
-    /// When it was created.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// When it stops working.
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
-    /// Revoked keys stay listed (for the audit trail) but never authenticate.
-    pub revoked: bool,
-}
-
-/// What a bearer of a login token needs checked on every request, read in one transaction.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The user, if it still exists.
-    pub user: Option<UserRecord>,
-    /// Whether the token id was revoked (logout, refresh).
-    pub revoked: bool,
-}
-
 /// The redb database. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
     path: PathBuf,
 }
 
@@ -224,185 +163,11 @@ impl Store {
         tx.open_table(tables::USERS)?.len()?;
         Ok(())
     }
-
-    /// One user.
-    pub fn user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(tables::USERS)?;
-        table.get(username)?.map(|v| decode("users_v1", v.value())).transpose()
-    }
-
-    /// The user and the revocation state of a token id, consistently.
-    pub fn session(&self, username: &str, jti: &str) -> Result<Session, StoreError> {
-        let tx = self.db.begin_read()?;
-        let users = tx.open_table(tables::USERS)?;
-        let user = users.get(username)?.map(|v| decode("users_v1", v.value())).transpose()?;
-        let revoked = tx.open_table(tables::REVOKED_TOKENS)?.get(jti)?.is_some();
-        Ok(Session { user, revoked })
-    }
-
-    /// Every user, by name.
-    pub fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(tables::USERS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(decode("users_v1", v.value())?);
-        }
-        Ok(out)
-    }
-
-    /// How many users exist.
-    pub fn user_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(tables::USERS)?.len()?)
-    }
-
-    /// Add a user; refuses an existing name.
-    pub fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        let bytes = encode("users_v1", user)?;
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::USERS)?;
-            if table.get(user.username.as_str())?.is_some() {
-                return Err(StoreError::UserExists(user.username.clone()));
-            }
-            table.insert(user.username.as_str(), bytes.as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// Change a user in place and return the new record.
-    pub fn update_user(&self, username: &str, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord, StoreError> {
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::USERS)?;
-            let mut user: UserRecord = match table.get(username)? {
-                Some(v) => decode("users_v1", v.value())?,
-                None => return Err(StoreError::NoUser(username.to_owned())),
-            };
-            change(&mut user);
-            let bytes = encode("users_v1", &user)?;
-            table.insert(username, bytes.as_slice())?;
-            Ok(user)
-        })
-    }
-
-    /// Revoke a token id until `expires_at` (Unix seconds), after which the token is dead anyway.
-    pub fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.open_table(tables::REVOKED_TOKENS)?.insert(jti, expires_at)?;
-            Ok(())
-        })
-    }
-
-    /// Forget revocations of tokens expired before `now` (Unix seconds); returns how many.
-    pub fn purge_revoked(&self, now: u64) -> Result<usize, StoreError> {
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::REVOKED_TOKENS)?;
-            let mut purged = 0;
-            table.retain(|_, exp| {
-                let keep = exp >= now;
-                purged += usize::from(!keep);
-                keep
-            })?;
-            Ok(purged)
-        })
-    }
-
-    /// Add an API key; refuses a name in use, even by a revoked key.
-    pub fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let bytes = encode("api_keys_v1", key)?;
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::API_KEYS)?;
-            for entry in table.iter()? {
-                let (_, v) = entry?;
-                let existing: ApiKeyRecord = decode("api_keys_v1", v.value())?;
-                if existing.name == key.name {
-                    return Err(StoreError::KeyExists(key.name.clone()));
-                }
-            }
-            table.insert(key.id.as_str(), bytes.as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// One API key by id.
-    pub fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(tables::API_KEYS)?;
-        table.get(id)?.map(|v| decode("api_keys_v1", v.value())).transpose()
-    }
-
-    /// Every API key.
-    pub fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let table = tx.open_table(tables::API_KEYS)?;
-        let mut out: Vec<ApiKeyRecord> = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(decode("api_keys_v1", v.value())?);
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
-    /// Revoke the API key called `name`; returns it.
-    pub fn revoke_api_key(&self, name: &str) -> Result<ApiKeyRecord, StoreError> {
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::API_KEYS)?;
-            let mut found = None;
-            for entry in table.iter()? {
-                let (_, v) = entry?;
-                let key: ApiKeyRecord = decode("api_keys_v1", v.value())?;
-                if key.name == name {
-                    found = Some(key);
-                    break;
-                }
-            }
-            let mut key = found.ok_or_else(|| StoreError::NoKey(name.to_owned()))?;
-            key.revoked = true;
-            let bytes = encode("api_keys_v1", &key)?;
-            table.insert(key.id.as_str(), bytes.as_slice())?;
-            Ok(key)
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn user(name: &str) -> UserRecord {
-        UserRecord::new(name, "$scrypt$ln=4,r=8,p=1$c2FsdA$aGFzaA".into(), Role::Viewer)
-    }
-
-    #[test]
-    fn users_survive_reopening_and_names_are_unique() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        {
-            let store = Store::open(dir.path())?;
-            store.insert_user(&user("alice"))?;
-            assert!(matches!(store.insert_user(&user("alice")), Err(StoreError::UserExists(_))));
-            store.update_user("alice", |u| u.role = Role::Operator)?;
-            assert!(matches!(store.update_user("bob", |_| ()), Err(StoreError::NoUser(_))));
-        }
-        let store = Store::open(dir.path())?;
-        assert_eq!(store.user("alice")?.map(|u| u.role), Some(Role::Operator));
-        assert_eq!(store.user_count()?, 1);
-        Ok(())
-    }
-
-    #[test]
-    fn revocations_are_purged_after_expiry() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        store.revoke_token("old", 100)?;
-        store.revoke_token("new", 300)?;
-        assert_eq!(store.purge_revoked(200)?, 1);
-        assert!(!store.session("x", "old")?.revoked);
-        assert!(store.session("x", "new")?.revoked);
-        Ok(())
-    }
 
     #[test]
     fn health_notices_a_deleted_file() -> anyhow::Result<()> {

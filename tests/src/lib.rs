@@ -13,6 +13,9 @@ use serde_json::Value;
 /// A signing secret long enough for production mode.
 pub const SECRET: &str = "e2e-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
 
+/// The password test accounts get ([`Server::add_user`], [`Server::start_with_admins`]).
+pub const USER_PASSWORD: &str = "Str0ng-Passw0rd!";
+
 /// The `toolgate` binary, built once per test process. `TOOLGATE_BIN` overrides it.
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -124,6 +127,24 @@ impl Server {
         Server::start_in(tempfile::tempdir()?, env)
     }
 
+    /// Start on a fresh data directory in which the host itself created the admins `names`
+    /// (`toolgate users add`, before the server starts), each with [`USER_PASSWORD`]: accounts
+    /// that owe nothing to one another, as the two-person rule needs. Include `admin` for
+    /// [`Server::admin_token`].
+    pub fn start_with_admins(env: &[(&str, &str)], names: &[&str]) -> anyhow::Result<Server> {
+        let dir = tempfile::tempdir()?;
+        let twice = format!("{USER_PASSWORD}\n{USER_PASSWORD}\n");
+        for name in names {
+            let out = run_cli(dir.path(), env, &["users", "add", name, "--role", "admin"], &twice)?;
+            anyhow::ensure!(out.status.success(), "users add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut server = Server::start_in(dir, env)?;
+        if names.contains(&"admin") {
+            server.admin_password = Some(USER_PASSWORD.to_owned());
+        }
+        Ok(server)
+    }
+
     /// Start on `data_dir` (e.g. to restart on the same store).
     pub fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<Server> {
         let stderr_path = data_dir.path().join(format!("stderr-{}.log", std::process::id()));
@@ -208,7 +229,7 @@ impl Server {
     /// Create `name` with `role` as `admin` (a token), with a password that meets the policy, and
     /// log them in; returns their token.
     pub async fn add_user(&self, admin: &str, name: &str, role: &str) -> anyhow::Result<String> {
-        let password = "Str0ng-Passw0rd!";
+        let password = USER_PASSWORD;
         let body = serde_json::json!({"username": name, "password": password, "role": role});
         let (status, body) = send(client().post(self.url("/api/v1/users")).bearer_auth(admin).json(&body)).await?;
         anyhow::ensure!(status.is_success(), "creating {name}: {status} {body}");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code, plugins_dir, run_cli, send};
+use toolgate_tests::{Server, USER_PASSWORD, client, code, plugins_dir, run_cli, send};
 
 /// The fixtures every test server loads, with their grants.
 const FIXTURES: [(&str, &str); 2] = [
@@ -55,13 +55,19 @@ impl Env {
             ("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000"),
         ];
         env.extend_from_slice(extra);
-        let server = Server::start(&env)?;
+        // `bob`, made by the host like `admin`, is a second person for the two-person rule.
+        let server = Server::start_with_admins(&env, &["admin", "bob"])?;
         let admin = server.admin_token().await?;
         Ok(Env { server, admin, _dir: dir })
     }
 
     async fn user(&self, name: &str, role: &str) -> anyhow::Result<String> {
         self.server.add_user(&self.admin, name, role).await
+    }
+
+    /// Log in `bob`, the second admin the host created.
+    async fn bob(&self) -> anyhow::Result<String> {
+        self.server.login("bob", USER_PASSWORD).await
     }
 
     async fn execute(&self, token: &str, tool: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
@@ -207,7 +213,7 @@ async fn sensitive_needs_a_justification_and_a_manual_rollback_restores_the_file
 #[tokio::test]
 async fn a_critical_call_waits_for_a_second_admin_and_runs_exactly_once() -> anyhow::Result<()> {
     let env = Env::start(&[]).await?;
-    let second = env.user("bob", "admin").await?;
+    let second = env.bob().await?;
     let call = json!({"params": {"label": "release-42"}, "justification": "ship release 42 to production"});
     let (status, body) = env.execute(&env.admin, "launch", call).await?;
     assert_eq!((status, body["status"].as_str()), (StatusCode::ACCEPTED, Some("pending_approval")), "{body}");
@@ -244,7 +250,7 @@ async fn a_critical_call_waits_for_a_second_admin_and_runs_exactly_once() -> any
 #[tokio::test]
 async fn an_expired_approval_does_not_run() -> anyhow::Result<()> {
     let env = Env::start(&[("TOOLGATE_GOVERNANCE_APPROVAL_TTL_SECS", "1")]).await?;
-    let second = env.user("bob", "admin").await?;
+    let second = env.bob().await?;
     let call = json!({"params": {"label": "late"}, "justification": "ship release 43 to production"});
     let (status, body) = env.execute(&env.admin, "launch", call).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -465,7 +471,7 @@ async fn a_sigkill_during_a_stream_of_calls_loses_no_acknowledged_entry() -> any
 async fn an_approval_does_not_run_an_action_whose_requester_was_disabled_meanwhile() -> anyhow::Result<()> {
     let env = Env::start(&[]).await?;
     let carol = env.user("carol", "admin").await?;
-    let bob = env.user("bob", "admin").await?;
+    let bob = env.bob().await?;
     let call = json!({"params": {"label": "from-carol"}, "justification": "ship release 44 to production"});
     let (status, body) = env.execute(&carol, "launch", call).await?;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code, run_cli, send};
+use toolgate_tests::{Server, USER_PASSWORD, client, code, run_cli, send};
 
 /// Where the fake tools record calls and keep state, in the container.
 const FAKE_DIR: &str = "/var/log/fake-calls";
@@ -98,17 +98,13 @@ impl Env {
         );
         std::fs::write(&config, toml)?;
         let config = config.display().to_string();
-        let server = Server::start(&[
-            ("TOOLGATE_CONFIG", config.as_str()),
-            ("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000"),
-        ])?;
+        // `bob`, made by the host like `admin`, is a second person for the two-person rule.
+        let server = Server::start_with_admins(
+            &[("TOOLGATE_CONFIG", config.as_str()), ("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000")],
+            &["admin", "bob"],
+        )?;
         let admin = server.admin_token().await?;
         Ok(Env { server, admin, state, _dir: dir })
-    }
-
-    /// A second account, logged in with its password.
-    async fn user(&self, name: &str, role: &str) -> anyhow::Result<String> {
-        self.server.add_user(&self.admin, name, role).await
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
@@ -151,7 +147,7 @@ async fn a_critical_apt_install_waits_for_a_second_admin_runs_once_and_rolls_bac
     // Declared before the server: dropped after it, once no container uses the image.
     let image = FakeHostImage::build(scratch.path())?;
     let env = Env::start(&image.tag).await?;
-    let bob = env.user("bob", "admin").await?;
+    let bob = env.server.login("bob", USER_PASSWORD).await?;
     let query = format!("dpkg-query -s {PACKAGE}");
     let install = format!("apt-get install -y -q {PACKAGE}");
     let remove = format!("apt-get remove -y -q {PACKAGE}");

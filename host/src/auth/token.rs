@@ -1,4 +1,5 @@
-//! Login tokens: HS256 JWTs with `sub`, `role`, `jti`, `iat`, `exp`. Only HS256 is accepted; the
+//! Login tokens: HS256 JWTs with `sub`, `role`, `jti`, `iat`, `exp`, the user's session
+//! generation `gen` and the time of the login the session started with, `auth_time`. Only HS256 is accepted; the
 //! header's `alg` is checked before anything else so `none` and algorithm confusion are refused
 //! with their own code.
 
@@ -27,6 +28,14 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, Unix seconds.
     pub exp: u64,
+    /// The user's session generation when issued; a token of an older generation is dead
+    /// (password change, disable, enable, role change).
+    #[serde(default)]
+    pub r#gen: u64,
+    /// When the password was checked for the session this token continues (Unix seconds):
+    /// refresh keeps it, and no token of the session outlives `auth_time + session_max_secs`.
+    #[serde(default)]
+    pub auth_time: u64,
 }
 
 /// Issues and checks tokens with one secret.
@@ -36,6 +45,7 @@ pub struct Tokens {
     decoding: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
+    session_max_secs: u64,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -63,14 +73,48 @@ impl Tokens {
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             validation,
             ttl_secs,
+            session_max_secs: u64::MAX,
         })
     }
 
-    /// A fresh token for `user` with `role`.
+    /// Sessions end `secs` after their login, however often they are refreshed.
+    pub fn with_session_max(mut self, secs: u64) -> Result<Tokens, AuthError> {
+        if secs == 0 {
+            return Err(AuthError::Config("`auth.session_max_secs` must be at least 1".into()));
+        }
+        self.session_max_secs = secs;
+        Ok(self)
+    }
+
+    /// A fresh token for `user` with `role` (generation 0), starting a session now.
     pub fn issue(&self, user: &str, role: Role) -> Result<(String, Claims), AuthError> {
+        self.issue_session(user, role, 0, None)
+    }
+
+    /// A token for `user` with `role` of session generation `generation`: a new session, or the
+    /// continuation of the one that logged in at `auth_time` (refused once it is over).
+    pub fn issue_session(
+        &self,
+        user: &str,
+        role: Role,
+        generation: u64,
+        auth_time: Option<u64>,
+    ) -> Result<(String, Claims), AuthError> {
         let iat = now_secs();
-        let claims =
-            Claims { sub: user.to_owned(), role, jti: uuid::Uuid::new_v4().to_string(), iat, exp: iat + self.ttl_secs };
+        let auth_time = auth_time.unwrap_or(iat);
+        let session_end = auth_time.saturating_add(self.session_max_secs);
+        if session_end <= iat {
+            return Err(AuthError::SessionOver);
+        }
+        let claims = Claims {
+            sub: user.to_owned(),
+            role,
+            jti: uuid::Uuid::new_v4().to_string(),
+            iat,
+            exp: (iat + self.ttl_secs).min(session_end),
+            r#gen: generation,
+            auth_time,
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::Hash(e.to_string()))?;
         Ok((token, claims))
@@ -115,6 +159,17 @@ mod tests {
 
     fn tokens() -> anyhow::Result<Tokens> {
         Ok(Tokens::new(&Secret::new("k".repeat(64)), 60)?)
+    }
+
+    #[test]
+    fn a_continued_session_never_outlives_its_login() -> anyhow::Result<()> {
+        let tokens = tokens()?.with_session_max(100)?;
+        let now = now_secs();
+        let (_, claims) = tokens.issue_session("alice", Role::Viewer, 3, Some(now - 90))?;
+        assert_eq!((claims.exp, claims.auth_time, claims.r#gen), (now + 10, now - 90, 3));
+        let over = tokens.issue_session("alice", Role::Viewer, 3, Some(now - 100));
+        assert!(matches!(over, Err(AuthError::SessionOver)), "{over:?}");
+        Ok(())
     }
 
     #[test]

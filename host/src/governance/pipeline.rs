@@ -52,6 +52,9 @@ pub enum GovernanceError {
     /// The requester (or the owner of the requesting API key) cannot approve their own action.
     #[error("an action must be approved by an admin other than the one who requested it")]
     SelfApproval,
+    /// The approver and the requester are not independent people (see [`crate::auth::provenance`]).
+    #[error("approval refused: {0}")]
+    ConflictOfInterest(String),
     /// The policy refuses the action even with the approval (policy changed meanwhile).
     #[error("the policy refuses action `{id}` even with an approval: {}", reasons(.decision))]
     ApprovalRefused {
@@ -590,32 +593,42 @@ impl Governor {
     }
 
     /// The requester's role now, read once. Refuses an approver who is the requester or the
-    /// admin who created the requesting API key (`SelfApproval`, checked first), and a requester
-    /// that can no longer act (`RequesterGone`).
+    /// admin who created the requesting API key (`SelfApproval`, checked first), a requester
+    /// that can no longer act (`RequesterGone`), and an approver who is not a person independent
+    /// of the requester (`ConflictOfInterest`).
     async fn requester_role(&self, approver: &Caller, record: &ActionRecord) -> Result<Role, GovernanceError> {
         if approver.name == record.caller.name {
             return Err(GovernanceError::SelfApproval);
         }
         let name = record.caller.name.clone();
         let gone = |why: &str| GovernanceError::RequesterGone { id: record.id.clone(), why: why.to_owned() };
-        match record.caller.auth_method {
-            AuthMethod::Local => Ok(record.caller.role),
+        // The person behind the request: for an API key, the admin who created it.
+        let (role, person) = match record.caller.auth_method {
+            AuthMethod::Local => (record.caller.role, name),
             AuthMethod::Password => match self.store().call(move |s| s.user(&name)).await? {
-                Some(user) if !user.disabled => Ok(user.role),
-                Some(_) => Err(gone("the requesting user is disabled")),
-                None => Err(gone("the requesting user no longer exists")),
+                Some(user) if !user.disabled => (user.role, user.username),
+                Some(_) => return Err(gone("the requesting user is disabled")),
+                None => return Err(gone("the requesting user no longer exists")),
             },
             AuthMethod::ApiKey => {
                 let keys = self.store().call(|s| s.api_keys()).await?;
                 match keys.into_iter().find(|k| k.name == name) {
-                    Some(k) if k.created_by == approver.name => Err(GovernanceError::SelfApproval),
-                    Some(k) if k.revoked => Err(gone("the requesting api key is revoked")),
-                    Some(k) if k.expires_at <= OffsetDateTime::now_utc() => Err(gone("the requesting api key expired")),
-                    Some(k) => Ok(k.role),
-                    None => Err(gone("the requesting api key no longer exists")),
+                    Some(k) if k.created_by == approver.name => return Err(GovernanceError::SelfApproval),
+                    Some(k) if k.revoked => return Err(gone("the requesting api key is revoked")),
+                    Some(k) if k.expires_at <= OffsetDateTime::now_utc() => {
+                        return Err(gone("the requesting api key expired"));
+                    }
+                    Some(k) => (k.role, k.created_by),
+                    None => return Err(gone("the requesting api key no longer exists")),
                 }
             }
+        };
+        let requested_at = record.created_at().unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let users = self.store().call(|s| s.users()).await?;
+        if let Some(why) = crate::auth::provenance::conflict(&users, &approver.name, &person, requested_at) {
+            return Err(GovernanceError::ConflictOfInterest(why));
         }
+        Ok(role)
     }
 
     async fn expire(&self, mut record: ActionRecord) -> Result<(), GovernanceError> {

@@ -7,9 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::account_events::{Who, record};
 use super::error::{ApiError, ErrorBody, Json, Query};
 use super::extract::Authenticated;
 use super::tools_api::{ActionResponse, respond};
+use crate::auth::events::Level;
+use crate::governance::GovernanceError;
 use crate::governance::action::{ActionRecord, ActionState, ActionView};
 use crate::governance::pipeline::ActionFilter;
 use crate::model::{AuthMethod, Role};
@@ -177,7 +180,7 @@ fn approver(auth: &Authenticated) -> Result<(), ApiError> {
     responses((status = 200, body = ActionResponse, description = "approved and completed"),
         (status = 400, body = ErrorBody, description = "`needs_login_token`"),
         (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody, description = "not an admin, `self_approval`, `approval_refused` by the policy, or the action was then refused by the exec policy"),
+        (status = 403, body = ErrorBody, description = "not an admin, `self_approval`, `approval_conflict_of_interest` (the approver owes its account or role to the requester, or the reverse, or both to one person, or it was created, promoted or enabled after the request), `approval_refused` by the policy, or the action was then refused by the exec policy"),
         (status = 404, body = ErrorBody, description = "`action_not_found`"),
         (status = 409, body = ErrorBody, description = "`not_pending` (already decided: it never runs twice), `approval_expired`, `requester_gone` (the requester was disabled or its key revoked meanwhile), or the run failed / was rolled back"),
         (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
@@ -188,7 +191,17 @@ pub async fn approve(
     Json(body): Json<DecisionBody>,
 ) -> Result<(StatusCode, Json<ActionResponse>), ApiError> {
     approver(&auth)?;
-    respond(state.gateway.governor.approve(&auth.caller, &id, body.comment).await?)
+    match state.gateway.governor.approve(&auth.caller, &id, body.comment).await {
+        Ok(outcome) => respond(outcome),
+        Err(e @ (GovernanceError::SelfApproval | GovernanceError::ConflictOfInterest(_))) => {
+            // Someone tried to be both people of the two-person rule: a security event and an entry.
+            let refusal = ApiError::from(e);
+            let detail = serde_json::json!({ "action_id": id, "reason": refusal.status().1, "message": refusal.to_string() });
+            record(&state, Level::Warning, "approval_refused", Who::Caller(&auth.caller), detail).await;
+            Err(refusal)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reject a pending action (any admin; the requester withdraws it this way).

@@ -7,15 +7,16 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::account_events::{Who, record};
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
 use super::ratelimit::RateClass;
 use super::{AppState, ClientIp, RoleSchema};
-use crate::auth::events::{self, Level};
+use crate::auth::events::Level;
 use crate::auth::token::Claims;
 use crate::auth::{AuthError, check_name, password};
 use crate::model::{AuthMethod, Role};
-use crate::store::UserRecord;
+use crate::store::{Actor, UserRecord};
 
 /// `{username, password}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -103,10 +104,16 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> Result<HeaderValue, Ap
         .map_err(|e| ApiError::Internal(format!("cookie header: {e}")))
 }
 
-/// Issue a token for `user` and answer as login does.
-fn token_response(state: &AppState, user: UserRecord, status: StatusCode) -> Result<Response, ApiError> {
-    let (token, claims) = state.tokens.issue(&user.username, user.role)?;
-    let cookie = cookie(state, &token, state.tokens.ttl_secs())?;
+/// Issue a token for `user` (continuing the session that logged in at `auth_time`, or a new one)
+/// and answer as login does.
+fn token_response(
+    state: &AppState,
+    user: UserRecord,
+    auth_time: Option<u64>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let (token, claims) = state.tokens.issue_session(&user.username, user.role, user.generation, auth_time)?;
+    let cookie = cookie(state, &token, claims.exp.saturating_sub(claims.iat))?;
     let body = LoginResponse { token, expires_at: unix_to_time(claims.exp), user: user.into() };
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -125,17 +132,19 @@ pub async fn register(
     if !state.config.auth.register_enabled {
         return Err(ApiError::RegistrationDisabled);
     }
-    let user = create_user(&state, body.username, body.password, Role::Viewer).await?;
-    events::emit(Level::Info, "user_registered", Some(&user.username), ip, serde_json::json!({ "role": user.role }));
+    let user = create_user(&state, body.username, body.password, Role::Viewer, &Actor::default()).await?;
+    let detail = serde_json::json!({ "target": user.username, "role": user.role });
+    record(&state, Level::Info, "user_registered", Who::Named(Some(&user.username), ip), detail).await;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-/// Check, hash and store a new user.
+/// Check, hash and store a new user, created by `actor`.
 pub(super) async fn create_user(
     state: &AppState,
     username: String,
     pw: String,
     role: Role,
+    actor: &Actor,
 ) -> Result<UserRecord, ApiError> {
     check_name(&username)?;
     password::check_policy(&pw)?;
@@ -143,7 +152,13 @@ pub(super) async fn create_user(
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let user = UserRecord::new(username, hash, role);
+    let mut user = UserRecord::new(username, hash, role);
+    user.created_by.clone_from(&actor.person);
+    if actor.person.is_some() {
+        // Whoever creates an account gives it its first authority.
+        user.granted_by.clone_from(&actor.person);
+        user.granted_at = Some(user.created_at);
+    }
     let record = user.clone();
     state.store.call(move |s| s.insert_user(&record)).await?;
     Ok(user)
@@ -174,21 +189,24 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     Json(body): Json<Credentials>,
 ) -> Result<Response, ApiError> {
-    // Per account as well as per address, so a distributed guess at one password is slowed too.
-    state.limits.check(RateClass::Login, &format!("user:{}", body.username), Some(&body.username), ip)?;
-    let failed = |reason: &str| {
-        events::emit(Level::Warning, "login_failed", Some(&body.username), ip, serde_json::json!({ "reason": reason }));
-    };
+    // Per account *and* address (besides the per-address limit of the route): guesses from one
+    // address slow that address down, and never lock the owner out from another one. A name no
+    // account can have is cut to one bucket per address.
+    let name = crate::auth::capped(&body.username);
+    let bucket = format!("login:{name}@{}", ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()));
+    state.limits.check(RateClass::Login, &bucket, Some(&name), ip)?;
+    let who = Who::Named(Some(&body.username), ip);
     let Some(user) = check_password(&state, &body.username, body.password).await? else {
-        failed("invalid_credentials");
+        let detail = serde_json::json!({ "reason": "invalid_credentials" });
+        record(&state, Level::Warning, "login_failed", who, detail).await;
         return Err(AuthError::InvalidCredentials.into());
     };
     if user.disabled {
-        failed("user_disabled");
+        record(&state, Level::Warning, "login_failed", who, serde_json::json!({ "reason": "user_disabled" })).await;
         return Err(AuthError::UserDisabled.into());
     }
-    events::emit(Level::Info, "login_success", Some(&user.username), ip, serde_json::json!({ "role": user.role }));
-    token_response(&state, user, StatusCode::OK)
+    record(&state, Level::Info, "login_success", who, serde_json::json!({ "role": user.role })).await;
+    token_response(&state, user, None, StatusCode::OK)
 }
 
 fn login_claims(auth: &Authenticated) -> Result<&Claims, ApiError> {
@@ -202,22 +220,41 @@ fn login_claims(auth: &Authenticated) -> Result<&Claims, ApiError> {
 pub async fn logout(State(state): State<AppState>, auth: Authenticated) -> Result<Response, ApiError> {
     let claims = login_claims(&auth)?.clone();
     state.store.call(move |s| s.revoke_token(&claims.jti, claims.exp)).await?;
-    events::emit(Level::Info, "logout", Some(&auth.caller.name), auth.caller.source_ip, serde_json::json!({}));
+    record(&state, Level::Info, "logout", Who::Caller(&auth.caller), serde_json::json!({})).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie(&state, "", 0)?);
     Ok(response)
 }
 
-/// Exchange a valid login token for a fresh one; the old one is revoked.
+/// Exchange a valid login token for a fresh one of the same session, once: the old one is
+/// revoked as it is used (of two concurrent refreshes with one token, one wins), and no token
+/// of the session outlives `auth.session_max_secs` after its login.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody, description = "not a login token"),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody, description = "`session_expired` past the absolute lifetime, `token_reused`"),
+        (status = 403, body = ErrorBody, description = "`cross_origin`: cookie-authenticated from another origin")))]
 pub async fn refresh(State(state): State<AppState>, auth: Authenticated) -> Result<Response, ApiError> {
     let claims = login_claims(&auth)?.clone();
+    // Tokens from before `auth_time` existed started their session at their own `iat`.
+    let auth_time = if claims.auth_time == 0 { claims.iat } else { claims.auth_time };
     let name = auth.caller.name.clone();
-    let user = state.store.call(move |s| s.user(&name)).await?.ok_or(AuthError::TokenInvalid)?;
-    state.store.call(move |s| s.revoke_token(&claims.jti, claims.exp)).await?;
-    token_response(&state, user, StatusCode::OK)
+    let (jti, exp) = (claims.jti.clone(), claims.exp);
+    let (user, fresh) = state
+        .store
+        .call(move |s| {
+            let user = s.user(&name)?;
+            Ok((user, s.consume_token(&jti, exp)?))
+        })
+        .await?;
+    let user = user.ok_or(AuthError::TokenInvalid)?;
+    if !fresh {
+        return Err(AuthError::RefreshReused.into());
+    }
+    let response = token_response(&state, user, Some(auth_time), StatusCode::OK);
+    if let Err(ApiError::Auth(AuthError::SessionOver)) = &response {
+        record(&state, Level::Warning, "refresh_refused", Who::Caller(&auth.caller), serde_json::json!({ "reason": "session_expired" })).await;
+    }
+    response
 }
 
 /// The caller as the server sees it.
@@ -244,15 +281,9 @@ pub async fn change_password(
 ) -> Result<Response, ApiError> {
     login_claims(&auth)?;
     let name = auth.caller.name.clone();
-    let ip = auth.caller.source_ip;
     if check_password(&state, &name, body.old_password).await?.is_none() {
-        events::emit(
-            Level::Warning,
-            "password_change_failed",
-            Some(&name),
-            ip,
-            serde_json::json!({ "reason": "wrong_password" }),
-        );
+        let detail = serde_json::json!({ "reason": "wrong_password" });
+        record(&state, Level::Warning, "password_change_failed", Who::Caller(&auth.caller), detail).await;
         return Err(AuthError::WrongPassword.into());
     }
     password::check_policy(&body.new_password)?;
@@ -262,19 +293,9 @@ pub async fn change_password(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let (target, claims) = (name.clone(), login_claims(&auth)?.clone());
-    // Every token issued before now dies, this one explicitly; the caller gets a fresh one.
-    let now = crate::auth::token::now_secs();
-    let user = state
-        .store
-        .call(move |s| {
-            let user = s.update_user(&target, |u| {
-                u.password_hash = hash;
-                u.tokens_valid_after = now;
-            })?;
-            s.revoke_token(&claims.jti, claims.exp)?;
-            Ok(user)
-        })
-        .await?;
-    events::emit(Level::Info, "password_changed", Some(&name), ip, serde_json::json!({}));
-    token_response(&state, user, StatusCode::OK)
+    // A new generation: every token of the user dies (this one explicitly too); the caller gets a
+    // fresh one, starting a new session.
+    let user = state.store.call(move |s| s.set_password(&target, hash, &claims.jti, claims.exp)).await?;
+    record(&state, Level::Info, "password_changed", Who::Caller(&auth.caller), serde_json::json!({})).await;
+    token_response(&state, user, None, StatusCode::OK)
 }

@@ -63,9 +63,6 @@ pub enum ApiError {
     /// The operation needs a login token, not an API key.
     #[error("this operation needs a login token, not an api key")]
     NeedsLoginToken,
-    /// The change would leave no enabled administrator.
-    #[error("refused: `{0}` is the last enabled administrator")]
-    LastAdmin(String),
     /// Too many requests from this client or user in this route class.
     #[error("too many {} requests; retry in {retry_after_secs} s", class.as_str())]
     RateLimited {
@@ -114,6 +111,10 @@ impl ApiError {
                 A::TokenAlgorithm(_) => (S::UNAUTHORIZED, "token_algorithm"),
                 A::TokenExpired => (S::UNAUTHORIZED, "token_expired"),
                 A::TokenRevoked => (S::UNAUTHORIZED, "token_revoked"),
+                A::SessionOver => (S::UNAUTHORIZED, "session_expired"),
+                A::RefreshReused => (S::UNAUTHORIZED, "token_reused"),
+                A::KeyCreatorInactive { .. } => (S::UNAUTHORIZED, "api_key_creator_inactive"),
+                A::CrossOrigin(_) => (S::FORBIDDEN, "cross_origin"),
                 A::UserDisabled => (S::UNAUTHORIZED, "user_disabled"),
                 A::KeyInvalid => (S::UNAUTHORIZED, "api_key_invalid"),
                 A::KeyExpired => (S::UNAUTHORIZED, "api_key_expired"),
@@ -127,6 +128,8 @@ impl ApiError {
                 StoreError::NoUser(_) => (S::NOT_FOUND, "user_not_found"),
                 StoreError::KeyExists(_) => (S::CONFLICT, "api_key_exists"),
                 StoreError::NoKey(_) => (S::NOT_FOUND, "api_key_not_found"),
+                StoreError::LastAdmin(_) => (S::CONFLICT, "last_admin"),
+                StoreError::KeyGrantsAdmin(_) => (S::FORBIDDEN, "api_key_cannot_grant_admin"),
                 _ => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::Plugin(e) => plugin_status(e),
@@ -138,6 +141,7 @@ impl ApiError {
                     G::NotPending { .. } => (S::CONFLICT, "not_pending"),
                     G::ApprovalExpired(_) => (S::CONFLICT, "approval_expired"),
                     G::SelfApproval => (S::FORBIDDEN, "self_approval"),
+                    G::ConflictOfInterest(_) => (S::FORBIDDEN, "approval_conflict_of_interest"),
                     G::ApprovalRefused { .. } => (S::FORBIDDEN, "approval_refused"),
                     G::ApprovalMismatch(_) => (S::CONFLICT, "approval_mismatch"),
                     G::JustificationRequired(_) => (S::FORBIDDEN, "justification_required"),
@@ -159,7 +163,6 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::RegistrationDisabled => (S::FORBIDDEN, "registration_disabled"),
             ApiError::NeedsLoginToken => (S::BAD_REQUEST, "needs_login_token"),
-            ApiError::LastAdmin(_) => (S::CONFLICT, "last_admin"),
             ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }

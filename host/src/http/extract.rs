@@ -25,6 +25,8 @@ pub struct Authenticated {
     pub caller: Caller,
     /// The login token's claims (`None` for an API key).
     pub claims: Option<Claims>,
+    /// The person accountable: the user, or the admin who created the API key.
+    pub person: String,
 }
 
 impl Authenticated {
@@ -34,13 +36,20 @@ impl Authenticated {
     }
 }
 
+/// Where a credential came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Bearer,
+    Cookie,
+}
+
 /// The credential a request presents: the bearer header wins over the cookie.
-fn credential(parts: &Parts, cookie_name: &str) -> Result<String, AuthError> {
+fn credential(parts: &Parts, cookie_name: &str) -> Result<(String, Source), AuthError> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value.to_str().map_err(|_| AuthError::TokenInvalid)?;
         return match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                Ok(token.trim().to_owned())
+                Ok((token.trim().to_owned(), Source::Bearer))
             }
             _ => Err(AuthError::TokenInvalid),
         };
@@ -53,15 +62,41 @@ fn credential(parts: &Parts, cookie_name: &str) -> Result<String, AuthError> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == cookie_name && !value.is_empty()).then(|| value.to_owned())
+            (name == cookie_name && !value.is_empty()).then(|| (value.to_owned(), Source::Cookie))
         })
         .ok_or(AuthError::MissingCredentials)
+}
+
+/// A browser sends the cookie with any request to us, whoever made the page; a request that
+/// changes state on the cookie's strength must come from our own origin (or one of
+/// `cors_origins`). A bodiless `POST` (refresh, logout) needs no CORS preflight, so this check is
+/// all that stands between it and a cross-site form.
+fn check_origin(parts: &Parts, cors_origins: &[String]) -> Result<(), AuthError> {
+    if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS) {
+        return Ok(());
+    }
+    let method = parts.method.as_str();
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .ok_or_else(|| AuthError::CrossOrigin(format!("a `{method}` authenticated by the cookie must send `Origin`")))?;
+    if cors_origins.iter().any(|allowed| allowed == origin) {
+        return Ok(());
+    }
+    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    if !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
+        return Ok(());
+    }
+    Err(AuthError::CrossOrigin(format!("origin `{}` is not this server's", crate::auth::capped(origin))))
 }
 
 async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) -> Result<Authenticated, ApiError> {
     if let Some((id, secret)) = apikey::parse(&credential) {
         let (id, secret) = (id.to_owned(), secret.to_owned());
-        let key = state.store.call(move |s| s.api_key(&id)).await?.ok_or(AuthError::KeyInvalid)?;
+        let (key, creator) =
+            state.store.call(move |s| s.api_key_with_creator(&id)).await?.ok_or(AuthError::KeyInvalid)?;
         if !apikey::matches(&secret, &key.secret_sha256) {
             return Err(AuthError::KeyInvalid.into());
         }
@@ -71,8 +106,18 @@ async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) 
         if key.expires_at <= OffsetDateTime::now_utc() {
             return Err(AuthError::KeyExpired.into());
         }
+        // A key acts for its creator: it holds no more than the creator holds now.
+        let void = |why: String| AuthError::KeyCreatorInactive { key: key.name.clone(), why };
+        match creator {
+            None => return Err(void(format!("its creator `{}` no longer exists", key.created_by)).into()),
+            Some(c) if c.disabled => return Err(void(format!("its creator `{}` is disabled", c.username)).into()),
+            Some(c) if c.role < key.role => {
+                return Err(void(format!("its creator `{}` no longer holds the `{}` role", c.username, key.role)).into());
+            }
+            Some(_) => {}
+        }
         let caller = Caller { name: key.name, role: key.role, auth_method: AuthMethod::ApiKey, source_ip: ip };
-        return Ok(Authenticated { caller, claims: None });
+        return Ok(Authenticated { caller, claims: None, person: key.created_by });
     }
     let claims = state.tokens.verify(&credential)?;
     let (sub, jti) = (claims.sub.clone(), claims.jti.clone());
@@ -87,12 +132,15 @@ async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) 
     if user.disabled {
         return Err(AuthError::UserDisabled.into());
     }
-    if claims.iat < user.tokens_valid_after {
+    // A new generation (password change, disable, enable, role change) ends every older token,
+    // whatever second it was issued in; `tokens_valid_after` covers tokens from before `gen`.
+    if claims.r#gen != user.generation || claims.iat < user.tokens_valid_after {
         return Err(AuthError::TokenRevoked.into());
     }
     // The store's role wins: a demotion takes effect at once, not at token expiry.
+    let person = user.username.clone();
     let caller = Caller { name: user.username, role: user.role, auth_method: AuthMethod::Password, source_ip: ip };
-    Ok(Authenticated { caller, claims: Some(claims) })
+    Ok(Authenticated { caller, claims: Some(claims), person })
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -103,14 +151,22 @@ impl FromRequestParts<AppState> for Authenticated {
         let credential = credential(parts, &state.config.auth.cookie_name);
         // The method only (never the credential): `api_key`, `jwt`, or `none` when absent or malformed.
         let method = match &credential {
-            Ok(c) if apikey::parse(c).is_some() => "api_key",
+            Ok((c, _)) if apikey::parse(c).is_some() => "api_key",
             Ok(_) => "jwt",
             Err(_) => "none",
         };
         let span = span::auth(method);
         let result = match credential {
-            Ok(credential) => authenticate(state, credential, ip).instrument(span.clone()).await,
+            Ok((credential, source)) => match source {
+                Source::Cookie => check_origin(parts, &state.config.cors_origins).map_err(ApiError::from),
+                Source::Bearer => Ok(()),
+            }
+            .map(|()| credential),
             Err(e) => Err(e.into()),
+        };
+        let result = match result {
+            Ok(credential) => authenticate(state, credential, ip).instrument(span.clone()).await,
+            Err(e) => Err(e),
         };
         match &result {
             Ok(auth) => span::record_auth(&span, "ok", Some(auth.caller.role.as_str())),
@@ -126,7 +182,7 @@ impl FromRequestParts<AppState> for Authenticated {
             }
             Err(err) => {
                 let (status, code) = err.status();
-                if status == axum::http::StatusCode::UNAUTHORIZED {
+                if status == axum::http::StatusCode::UNAUTHORIZED || matches!(err, ApiError::Auth(AuthError::CrossOrigin(_))) {
                     events::emit(
                         Level::Warning,
                         "auth_error",

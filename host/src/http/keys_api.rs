@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
+use super::account_events::{Who, record};
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
 use super::{AppState, RoleSchema};
-use crate::auth::events::{self, Level};
+use crate::auth::events::Level;
 use crate::auth::{AuthError, apikey, check_name};
 use crate::model::{AuthMethod, Role};
 use crate::store::ApiKeyRecord;
@@ -124,13 +125,8 @@ pub async fn create(
     };
     let stored = record.clone();
     state.store.call(move |s| s.insert_api_key(&stored)).await?;
-    events::emit(
-        Level::Info,
-        "api_key_created",
-        Some(&auth.caller.name),
-        auth.caller.source_ip,
-        serde_json::json!({ "key": record.name, "id": record.id, "role": record.role, "expires_at": record.expires_at.unix_timestamp() }),
-    );
+    let detail = serde_json::json!({ "key": record.name, "id": record.id, "role": record.role, "expires_at": record.expires_at.unix_timestamp() });
+    record_event(&state, "api_key_created", &auth, detail).await;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, info: record.into() })))
 }
 
@@ -147,12 +143,10 @@ pub async fn revoke(
 ) -> Result<Json<KeyView>, ApiError> {
     manager(&auth)?;
     let key = state.store.call(move |s| s.revoke_api_key(&name)).await?;
-    events::emit(
-        Level::Info,
-        "api_key_revoked",
-        Some(&auth.caller.name),
-        auth.caller.source_ip,
-        serde_json::json!({ "key": key.name, "id": key.id }),
-    );
+    record_event(&state, "api_key_revoked", &auth, serde_json::json!({ "key": key.name, "id": key.id })).await;
     Ok(Json(key.into()))
+}
+
+async fn record_event(state: &AppState, kind: &str, auth: &Authenticated, detail: serde_json::Value) {
+    record(state, Level::Info, kind, Who::Caller(&auth.caller), detail).await;
 }

@@ -5,12 +5,14 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::account_events::{Who, record};
 use super::auth_api::{UserView, create_user};
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
 use super::{AppState, RoleSchema};
-use crate::auth::events::{self, Level};
-use crate::model::Role;
+use crate::auth::events::Level;
+use crate::model::{AuthMethod, Role};
+use crate::store::{AccountChange, Actor, StoreError};
 
 /// `{username, password, role}`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,6 +38,12 @@ pub struct UserChange {
     pub disabled: Option<bool>,
 }
 
+/// Who acts: the person accountable, and the API key used, if any.
+fn actor(auth: &Authenticated) -> Actor {
+    let via_key = (auth.caller.auth_method == AuthMethod::ApiKey).then(|| auth.caller.name.clone());
+    Actor { person: Some(auth.person.clone()), via_key }
+}
+
 /// Every account.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", operation_id = "list_users", security(("bearer" = [])),
     responses((status = 200, body = Vec<UserView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -55,21 +63,25 @@ pub async fn create(
     Json(body): Json<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     auth.require(Role::Admin)?;
-    let user = create_user(&state, body.username, body.password, body.role).await?;
-    events::emit(
-        Level::Info,
-        "user_created",
-        Some(&auth.caller.name),
-        auth.caller.source_ip,
-        serde_json::json!({ "target": user.username, "role": user.role }),
-    );
+    let actor = actor(&auth);
+    if actor.via_key.is_some() && body.role == Role::Admin {
+        // An administrator is made by a person logged in with a password, never by a key.
+        let refusal = ApiError::from(StoreError::KeyGrantsAdmin(crate::auth::capped(&body.username)));
+        let detail = serde_json::json!({ "target": crate::auth::capped(&body.username), "role": body.role, "reason": refusal.status().1 });
+        record(&state, Level::Warning, "user_create_refused", Who::Caller(&auth.caller), detail).await;
+        return Err(refusal);
+    }
+    let user = create_user(&state, body.username, body.password, body.role, &actor).await?;
+    let detail = serde_json::json!({ "target": user.username, "role": user.role, "created_by": user.created_by });
+    record(&state, Level::Info, "user_created", Who::Caller(&auth.caller), detail).await;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
 /// Change an account's role or disable it.
 #[utoipa::path(patch, path = "/api/v1/users/{username}", tag = "users", operation_id = "update_user", security(("bearer" = [])), request_body = UserChange,
     params(("username" = String, Path, description = "the account")),
-    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "not an admin, or `api_key_cannot_grant_admin`: an api key cannot promote or enable an admin"),
         (status = 404, body = ErrorBody, description = "no such user"), (status = 409, body = ErrorBody, description = "last enabled admin")))]
 pub async fn update(
     State(state): State<AppState>,
@@ -78,34 +90,24 @@ pub async fn update(
     Json(change): Json<UserChange>,
 ) -> Result<Json<UserView>, ApiError> {
     auth.require(Role::Admin)?;
-    // Fail closed on lock-out: the last enabled admin can be neither demoted nor disabled.
-    let users = state.store.call(|s| s.users()).await?;
-    let enabled_admins: Vec<&str> =
-        users.iter().filter(|u| u.role == Role::Admin && !u.disabled).map(|u| u.username.as_str()).collect();
-    let loses_admin = change.role.is_some_and(|r| r != Role::Admin) || change.disabled == Some(true);
-    if loses_admin && enabled_admins == [username.as_str()] {
-        return Err(ApiError::LastAdmin(username));
-    }
-    let target = username.clone();
-    let user = state
-        .store
-        .call(move |s| {
-            s.update_user(&target, |u| {
-                if let Some(role) = change.role {
-                    u.role = role;
-                }
-                if let Some(disabled) = change.disabled {
-                    u.disabled = disabled;
-                }
-            })
-        })
-        .await?;
-    events::emit(
-        Level::Info,
-        "user_changed",
-        Some(&auth.caller.name),
-        auth.caller.source_ip,
-        serde_json::json!({ "target": user.username, "role": user.role, "disabled": user.disabled }),
-    );
+    // Checked inside the write transaction (the last enabled admin stays one; a key never makes
+    // an admin), so concurrent changes cannot both pass.
+    let (actor, target) = (actor(&auth), username.clone());
+    let change = AccountChange { role: change.role, disabled: change.disabled };
+    let changed = match state.store.call(move |s| s.change_account(&target, change, &actor)).await {
+        Ok(changed) => changed,
+        Err(e @ (StoreError::LastAdmin(_) | StoreError::KeyGrantsAdmin(_))) => {
+            let refusal = ApiError::from(e);
+            let detail = serde_json::json!({ "target": crate::auth::capped(&username), "role": change.role,
+                "disabled": change.disabled, "reason": refusal.status().1 });
+            record(&state, Level::Warning, "user_change_refused", Who::Caller(&auth.caller), detail).await;
+            return Err(refusal);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let user = changed.user;
+    let detail = serde_json::json!({ "target": user.username, "role": user.role, "disabled": user.disabled,
+        "granted_by": user.granted_by, "api_keys_revoked": changed.revoked_keys });
+    record(&state, Level::Info, "user_changed", Who::Caller(&auth.caller), detail).await;
     Ok(Json(user.into()))
 }
