@@ -104,7 +104,7 @@ fn listing(runtime: &PluginRuntime) -> serde_json::Value {
         })
         .collect();
     let refused: Vec<serde_json::Value> =
-        report.refused.iter().map(|r| serde_json::json!({ "file": r.file, "error": r.error.to_string() })).collect();
+        report.refused.iter().map(|r| serde_json::json!({ "file": r.file, "code": r.code(), "error": r.error.to_string() })).collect();
     serde_json::json!({ "plugins": plugins, "refused": refused })
 }
 
@@ -115,10 +115,11 @@ fn write_listing(out: &mut impl Write, runtime: &PluginRuntime) -> std::io::Resu
     for plugin in &report.loaded {
         writeln!(
             out,
-            "{} {}  ({}; grants: {}; {} ms, {} MiB)",
+            "{} {}  ({} {}; grants: {}; {} ms, {} MiB)",
             plugin.name,
             plugin.version,
             plugin.file.display(),
+            plugin.digest,
             joined(plugin.grants.iter().map(ToString::to_string).collect()),
             plugin.timeout_ms,
             plugin.memory_mib
@@ -134,7 +135,7 @@ fn write_listing(out: &mut impl Write, runtime: &PluginRuntime) -> std::io::Resu
         }
     }
     for refused in &report.refused {
-        writeln!(out, "refused {}: {}", refused.file.display(), refused.error)?;
+        writeln!(out, "refused {} ({}): {}", refused.file.display(), refused.code(), refused.error)?;
     }
     if report.loaded.is_empty() && report.refused.is_empty() {
         writeln!(out, "no plugins")?;
