@@ -234,11 +234,15 @@ async fn a_component_dropped_in_under_another_plugins_name_gets_no_grants_and_is
     assert!(runtime.report().loaded.is_empty(), "{:?}", runtime.report().loaded);
     let refused = &runtime.report().refused;
     assert_eq!(refused.len(), 2, "{refused:?}");
-    for (refusal, (file, claimed)) in refused.iter().zip([("docker.wasm", "colliding"), ("impostor.wasm", "well_behaved")])
+    for (refusal, (file, claimed)) in
+        refused.iter().zip([("docker.wasm", "colliding"), ("impostor.wasm", "well_behaved")])
     {
         assert_eq!(refusal.code(), "plugin_identity", "{}", refusal.error);
         let message = refusal.error.to_string();
-        assert!(message.contains(&format!("`{file}`")) && message.contains(&format!("calls it `{claimed}`")), "{message}");
+        assert!(
+            message.contains(&format!("`{file}`")) && message.contains(&format!("calls it `{claimed}`")),
+            "{message}"
+        );
     }
     assert!(runtime.tools().is_empty(), "no tool of an impostor is served");
     Ok(())
@@ -537,7 +541,10 @@ async fn the_wall_clock_deadline_counts_host_calls() -> anyhow::Result<()> {
     services.executor = Some(Arc::new(SlowEcho { delay: Duration::from_secs(3600) }));
     let runtime = setup.load_with(services).await?;
     let err = runtime.invoke(&call(), &tool("run_echo"), json!({ "text": "hi" })).await.err();
-    assert!(matches!(err, Some(PluginError::DeadlineExceeded { ref tool, limit_ms: 300 }) if tool == "run_echo"), "{err:?}");
+    assert!(
+        matches!(err, Some(PluginError::DeadlineExceeded { ref tool, limit_ms: 300 }) if tool == "run_echo"),
+        "{err:?}"
+    );
     still_serves(&runtime).await
 }
 

@@ -60,9 +60,13 @@ async fn a_component_dropped_in_as_a_builtin_gets_none_of_its_grants_and_is_refu
     assert_eq!(status, StatusCode::OK, "{tools}");
     let names: Vec<&str> = tools["tools"].as_array().into_iter().flatten().filter_map(|t| t["name"].as_str()).collect();
     assert_eq!(names, ["greet"], "only the honest plugin serves tools");
-    let (status, body) =
-        send(client().post(server.url("/api/v1/tools/echo/execute")).bearer_auth(&admin).json(&json!({"params": {"text": "x"}})))
-            .await?;
+    let (status, body) = send(
+        client()
+            .post(server.url("/api/v1/tools/echo/execute"))
+            .bearer_auth(&admin)
+            .json(&json!({"params": {"text": "x"}})),
+    )
+    .await?;
     assert_eq!((status, code(&body)), (StatusCode::NOT_FOUND, "unknown_tool"), "{body}");
     // Each refusal is a security event naming the file and the code.
     let events = server.security_events();
@@ -81,7 +85,9 @@ async fn a_component_dropped_in_as_a_builtin_gets_none_of_its_grants_and_is_refu
     let listing: Value = serde_json::from_slice(&out.stdout)?;
     let refused = refused(&listing);
     assert_eq!(refused.len(), 2, "{listing}");
-    for ((file, code, error), (want_file, claimed)) in refused.iter().zip([("docker.wasm", "colliding"), ("evil.wasm", "well_behaved")]) {
+    for ((file, code, error), (want_file, claimed)) in
+        refused.iter().zip([("docker.wasm", "colliding"), ("evil.wasm", "well_behaved")])
+    {
         assert_eq!((file.as_str(), code.as_str()), (want_file, "plugin_identity"), "{error}");
         assert!(error.contains(&format!("calls it `{claimed}`")), "{error}");
     }
@@ -104,7 +110,8 @@ fn two_components_declaring_the_same_tool_are_both_refused_naming_both_files() -
         assert_eq!(code, "plugin_identity");
         assert!(error.contains("tool `echo`") && error.contains("`colliding.wasm`, `well_behaved.wasm`"), "{error}");
     }
-    let loaded: Vec<&str> = listing["plugins"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+    let loaded: Vec<&str> =
+        listing["plugins"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
     assert_eq!(loaded, ["template"]);
     Ok(())
 }
@@ -125,7 +132,10 @@ async fn plugins_spinning_on_every_core_leave_healthz_answering_and_end_with_a_t
     let spinners = 2 * std::thread::available_parallelism().map_or(2, usize::from);
     let calls: Vec<_> = (0..spinners)
         .map(|_| {
-            let request = client().post(server.url("/api/v1/tools/spin/execute")).bearer_auth(&admin).json(&json!({"params": {}}));
+            let request = client()
+                .post(server.url("/api/v1/tools/spin/execute"))
+                .bearer_auth(&admin)
+                .json(&json!({"params": {}}));
             tokio::spawn(send(request))
         })
         .collect();

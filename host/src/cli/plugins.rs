@@ -103,8 +103,11 @@ fn listing(runtime: &PluginRuntime) -> serde_json::Value {
             plugin
         })
         .collect();
-    let refused: Vec<serde_json::Value> =
-        report.refused.iter().map(|r| serde_json::json!({ "file": r.file, "code": r.code(), "error": r.error.to_string() })).collect();
+    let refused: Vec<serde_json::Value> = report
+        .refused
+        .iter()
+        .map(|r| serde_json::json!({ "file": r.file, "code": r.code(), "error": r.error.to_string() }))
+        .collect();
     serde_json::json!({ "plugins": plugins, "refused": refused })
 }
 

@@ -505,7 +505,6 @@ mod tests {
     use crate::governance::action::{Operation, Step};
     use crate::model::{AuthMethod, Caller, Category, Role};
 
-
     #[test]
     fn a_full_queue_makes_submitters_wait_instead_of_growing() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;

@@ -140,7 +140,9 @@ async fn execute(
     Ok(match op {
         Op::Manifest => Ok(Outcome::Manifest(Box::new(exports.call_get_manifest(&mut *store).await?))),
         Op::Invoke(params) => exports.call_invoke(&mut *store, tool, &params).await?.map(Outcome::Invoke),
-        Op::Verify(params, output) => exports.call_verify(&mut *store, tool, &params, &output).await?.map(Outcome::Verify),
+        Op::Verify(params, output) => {
+            exports.call_verify(&mut *store, tool, &params, &output).await?.map(Outcome::Verify)
+        }
         Op::Rollback(undo) => exports.call_rollback(&mut *store, tool, &undo).await?.map(Outcome::Rollback),
     })
 }

@@ -151,7 +151,9 @@ impl Cache {
         match self.read_entry(&name, &cache_file) {
             Ok(Some(code)) => match deserialize(engine, &code) {
                 Ok(component) => return Ok(Compiled { component, source: Source::Cache, cache_file }),
-                Err(e) => tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry; recompiling"),
+                Err(e) => {
+                    tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry; recompiling")
+                }
             },
             Ok(None) => {}
             Err(reason) => {
@@ -199,12 +201,13 @@ impl Cache {
     fn write_entry(&self, name: &str, file: &Path, code: &[u8]) -> Result<(), PluginError> {
         let tag = self.mac(name, code).finalize().into_bytes();
         let tmp = self.dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
-        let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
-            f.write_all(MAGIC)?;
-            f.write_all(&tag)?;
-            f.write_all(code)?;
-            f.sync_all()
-        });
+        let written =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
+                f.write_all(MAGIC)?;
+                f.write_all(&tag)?;
+                f.write_all(code)?;
+                f.sync_all()
+            });
         if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, file)) {
             let _ = std::fs::remove_file(&tmp);
             return Err(PluginError::Io { path: file.to_owned(), source: e });

@@ -410,7 +410,6 @@ impl PluginRuntime {
         metrics::plugin_call(tool, op_name, status, elapsed);
         result
     }
-
 }
 
 fn check_params(entry: &ToolEntry, params: &serde_json::Value) -> Result<(), PluginError> {
