@@ -5,23 +5,31 @@
 //! # How a call runs
 //!
 //! Every `*.wasm` in [`PluginsConfig::dir`] is compiled once (cached on disk under
-//! `<data_dir>/cache/`), asked for its manifest once, and validated; a plugin that fails any
+//! `<data_dir>/cache/`), asked for its manifest once, and validated (its name is its file name:
+//! `docker.wasm` is `docker`, whatever its manifest claims); a plugin that fails any
 //! check is refused and not loaded, with a log line naming it, and the others load (see
 //! [`LoadReport`]). Each call then gets a fresh `Store` from a pooling allocator, a WASI context
 //! with nothing in it (no files, environment, arguments or sockets; stdout and stderr captured),
 //! a memory cap and a deadline. Pool slots are reused, never shared: the pages a call wrote are
 //! reset to the module's initial contents before the slot serves another call.
 //!
-//! The deadline counts **plugin execution only**: time spent inside host calls (a sandbox
-//! command may take 30 s) is not charged to the plugin. It is enforced by epoch interruption:
-//! a ticker thread advances the engine's epoch every [`TICK`], and on each deadline the store's
-//! callback subtracts the time spent in host calls from the wall-clock time of the call.
+//! Plugin code never runs on the async I/O threads: each call runs on a blocking-pool thread, at
+//! most `max_concurrent_calls` at once (see `call`). Two deadlines bound it. `timeout_ms` counts
+//! **plugin execution only**: time spent inside host calls (a sandbox command may take 30 s) is
+//! not charged to it. `deadline_ms` counts the wall-clock time of the whole call, host calls
+//! included, so a plugin looping on host calls ends too. Both are enforced by epoch
+//! interruption: a ticker thread advances the engine's epoch every [`TICK`], and on each check
+//! the store's callback compares them; a call waiting in a host call is stopped at its deadline
+//! by a timer. Outputs above `max_output_bytes` are refused before they are parsed.
 //!
 //! # Layout
 //!
 //! - [`bindings`]: the one `bindgen!` of the WIT world.
-//! - `engine`: the wasmtime engine, its epoch ticker and the on-disk compilation cache.
+//! - `engine`: the wasmtime engine, its epoch ticker and the on-disk compilation cache
+//!   (authenticated by a keyed MAC).
+//! - `identity`: a plugin is its file name plus its content digest, not what its manifest says.
 //! - `manifest`: capabilities and manifest validation.
+//! - `call`: one call on the plugin pool, its deadlines and its output cap.
 //! - `state`: what each `Store` holds, its memory limiter and deadline accounting.
 //! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `audit`, `log`,
 //!   `context`).
@@ -42,8 +50,10 @@ use crate::policy::ExecPolicy;
 use crate::sandbox::{ContainerEngine, Executor};
 
 pub mod bindings;
+mod call;
 mod engine;
 mod host;
+mod identity;
 mod manifest;
 mod runtime;
 mod state;
@@ -63,17 +73,28 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub struct PluginsConfig {
     /// Directory of `*.wasm` components.
     pub dir: PathBuf,
-    /// Where compiled components are cached, keyed by content and engine; `<data_dir>/cache`
-    /// when empty. Safe to share between servers.
+    /// Where compiled components are cached (0700), keyed by content and engine, each entry
+    /// authenticated by a MAC under `cache_key_file`; `<data_dir>/cache` when empty.
     pub cache_dir: PathBuf,
+    /// The key that authenticates compiled components in the cache (32 random bytes, 0600,
+    /// created on first use); `<data_dir>/plugin-cache.key` when empty. Must be outside
+    /// `cache_dir`: servers that share a cache share this key too.
+    pub cache_key_file: PathBuf,
     /// Default deadline of one call, in milliseconds of plugin execution (host calls excluded).
     pub timeout_ms: u64,
+    /// Default wall-clock deadline of one call in milliseconds, host calls (commands) included:
+    /// a plugin that keeps calling the host still ends.
+    pub deadline_ms: u64,
+    /// Largest output (undo record, verify detail, rollback output) a plugin may return, in
+    /// bytes; a larger one is refused before it is parsed (`plugin_output_too_large`).
+    pub max_output_bytes: u64,
     /// Default memory cap of one instance, in MiB.
     pub memory_mib: u64,
     /// How many calls may run at once across all plugins (sizes the pooling allocator).
     pub max_concurrent_calls: u32,
     /// Per plugin, by plugin name: its grants and limits, e.g.
-    /// `[plugins.plugin.docker-tools] grants = ["exec:default", "containers-read"]`.
+    /// `[plugins.plugin.docker-tools] grants = ["exec:default", "containers-read"]`. A plugin is
+    /// named by its file (`docker-tools.wasm`), never by what its manifest says.
     pub plugin: BTreeMap<String, PluginSettings>,
 }
 
@@ -82,7 +103,10 @@ impl Default for PluginsConfig {
         Self {
             dir: PathBuf::from("plugins"),
             cache_dir: PathBuf::new(),
+            cache_key_file: PathBuf::new(),
             timeout_ms: 5_000,
+            deadline_ms: 600_000,
+            max_output_bytes: 4 * 1024 * 1024,
             memory_mib: 64,
             max_concurrent_calls: 64,
             plugin: default_grants(),
@@ -123,9 +147,16 @@ pub struct PluginSettings {
     /// Deadline of one call in milliseconds of plugin execution; `[plugins] timeout_ms` if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Wall-clock deadline of one call in milliseconds; `[plugins] deadline_ms` if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
     /// Memory cap of one instance in MiB; `[plugins] memory_mib` if absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
+    /// The content digest `<name>.wasm` must have (`sha256:<hex>`, as `toolgate plugins list`
+    /// prints it); any other content is refused (`plugin_identity`). Unpinned if absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// The services host functions reach. `None` services answer `unavailable` (executor,
@@ -202,15 +233,15 @@ pub enum PluginError {
         /// The capability, as it would be granted (`exec:host-admin`).
         capability: String,
     },
-    /// Two plugins provide a tool of the same name.
-    #[error("plugin `{second}` refused: tool `{tool}` is already provided by plugin `{first}`")]
-    Collision {
-        /// The tool name.
-        tool: String,
-        /// The plugin that was loaded first and keeps the tool.
-        first: String,
-        /// The refused plugin.
-        second: String,
+    /// A component is not who it claims to be (its manifest name is not its file name, its
+    /// content is not the pinned digest), or it claims a plugin or tool name another component
+    /// claims too (all of them are refused). Code `plugin_identity`.
+    #[error("plugin file `{file}` refused: {reason}")]
+    Identity {
+        /// The component file name.
+        file: String,
+        /// Exactly what is wrong, naming every file involved.
+        reason: String,
     },
     /// No loaded plugin provides this tool.
     #[error("unknown tool `{0}`")]
@@ -240,6 +271,26 @@ pub enum PluginError {
         tool: String,
         /// The deadline.
         limit_ms: u64,
+    },
+    /// The call ran past its wall-clock deadline (host calls included) and was stopped.
+    #[error("tool `{tool}` ran past its deadline of {limit_ms} ms of wall-clock time, host calls included")]
+    DeadlineExceeded {
+        /// The tool.
+        tool: String,
+        /// The deadline.
+        limit_ms: u64,
+    },
+    /// The plugin answered with more than `[plugins] max_output_bytes`; nothing parsed it.
+    #[error("tool `{tool}` returned a {what} of {size} bytes, above the cap of {cap} bytes")]
+    OutputTooLarge {
+        /// The tool.
+        tool: String,
+        /// Which answer: `output`, `undo record`, `verify detail`, `rollback output`.
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The cap.
+        cap: usize,
     },
     /// The plugin needed more memory than its cap and was stopped.
     #[error("tool `{tool}` exhausted its memory cap of {cap_mib} MiB")]
@@ -294,6 +345,14 @@ impl PluginError {
                 PluginError::InvalidOutput { tool, message: scrub(message) }
             }
             other => other,
+        }
+    }
+
+    /// The code of a load refusal: `plugin_identity` or `plugin_refused`.
+    pub fn refusal_code(&self) -> &'static str {
+        match self {
+            PluginError::Identity { .. } => "plugin_identity",
+            _ => "plugin_refused",
         }
     }
 

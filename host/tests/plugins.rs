@@ -199,21 +199,74 @@ async fn ungranted_capability_refuses_the_plugin_naming_tool_and_capability() ->
 }
 
 #[tokio::test]
-async fn colliding_tool_names_refuse_the_later_plugin_naming_both() -> anyhow::Result<()> {
-    let setup = Setup::new(&["colliding", "well_behaved"])?;
-    // `colliding.wasm` sorts first: it keeps `echo`, and `well_behaved` is refused whole.
+async fn colliding_tool_names_refuse_both_plugins_naming_both_files() -> anyhow::Result<()> {
+    let setup = Setup::new(&["colliding", "well_behaved", "panics"])?;
     let runtime = setup.load().await?;
     let refused = &runtime.report().refused;
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    let message = refused[0].error.to_string();
-    assert!(
-        matches!(&refused[0].error, PluginError::Collision { tool, first, second }
-        if tool == "echo" && first == "colliding" && second == "well_behaved"),
-        "{message}"
-    );
-    assert!(message.contains("`colliding`") && message.contains("`well_behaved`"), "{message}");
-    assert_eq!(runtime.tool(&tool("echo")).map(|t| t.plugin.as_str()), Some("colliding"));
+    let files: Vec<_> = refused.iter().map(|r| r.file.file_name().unwrap_or_default().to_owned()).collect();
+    assert_eq!(files, ["colliding.wasm", "well_behaved.wasm"], "{refused:?}");
+    for refusal in refused {
+        assert_eq!(refusal.code(), "plugin_identity");
+        let message = refusal.error.to_string();
+        assert!(matches!(refusal.error, PluginError::Identity { .. }), "{message}");
+        assert!(
+            message.contains("tool `echo`") && message.contains("`colliding.wasm`, `well_behaved.wasm`"),
+            "{message}"
+        );
+    }
+    assert!(runtime.tool(&tool("echo")).is_none(), "neither claimant serves the tool");
     assert!(runtime.tool(&tool("count_words")).is_none(), "no tool of a refused plugin is served");
+    assert!(runtime.tool(&tool("boom")).is_some(), "the others load");
+    let audited: Vec<_> = setup.audit.events().into_iter().filter(|e| e.kind == "plugin_refused").collect();
+    assert_eq!(audited.len(), 2, "{audited:?}");
+    assert!(audited.iter().all(|e| !e.allowed && e.reason == "plugin_identity"), "{audited:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_component_dropped_in_under_another_plugins_name_gets_no_grants_and_is_refused() -> anyhow::Result<()> {
+    let setup = Setup::new(&[])?;
+    // A foreign component calling itself `well_behaved`, which has grants, under its own file name;
+    // and another one dropped in as `docker.wasm`, whose grants are the built-in docker's.
+    std::fs::copy(fixture("well_behaved")?, setup.config.dir.join("impostor.wasm"))?;
+    std::fs::copy(fixture("colliding")?, setup.config.dir.join("docker.wasm"))?;
+    let runtime = setup.load().await?;
+    assert!(runtime.report().loaded.is_empty(), "{:?}", runtime.report().loaded);
+    let refused = &runtime.report().refused;
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for (refusal, (file, claimed)) in
+        refused.iter().zip([("docker.wasm", "colliding"), ("impostor.wasm", "well_behaved")])
+    {
+        assert_eq!(refusal.code(), "plugin_identity", "{}", refusal.error);
+        let message = refusal.error.to_string();
+        assert!(
+            message.contains(&format!("`{file}`")) && message.contains(&format!("calls it `{claimed}`")),
+            "{message}"
+        );
+    }
+    assert!(runtime.tools().is_empty(), "no tool of an impostor is served");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pinned_digest_refuses_any_other_content() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["well_behaved"])?;
+    let loaded = setup.load().await?;
+    let digest = loaded.report().loaded[0].digest.clone();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    setup.config.plugin.get_mut("well_behaved").context("settings")?.sha256 = Some(digest.clone());
+    let pinned = setup.load().await?;
+    assert_eq!(pinned.report().loaded.len(), 1, "{:?}", pinned.report().refused);
+    // The file is replaced by another component that calls itself by the same name.
+    std::fs::copy(fixture("template")?, setup.config.dir.join("well_behaved.wasm"))?;
+    let replaced = setup.load().await?;
+    let refused = &replaced.report().refused;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].code(), "plugin_identity");
+    assert!(refused[0].error.to_string().contains(&format!("not the `{digest}` pinned")), "{}", refused[0].error);
+    setup.config.plugin.get_mut("well_behaved").context("settings")?.sha256 = Some("sha256:beef".into());
+    let err = setup.load().await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("`sha256:beef`"), "{err}");
     Ok(())
 }
 
@@ -404,12 +457,17 @@ async fn calls_beyond_the_pool_wait_for_a_slot() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn second_load_uses_the_compiled_cache() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let setup = Setup::new(&["well_behaved"])?;
     let cache = setup.dir.path().join("cache");
     let first = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
     let loaded = &first.report().loaded[0];
     assert_eq!(loaded.source, Source::Compiled);
     assert!(loaded.cache_file.is_file() && loaded.cache_file.starts_with(&cache));
+    assert_eq!(std::fs::metadata(&cache)?.permissions().mode() & 0o777, 0o700, "the cache is private");
+    let key = setup.dir.path().join("cache.key");
+    assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600, "the key is private");
+    assert_eq!(std::fs::read(&key)?.len(), 32);
     let second = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
     let reloaded = &second.report().loaded[0];
     assert_eq!(reloaded.source, Source::Cache);
@@ -420,6 +478,85 @@ async fn second_load_uses_the_compiled_cache() -> anyhow::Result<()> {
     let third = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
     assert_eq!(third.report().loaded[0].source, Source::Compiled);
     still_serves(&third).await
+}
+
+#[tokio::test]
+async fn a_tampered_cache_entry_is_recompiled_and_the_right_code_runs() -> anyhow::Result<()> {
+    let setup = Setup::new(&["well_behaved", "panics"])?;
+    let cache = setup.dir.path().join("cache");
+    let first = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
+    let entries: Vec<PathBuf> = first.report().loaded.iter().map(|p| p.cache_file.clone()).collect();
+    assert_eq!(entries.len(), 2);
+    // Swap the two entries' files: each name now holds the other component's (genuine) code.
+    let swap = setup.dir.path().join("swap");
+    std::fs::rename(&entries[0], &swap)?;
+    std::fs::rename(&entries[1], &entries[0])?;
+    std::fs::rename(&swap, &entries[1])?;
+    let swapped = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
+    assert!(swapped.report().loaded.iter().all(|p| p.source == Source::Compiled), "a swapped entry was trusted");
+    still_serves(&swapped).await?;
+    let err = swapped.invoke(&call(), &tool("boom"), json!({})).await.err();
+    assert!(matches!(err, Some(PluginError::Panicked { .. })), "{err:?}");
+    // Flip bytes inside the compiled code of an entry, its header intact.
+    let mut bytes = std::fs::read(&entries[0])?;
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 16] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&entries[0], &bytes)?;
+    let flipped = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
+    let sources: Vec<Source> = flipped.report().loaded.iter().map(|p| p.source).collect();
+    assert!(sources.contains(&Source::Compiled) && sources.contains(&Source::Cache), "{sources:?}");
+    still_serves(&flipped).await?;
+    // An entry made with another key (another server's, or a forger's) is not trusted either.
+    std::fs::write(setup.dir.path().join("cache.key"), [7u8; 32])?;
+    let rekeyed = PluginRuntime::load(&setup.config, &cache, setup.services()).await?;
+    assert!(rekeyed.report().loaded.iter().all(|p| p.source == Source::Compiled));
+    still_serves(&rekeyed).await
+}
+
+#[tokio::test]
+async fn an_output_above_the_cap_is_refused_before_it_is_parsed() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["well_behaved"])?;
+    setup.config.max_output_bytes = 64;
+    let runtime = setup.load().await?;
+    let text = "x".repeat(100);
+    match runtime.invoke(&call(), &tool("echo"), json!({ "text": text })).await {
+        Err(PluginError::OutputTooLarge { tool, what, size, cap }) => {
+            assert_eq!((tool.as_str(), what, cap), ("echo", "output", 64));
+            assert!(size > 100, "{size}");
+        }
+        other => bail!("expected output_too_large, got {other:?}"),
+    }
+    still_serves(&runtime).await
+}
+
+#[tokio::test]
+async fn the_wall_clock_deadline_counts_host_calls() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["well_behaved"])?;
+    setup.config.plugin.get_mut("well_behaved").context("settings")?.deadline_ms = Some(300);
+    let mut services = setup.services();
+    services.exec_policy = Some(Arc::new(EchoOnly));
+    // A host call that would take far longer than the whole call may.
+    services.executor = Some(Arc::new(SlowEcho { delay: Duration::from_secs(3600) }));
+    let runtime = setup.load_with(services).await?;
+    let err = runtime.invoke(&call(), &tool("run_echo"), json!({ "text": "hi" })).await.err();
+    assert!(
+        matches!(err, Some(PluginError::DeadlineExceeded { ref tool, limit_ms: 300 }) if tool == "run_echo"),
+        "{err:?}"
+    );
+    still_serves(&runtime).await
+}
+
+#[tokio::test]
+async fn the_wall_clock_deadline_stops_a_spinning_plugin_too() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["infinite_loop", "well_behaved"])?;
+    let settings = PluginSettings { timeout_ms: Some(60_000), deadline_ms: Some(300), ..PluginSettings::default() };
+    setup.config.plugin.insert("infinite_loop".into(), settings);
+    let runtime = setup.load().await?;
+    let err = runtime.invoke(&call(), &tool("spin"), json!({})).await.err();
+    assert!(matches!(err, Some(PluginError::DeadlineExceeded { limit_ms: 300, .. })), "{err:?}");
+    still_serves(&runtime).await
 }
 
 #[tokio::test]

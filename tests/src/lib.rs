@@ -80,6 +80,10 @@ pub fn base_env() -> Vec<(String, String)> {
             "TOOLGATE_PLUGINS_CACHE_DIR".to_owned(),
             plugins_dir().with_file_name("test-plugin-cache").display().to_string(),
         ),
+        (
+            "TOOLGATE_PLUGINS_CACHE_KEY_FILE".to_owned(),
+            plugins_dir().with_file_name("test-plugin-cache.key").display().to_string(),
+        ),
     ];
     [
         ("TOOLGATE_MODE", "production"),

@@ -103,8 +103,11 @@ fn listing(runtime: &PluginRuntime) -> serde_json::Value {
             plugin
         })
         .collect();
-    let refused: Vec<serde_json::Value> =
-        report.refused.iter().map(|r| serde_json::json!({ "file": r.file, "error": r.error.to_string() })).collect();
+    let refused: Vec<serde_json::Value> = report
+        .refused
+        .iter()
+        .map(|r| serde_json::json!({ "file": r.file, "code": r.code(), "error": r.error.to_string() }))
+        .collect();
     serde_json::json!({ "plugins": plugins, "refused": refused })
 }
 
@@ -115,10 +118,11 @@ fn write_listing(out: &mut impl Write, runtime: &PluginRuntime) -> std::io::Resu
     for plugin in &report.loaded {
         writeln!(
             out,
-            "{} {}  ({}; grants: {}; {} ms, {} MiB)",
+            "{} {}  ({} {}; grants: {}; {} ms, {} MiB)",
             plugin.name,
             plugin.version,
             plugin.file.display(),
+            plugin.digest,
             joined(plugin.grants.iter().map(ToString::to_string).collect()),
             plugin.timeout_ms,
             plugin.memory_mib
@@ -134,7 +138,7 @@ fn write_listing(out: &mut impl Write, runtime: &PluginRuntime) -> std::io::Resu
         }
     }
     for refused in &report.refused {
-        writeln!(out, "refused {}: {}", refused.file.display(), refused.error)?;
+        writeln!(out, "refused {} ({}): {}", refused.file.display(), refused.code(), refused.error)?;
     }
     if report.loaded.is_empty() && report.refused.is_empty() {
         writeln!(out, "no plugins")?;

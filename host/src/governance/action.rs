@@ -168,7 +168,7 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActionError {
     /// `tool_failed`, `invalid_params`, `exec_denied`, `unavailable`, `timeout`, `plugin_failed`,
-    /// `verify_failed`, `rollback_failed`, `interrupted`.
+    /// `plugin_output_too_large`, `verify_failed`, `rollback_failed`, `interrupted`.
     pub code: String,
     /// For people.
     pub message: String,

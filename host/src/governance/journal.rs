@@ -26,6 +26,11 @@ use crate::telemetry::{metrics, span};
 /// Most submissions applied in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// Submissions that may wait for the writer. Beyond it submitters wait (backpressure): a plugin
+/// looping on host calls, each of which records an audit entry, cannot grow the queue without
+/// bound; it is slowed to the pace of the disk, and ended by its deadline.
+const QUEUE: usize = 4 * MAX_BATCH;
+
 /// Shortest time between the starts of two commits. Under load, submissions that arrive meanwhile
 /// join the next batch instead of each paying a commit (page writes, `fdatasync`, free-page
 /// upkeep) of its own: without it a loaded journal commits back to back in batches of two. A
@@ -109,7 +114,7 @@ struct Submission {
 /// Handle to the writer thread. Cheap to share; the thread ends when the last handle is dropped,
 /// after writing everything submitted.
 pub struct Journal {
-    sender: Mutex<mpsc::Sender<Submission>>,
+    sender: Mutex<mpsc::SyncSender<Submission>>,
     store: Store,
     tail: Arc<audit::Tail>,
     last_error: Arc<Mutex<Option<String>>>,
@@ -126,7 +131,12 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// Start the writer thread over `store`.
     pub fn start(store: Store) -> Result<Journal, StoreError> {
-        let (sender, receiver) = mpsc::channel::<Submission>();
+        Journal::start_bounded(store, QUEUE)
+    }
+
+    /// [`Journal::start`] with room for `queue` waiting submissions.
+    fn start_bounded(store: Store, queue: usize) -> Result<Journal, StoreError> {
+        let (sender, receiver) = mpsc::sync_channel::<Submission>(queue);
         let last_error = Arc::new(Mutex::new(None));
         let poisoned = Arc::new(AtomicBool::new(false));
         let tail = Arc::new(audit::Tail::load(&store)?);
@@ -164,7 +174,12 @@ impl Journal {
             }
             _ => None,
         });
-        self.send(Submission { writes, reply: Some(reply) })?;
+        // A full queue is waited out asleep, not blocking this async worker.
+        let mut submission = Submission { writes, reply: Some(reply) };
+        while let Some(full) = self.try_send(submission)? {
+            submission = full;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let answer = async { answer.await.map_err(|_| JournalError::Stopped)? };
         // The span covers the wait for the durable commit (group commit included).
         match span {
@@ -203,7 +218,21 @@ impl Journal {
             return Err(JournalError::Failed("an earlier audit write was lost; restart the server".into()));
         }
         let sender = self.sender.lock().map_err(|_| JournalError::Stopped)?;
+        // Blocks while the queue is full: the writer thread drains it whatever this thread does.
         sender.send(submission).map_err(|_| JournalError::Stopped)
+    }
+
+    /// Queue `submission` if there is room; hands it back when the queue is full.
+    fn try_send(&self, submission: Submission) -> Result<Option<Submission>, JournalError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(JournalError::Failed("an earlier audit write was lost; restart the server".into()));
+        }
+        let sender = self.sender.lock().map_err(|_| JournalError::Stopped)?;
+        match sender.try_send(submission) {
+            Ok(()) => Ok(None),
+            Err(mpsc::TrySendError::Full(submission)) => Ok(Some(submission)),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(JournalError::Stopped),
+        }
     }
 }
 
@@ -475,6 +504,48 @@ mod tests {
     use super::*;
     use crate::governance::action::{Operation, Step};
     use crate::model::{AuthMethod, Caller, Category, Role};
+
+    #[test]
+    fn a_full_queue_makes_submitters_wait_instead_of_growing() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let journal = Arc::new(Journal::start_bounded(store.clone(), 4)?);
+        // Hold the store's write lock: the writer stalls on its first batch.
+        let (held_tx, held_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            store.write(|_| {
+                let _ = held_tx.send(());
+                let _ = release_rx.recv();
+                Ok(())
+            })
+        });
+        held_rx.recv()?;
+        let (done_tx, done_rx) = mpsc::channel();
+        let submitter = {
+            let journal = Arc::clone(&journal);
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    journal.record(AuditEvent::new("exec_decision", false, "capability_not_declared"));
+                }
+                let _ = done_tx.send(());
+            })
+        };
+        // The writer holds one batch and the queue four submissions: the rest must wait.
+        assert_eq!(
+            done_rx.recv_timeout(Duration::from_millis(300)),
+            Err(mpsc::RecvTimeoutError::Timeout),
+            "twenty submissions fitted in a queue of four"
+        );
+        release_tx.send(())?;
+        holder.join().map_err(|_| anyhow::anyhow!("holder panicked"))??;
+        done_rx.recv()?;
+        submitter.join().map_err(|_| anyhow::anyhow!("submitter panicked"))?;
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(journal.flush())?;
+        let written = journal.tail().newest(100, 100, |_| true).entries.len();
+        assert_eq!(written, 20, "every submission was written once the writer could");
+        Ok(())
+    }
 
     fn record(id: &str, states: &[ActionState]) -> ActionRecord {
         ActionRecord {

@@ -1069,8 +1069,11 @@ fn action_error(error: &PluginError) -> ActionError {
         }
         PluginError::Tool { kind: ToolErrorKind::Denied, .. } => "exec_denied",
         PluginError::Tool { kind: ToolErrorKind::Unavailable, .. } => "unavailable",
-        PluginError::Tool { kind: ToolErrorKind::Timeout, .. } | PluginError::Timeout { .. } => "timeout",
+        PluginError::Tool { kind: ToolErrorKind::Timeout, .. }
+        | PluginError::Timeout { .. }
+        | PluginError::DeadlineExceeded { .. } => "timeout",
         PluginError::Tool { kind: ToolErrorKind::Failed, .. } => "tool_failed",
+        PluginError::OutputTooLarge { .. } => "plugin_output_too_large",
         _ => "plugin_failed",
     };
     ActionError { code: code.into(), message: error.to_string() }

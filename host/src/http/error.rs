@@ -206,7 +206,7 @@ fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
         "exec_denied" => S::FORBIDDEN,
         "unavailable" | "rollback_unavailable" => S::SERVICE_UNAVAILABLE,
         "timeout" => S::GATEWAY_TIMEOUT,
-        "plugin_failed" => S::INTERNAL_SERVER_ERROR,
+        "plugin_failed" | "plugin_output_too_large" => S::INTERNAL_SERVER_ERROR,
         _ => S::CONFLICT,
     };
     (status, code)

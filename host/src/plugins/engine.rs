@@ -1,11 +1,14 @@
 //! The wasmtime engine (pooling allocator, epoch interruption), the ticker thread that drives
-//! deadlines, and the on-disk cache of compiled components.
+//! deadlines, and the on-disk cache of compiled components, authenticated by a keyed MAC.
 
 use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -87,7 +90,7 @@ impl Drop for Ticker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    /// Deserialised from a `.cwasm` compiled earlier.
+    /// Deserialised from a `.cwasm` compiled earlier, after its MAC checked out.
     Cache,
     /// Compiled now (and written to the cache).
     Compiled,
@@ -100,42 +103,174 @@ pub struct Compiled {
     pub cache_file: PathBuf,
 }
 
-/// Compile `bytes`, or reuse the cached artefact keyed by their sha256 and the engine's
-/// compatibility hash (wasmtime version and every setting that changes generated code).
-pub fn compile(engine: &Engine, bytes: &[u8], cache_dir: &Path) -> Result<Compiled, PluginError> {
-    let mut compat = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut compat);
-    let key = format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), compat.finish());
-    let cache_file = cache_dir.join(format!("{key}.cwasm"));
-    if cache_file.is_file() {
-        match deserialize_cached(engine, &cache_file) {
-            Ok(component) => return Ok(Compiled { component, source: Source::Cache, cache_file }),
-            // A damaged cache entry is recompiled and replaced, never trusted.
-            Err(e) => {
-                tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry")
-            }
-        }
-    }
-    let compiled = engine
-        .precompile_component(bytes)
-        .map_err(|e| PluginError::Compile { file: String::new(), message: format!("{e:#}") })?;
-    std::fs::create_dir_all(cache_dir).map_err(PluginError::io(cache_dir))?;
-    let tmp = cache_dir.join(format!(".{key}.{}.tmp", uuid::Uuid::new_v4()));
-    std::fs::write(&tmp, &compiled).map_err(PluginError::io(&tmp))?;
-    std::fs::rename(&tmp, &cache_file).map_err(PluginError::io(&cache_file))?;
-    let component = deserialize_cached(engine, &cache_file)
-        .map_err(|e| PluginError::Compile { file: String::new(), message: format!("{e:#}") })?;
-    Ok(Compiled { component, source: Source::Compiled, cache_file })
+/// What starts every cache entry, before its MAC and the compiled code.
+const MAGIC: &[u8; 8] = b"TGCWASM1";
+/// Length of the HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
+/// Domain of the MAC, so that the key authenticates nothing else.
+const MAC_DOMAIN: &[u8] = b"toolgate plugin cache v1\0";
+
+/// The on-disk cache of compiled components. Compiled code is native code that runs unchecked,
+/// so an entry is trusted only when its HMAC-SHA256, under a key kept outside the cache
+/// directory, covers both its name (the component's sha256 and the engine's compatibility hash)
+/// and its content: a substituted, swapped or damaged entry is discarded and the component
+/// recompiled, and never deserialised.
+pub struct Cache {
+    dir: PathBuf,
+    key: [u8; 32],
 }
 
-/// The only `unsafe` of the runtime. The file is read into memory rather than mapped, so a
-/// cache file truncated or rewritten later cannot fault a running host (SIGBUS).
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// The cache in `dir` (created private, 0700), authenticated with the key in `key_file`
+    /// (32 random bytes in a 0600 file, created on first use).
+    pub fn open(dir: &Path, key_file: &Path) -> Result<Cache, PluginError> {
+        if key_file.starts_with(dir) {
+            return Err(PluginError::Config(format!(
+                "the plugin cache key `{}` must be kept outside the cache directory `{}`",
+                key_file.display(),
+                dir.display()
+            )));
+        }
+        private_dir(dir)?;
+        Ok(Cache { dir: dir.to_owned(), key: cache_key(key_file)? })
+    }
+
+    /// Compile `bytes`, or reuse the authenticated entry keyed by their sha256 and the engine's
+    /// compatibility hash (wasmtime version and every setting that changes generated code).
+    pub fn compile(&self, engine: &Engine, bytes: &[u8]) -> Result<Compiled, PluginError> {
+        let mut compat = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut compat);
+        let name = format!("{}-{:016x}", hex::encode(Sha256::digest(bytes)), compat.finish());
+        let cache_file = self.dir.join(format!("{name}.cwasm"));
+        match self.read_entry(&name, &cache_file) {
+            Ok(Some(code)) => match deserialize(engine, &code) {
+                Ok(component) => return Ok(Compiled { component, source: Source::Cache, cache_file }),
+                Err(e) => {
+                    tracing::warn!(file = %cache_file.display(), error = %format!("{e:#}"), "unusable plugin cache entry; recompiling")
+                }
+            },
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!(file = %cache_file.display(), reason, "plugin cache entry refused; recompiling");
+                let _ = std::fs::remove_file(&cache_file);
+            }
+        }
+        let code = engine
+            .precompile_component(bytes)
+            .map_err(|e| PluginError::Compile { file: String::new(), message: format!("{e:#}") })?;
+        self.write_entry(&name, &cache_file, &code)?;
+        let component = deserialize(engine, &code)
+            .map_err(|e| PluginError::Compile { file: String::new(), message: format!("{e:#}") })?;
+        Ok(Compiled { component, source: Source::Compiled, cache_file })
+    }
+
+    fn mac(&self, name: &str, code: &[u8]) -> Hmac<Sha256> {
+        #[allow(clippy::expect_used)]
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes a key of any length");
+        mac.update(MAC_DOMAIN);
+        mac.update(name.as_bytes());
+        mac.update(b"\0");
+        mac.update(code);
+        mac
+    }
+
+    /// The compiled code of entry `name`, `None` when there is none; `Err` saying why an entry
+    /// that is there is not trusted.
+    fn read_entry(&self, name: &str, file: &Path) -> Result<Option<Vec<u8>>, &'static str> {
+        // Read into memory rather than mapped, so a file rewritten later cannot fault the host
+        // (SIGBUS) nor change under the check.
+        let mut bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(_) => return Err("unreadable"),
+        };
+        if bytes.len() < MAGIC.len() + TAG_LEN || !bytes.starts_with(MAGIC) {
+            return Err("not a toolgate cache entry");
+        }
+        let code = bytes.split_off(MAGIC.len() + TAG_LEN);
+        self.mac(name, &code).verify_slice(&bytes[MAGIC.len()..]).map_err(|_| "its MAC does not match")?;
+        Ok(Some(code))
+    }
+
+    fn write_entry(&self, name: &str, file: &Path, code: &[u8]) -> Result<(), PluginError> {
+        let tag = self.mac(name, code).finalize().into_bytes();
+        let tmp = self.dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4()));
+        let written =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
+                f.write_all(MAGIC)?;
+                f.write_all(&tag)?;
+                f.write_all(code)?;
+                f.sync_all()
+            });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, file)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(PluginError::Io { path: file.to_owned(), source: e });
+        }
+        Ok(())
+    }
+}
+
+/// Create `dir` with mode 0700, or make an existing one 0700.
+fn private_dir(dir: &Path) -> Result<(), PluginError> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(PluginError::io(dir))?;
+    let mode = std::fs::metadata(dir).map_err(PluginError::io(dir))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(PluginError::io(dir))?;
+    }
+    Ok(())
+}
+
+/// The cache key in `file`, created (32 random bytes, 0600) when there is none. Two servers
+/// starting at once agree on one key: the file appears whole, by a hard link, or not at all.
+fn cache_key(file: &Path) -> Result<[u8; 32], PluginError> {
+    let read = |file: &Path| -> Result<Option<[u8; 32]>, PluginError> {
+        match std::fs::read(file) {
+            Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map(Some).map_err(|_| {
+                PluginError::Config(format!("the plugin cache key `{}` is not 32 bytes long", file.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(PluginError::Io { path: file.to_owned(), source: e }),
+        }
+    };
+    if let Some(key) = read(file)? {
+        let mode = std::fs::metadata(file).map_err(PluginError::io(file))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(PluginError::io(file))?;
+        }
+        return Ok(key);
+    }
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(PluginError::io(parent))?;
+    let key: [u8; 32] = rand::random();
+    let tmp = parent.join(format!(".plugin-cache-key.{}.tmp", uuid::Uuid::new_v4()));
+    let written = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|mut f| {
+        f.write_all(&key)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, file));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(file)?.ok_or_else(|| {
+            PluginError::Config(format!("the plugin cache key `{}` vanished while being created", file.display()))
+        }),
+        Err(e) => Err(PluginError::Io { path: file.to_owned(), source: e }),
+    }
+}
+
+/// The only `unsafe` of the runtime.
 #[allow(unsafe_code)]
-fn deserialize_cached(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
-    let bytes = std::fs::read(file)?;
-    // SAFETY: wasmtime requires the bytes to be a trusted artefact of `precompile_component`. We
-    // wrote the file ourselves under our data directory (temp file + rename, so never
-    // half-written), its name is the sha256 of the source bytes plus the engine's compatibility
-    // hash, and wasmtime still checks its header and engine compatibility before using it.
-    unsafe { Component::deserialize(engine, &bytes) }
+fn deserialize(engine: &Engine, code: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: wasmtime requires the bytes to be a trusted artefact of `precompile_component`.
+    // They are either what this process just compiled, or a cache entry whose HMAC under our
+    // private key (kept outside the cache directory) covers this component's digest, this
+    // engine's compatibility hash and every byte of the code: only a holder of the key could
+    // have written it. wasmtime still checks the header and engine compatibility.
+    unsafe { Component::deserialize(engine, code) }
 }

@@ -6,31 +6,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store};
 
-use super::bindings::exports::toolgate::plugin::tool::{InvokeResult, Verdict as WitVerdict};
-use super::bindings::{Error as WitError, Plugin as Bindings, PluginPre};
-use super::engine::{self, Ticker};
+use super::bindings::{Plugin as Bindings, PluginPre};
+use super::call::{self, Job, Op, Outcome, Plugin};
+use super::engine::{self, Cache, Ticker};
+use super::identity;
 use super::manifest::{self, Capability, ToolDef};
-use super::state::{self, CallInfo, HostState};
+use super::state::{CallInfo, HostState};
 use super::types::{
     CallContext, Invocation, LoadReport, LoadedPlugin, RefusedPlugin, ToolErrorKind, ToolInfo, Verdict,
 };
 use super::{HostServices, PluginError, PluginsConfig};
 use crate::governance::redact::Secrets;
-use crate::model::{PluginName, ToolName};
+use crate::model::ToolName;
 use crate::policy::ToolInput;
 use crate::telemetry::{metrics, span};
 
 const MIB: u64 = 1024 * 1024;
 
-struct Plugin {
-    name: PluginName,
-    pre: PluginPre<HostState>,
-    memory_cap: usize,
-    timeout: Duration,
-}
+/// Where the key that authenticates the compile cache is kept when the caller names none: beside
+/// the cache directory, never inside it.
+const KEY_SUFFIX: &str = "key";
 
 struct ToolEntry {
     plugin: Arc<Plugin>,
@@ -42,54 +40,60 @@ struct ToolEntry {
 pub struct PluginRuntime {
     engine: Engine,
     services: Arc<HostServices>,
+    cache: Cache,
     tools: BTreeMap<ToolName, ToolEntry>,
     report: LoadReport,
-    /// One permit per pool slot: calls beyond `max_concurrent_calls` wait instead of failing.
-    slots: tokio::sync::Semaphore,
+    /// One permit per call running: calls beyond `max_concurrent_calls` wait instead of failing.
+    slots: Arc<tokio::sync::Semaphore>,
     _ticker: Ticker,
-}
-
-enum Op {
-    Invoke(String),
-    Verify(String, String),
-    Rollback(String),
-}
-
-impl Op {
-    fn name(&self) -> &'static str {
-        match self {
-            Op::Invoke(_) => "invoke",
-            Op::Verify(..) => "verify",
-            Op::Rollback(_) => "rollback",
-        }
-    }
-}
-
-enum Outcome {
-    Invoke(InvokeResult),
-    Verify(WitVerdict),
-    Rollback(String),
 }
 
 impl PluginRuntime {
     /// Load every `*.wasm` of `config.dir`, caching compiled code under `cache_dir`.
     ///
-    /// A plugin that cannot be compiled, whose manifest is invalid, that needs an ungranted
-    /// capability, or whose tool names collide with an earlier plugin's (in file name order) is
-    /// refused: it is logged, listed in [`LoadReport::refused`], and the others load. A
-    /// configuration error (bad grant, bad limit) or an unreadable directory fails the whole load.
+    /// A plugin is named by its file (`docker.wasm` is `docker`) and gets that name's grants. A
+    /// plugin that cannot be compiled, whose manifest is invalid or names another plugin, whose
+    /// content is not its pinned digest, that needs an ungranted capability, or that claims a
+    /// tool another plugin claims too (both are refused) is refused: it is logged as a security
+    /// event and an audit entry, listed in [`LoadReport::refused`], and the others load. A
+    /// configuration error (bad grant, bad limit, bad pin) or an unreadable directory fails the
+    /// whole load.
+    ///
+    /// Compiled code is authenticated with the key in `<cache_dir>.key` (see
+    /// [`PluginRuntime::load_with_key`]).
     pub async fn load(config: &PluginsConfig, cache_dir: &Path, services: HostServices) -> Result<Self, PluginError> {
+        let key_file = cache_dir.with_extension(KEY_SUFFIX);
+        Self::load_with_key(config, cache_dir, &key_file, services).await
+    }
+
+    /// [`PluginRuntime::load`], the compile cache authenticated with the key in `key_file`
+    /// (created on first use), which must be outside `cache_dir`.
+    pub async fn load_with_key(
+        config: &PluginsConfig,
+        cache_dir: &Path,
+        key_file: &Path,
+        services: HostServices,
+    ) -> Result<Self, PluginError> {
         let mut grants = BTreeMap::new();
         for (name, settings) in &config.plugin {
             grants.insert(name.clone(), manifest::parse_grants(name, &settings.grants)?);
-            for limit in [settings.timeout_ms, settings.memory_mib].into_iter().flatten() {
+            if let Some(pin) = &settings.sha256
+                && identity::normalize_pin(pin).is_none()
+            {
+                return Err(PluginError::Config(format!(
+                    "plugin `{name}`: `sha256` must be `sha256:` and 64 hex digits, not `{pin}`"
+                )));
+            }
+            for limit in [settings.timeout_ms, settings.deadline_ms, settings.memory_mib].into_iter().flatten() {
                 if limit == 0 {
                     return Err(PluginError::Config(format!("plugin `{name}`: limits must be above zero")));
                 }
             }
         }
-        if config.timeout_ms == 0 || config.memory_mib == 0 {
-            return Err(PluginError::Config("`timeout_ms` and `memory_mib` must be above zero".into()));
+        if config.timeout_ms == 0 || config.memory_mib == 0 || config.deadline_ms == 0 || config.max_output_bytes == 0 {
+            return Err(PluginError::Config(
+                "`timeout_ms`, `deadline_ms`, `memory_mib` and `max_output_bytes` must be above zero".into(),
+            ));
         }
         let engine = engine::build(config)?;
         let ticker = Ticker::start(&engine)?;
@@ -101,24 +105,41 @@ impl PluginRuntime {
         let mut runtime = PluginRuntime {
             engine,
             services: Arc::new(services),
+            cache: Cache::open(cache_dir, key_file)?,
             tools: BTreeMap::new(),
             report: LoadReport::default(),
-            slots: tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1) as usize),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
             _ticker: ticker,
         };
+        // Every component is checked on its own first; name and tool collisions are then judged
+        // over all of them together, so that the file order never decides who keeps a name.
+        let mut candidates = Vec::new();
         for file in component_files(&config.dir)? {
-            let loaded = runtime.load_one(&linker, config, &grants, &file, cache_dir).await;
-            match loaded.and_then(|(plugin, defs, info)| runtime.register(plugin, defs, info)) {
-                Ok(info) => {
-                    tracing::info!(plugin = %info.name, version = %info.version, tools = info.tools.len(), source = ?info.source, "plugin loaded");
+            match runtime.load_one(&linker, config, &grants, &file).await {
+                Ok(candidate) => candidates.push(candidate),
+                Err(error) => runtime.refuse(file, error),
+            }
+        }
+        let claims: Vec<identity::Claim<'_>> = candidates
+            .iter()
+            .map(|(_, _, info)| identity::Claim {
+                file_name: info.file.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+                name: &info.name,
+                tools: &info.tools,
+            })
+            .collect();
+        let mut collisions = identity::collisions(&claims);
+        for (i, (plugin, defs, info)) in candidates.into_iter().enumerate() {
+            match collisions.remove(&i) {
+                Some(error) => runtime.refuse(info.file, error),
+                None => {
+                    tracing::info!(plugin = %info.name, version = %info.version, digest = %info.digest, tools = info.tools.len(), source = ?info.source, "plugin loaded");
+                    runtime.register(plugin, defs);
                     runtime.report.loaded.push(info);
-                }
-                Err(error) => {
-                    tracing::error!(file = %file.display(), "{error}");
-                    runtime.report.refused.push(RefusedPlugin { file, error });
                 }
             }
         }
+        runtime.report.refused.sort_by(|a, b| a.file.cmp(&b.file));
         for name in grants.keys() {
             if !runtime.report.loaded.iter().any(|p| p.name.as_str() == name) {
                 tracing::warn!(plugin = %name, "grants configured for a plugin that is not loaded");
@@ -128,13 +149,18 @@ impl PluginRuntime {
     }
 
     /// Load with the whole configuration: plugins from `[plugins]`, compiled code cached in
-    /// `plugins.cache_dir` (`<data_dir>/cache` when empty).
+    /// `plugins.cache_dir` (`<data_dir>/cache` when empty) and authenticated with the key in
+    /// `plugins.cache_key_file` (`<data_dir>/plugin-cache.key` when empty).
     pub async fn from_config(config: &crate::config::Config, services: HostServices) -> Result<Self, PluginError> {
         let cache_dir = match config.plugins.cache_dir.as_os_str().is_empty() {
             true => config.data_dir.join("cache"),
             false => config.plugins.cache_dir.clone(),
         };
-        Self::load(&config.plugins, &cache_dir, services).await
+        let key_file = match config.plugins.cache_key_file.as_os_str().is_empty() {
+            true => config.data_dir.join("plugin-cache.key"),
+            false => config.plugins.cache_key_file.clone(),
+        };
+        Self::load_with_key(&config.plugins, &cache_dir, &key_file, services).await
     }
 
     async fn load_one(
@@ -143,70 +169,69 @@ impl PluginRuntime {
         config: &PluginsConfig,
         grants: &BTreeMap<String, BTreeSet<Capability>>,
         file: &Path,
-        cache_dir: &Path,
-    ) -> Result<(Plugin, Vec<ToolDef>, LoadedPlugin), PluginError> {
+    ) -> Result<(Arc<Plugin>, Vec<ToolDef>, LoadedPlugin), PluginError> {
         let file_name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let compile_err = |message: String| PluginError::Compile { file: file_name.clone(), message };
         let bytes = std::fs::read(file).map_err(PluginError::io(file))?;
-        let compiled = engine::compile(&self.engine, &bytes, cache_dir).map_err(|e| match e {
+        // Who the file is comes first: its grants, limits and pin are those of its file name.
+        let stem = file.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let settings = config.plugin.get(&stem).cloned().unwrap_or_default();
+        let id = identity::of_file(file, &bytes, settings.sha256.as_deref())?;
+        let compiled = self.cache.compile(&self.engine, &bytes).map_err(|e| match e {
             PluginError::Compile { message, .. } => compile_err(message),
             other => other,
         })?;
         let pre = linker.instantiate_pre(&compiled.component).map_err(|e| compile_err(format!("{e:#}")))?;
         let pre = PluginPre::new(pre).map_err(|e| compile_err(format!("{e:#}")))?;
-        let mut plugin = Plugin {
-            name: PluginName::try_from("unnamed".to_owned()).map_err(|e| PluginError::Engine(e.to_string()))?,
-            pre,
-            memory_cap: mib_to_bytes(config.memory_mib)?,
-            timeout: Duration::from_millis(config.timeout_ms),
-        };
-        let mut store = self.store(&plugin, None);
-        let manifest = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.toolgate_plugin_tool().call_get_manifest(&mut store).await
-        }
-        .await
-        .map_err(|e| PluginError::Manifest {
-            plugin: file_name.clone(),
-            reason: format!("`manifest` failed: {}", classify("manifest", e, store.data(), &plugin)),
-        })?;
-        let manifest =
-            manifest::validate(&file_name, manifest, |name| Ok(grants.get(name).cloned().unwrap_or_default()))?;
-        let settings = config.plugin.get(manifest.name.as_str()).cloned().unwrap_or_default();
         let timeout_ms = settings.timeout_ms.unwrap_or(config.timeout_ms);
+        let deadline_ms = settings.deadline_ms.unwrap_or(config.deadline_ms);
         let memory_mib = settings.memory_mib.unwrap_or(config.memory_mib);
-        plugin.name = manifest.name.clone();
-        plugin.memory_cap = mib_to_bytes(memory_mib)?;
-        plugin.timeout = Duration::from_millis(timeout_ms);
+        let plugin = Arc::new(Plugin {
+            name: id.name.clone(),
+            pre,
+            memory_cap: mib_to_bytes(memory_mib)?,
+            timeout: Duration::from_millis(timeout_ms),
+            deadline: Duration::from_millis(deadline_ms),
+            max_output: usize::try_from(config.max_output_bytes).unwrap_or(usize::MAX),
+        });
+        let job = Job {
+            engine: self.engine.clone(),
+            services: Arc::clone(&self.services),
+            plugin: Arc::clone(&plugin),
+            call: None,
+            tool: file_name.clone(),
+            action: String::new(),
+            secrets: Secrets::default(),
+            op: Op::Manifest,
+        };
+        let manifest = match call::run(&self.slots, job).await {
+            Ok(Outcome::Manifest(manifest)) => *manifest,
+            Ok(_) => return Err(PluginError::Engine("internal error: mismatched call outcome".into())),
+            Err(e) => {
+                return Err(PluginError::Manifest { plugin: file_name, reason: format!("`manifest` failed: {e}") });
+            }
+        };
+        identity::check_claim(&id, &manifest.name)?;
+        let granted = grants.get(id.name.as_str()).cloned().unwrap_or_default();
+        let manifest = manifest::validate(&file_name, manifest, |_| Ok(granted.clone()))?;
         let info = LoadedPlugin {
             name: manifest.name,
             version: manifest.version,
             file: file.to_owned(),
+            digest: id.digest,
             source: compiled.source,
             cache_file: compiled.cache_file,
             tools: manifest.tools.iter().map(|t| t.name.clone()).collect(),
-            grants: grants.get(plugin.name.as_str()).map(|g| g.iter().cloned().collect()).unwrap_or_default(),
+            grants: granted.into_iter().collect(),
             timeout_ms,
+            deadline_ms,
             memory_mib,
         };
         Ok((plugin, manifest.tools, info))
     }
 
-    /// Add a validated plugin's tools, refusing it whole if one of its names is taken.
-    fn register(
-        &mut self,
-        plugin: Plugin,
-        defs: Vec<ToolDef>,
-        info: LoadedPlugin,
-    ) -> Result<LoadedPlugin, PluginError> {
-        if let Some(taken) = defs.iter().find_map(|d| self.tools.get(&d.name)) {
-            return Err(PluginError::Collision {
-                tool: taken.info.name.to_string(),
-                first: taken.plugin.name.to_string(),
-                second: plugin.name.to_string(),
-            });
-        }
-        let plugin = Arc::new(plugin);
+    /// Add a validated plugin's tools (no other plugin claims any of their names).
+    fn register(&mut self, plugin: Arc<Plugin>, defs: Vec<ToolDef>) {
         for def in defs {
             let info = ToolInfo {
                 name: def.name.clone(),
@@ -221,7 +246,18 @@ impl PluginRuntime {
             };
             self.tools.insert(def.name.clone(), ToolEntry { plugin: Arc::clone(&plugin), def, info });
         }
-        Ok(info)
+    }
+
+    /// Refuse a component: a log line, a security event and an audit entry naming the file.
+    fn refuse(&mut self, file: PathBuf, error: PluginError) {
+        let code = error.refusal_code();
+        tracing::error!(file = %file.display(), code, "{error}");
+        let details = serde_json::json!({ "file": file, "code": code, "reason": error.to_string() });
+        crate::auth::events::emit(crate::auth::events::Level::Warning, "plugin_refused", None, None, details.clone());
+        let mut event = crate::governance::AuditEvent::new("plugin_refused", false, code.to_owned());
+        event.detail = details;
+        self.services.audit.record(event);
+        self.report.refused.push(RefusedPlugin { file, error });
     }
 
     /// What the load did: loaded plugins (with cache use) and refused ones.
@@ -337,17 +373,6 @@ impl PluginRuntime {
         self.tools.get(tool).ok_or_else(|| PluginError::UnknownTool(tool.to_string()))
     }
 
-    fn store(&self, plugin: &Plugin, call: Option<Arc<CallInfo>>) -> Store<HostState> {
-        let state = HostState::new(Arc::clone(&self.services), call, plugin.memory_cap, plugin.timeout);
-        let first_check = state.clock.next_ticks();
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        // INVARIANT: a new store's deadline is 0 (already expired): set it on every store.
-        store.set_epoch_deadline(first_check);
-        store.epoch_deadline_callback(state::on_epoch);
-        store
-    }
-
     /// One call in a fresh store inside a `plugin.invoke` span (a child of the caller's span; host
     /// calls nest under it), recorded in the plugin call metric.
     async fn call(
@@ -361,113 +386,30 @@ impl PluginRuntime {
         let span = span::plugin(entry.plugin.name.as_str(), tool, entry.info.category.as_str());
         let op_name = op.name();
         let started = Instant::now();
-        // Boxed: instantiating and calling a component is a large future, which would otherwise
-        // be copied into every future that awaits a plugin call, each time those are moved.
-        let result = Box::pin(self.call_untraced(entry, ctx, secrets, op)).instrument(span.clone()).await;
+        let job = Job {
+            engine: self.engine.clone(),
+            services: Arc::clone(&self.services),
+            plugin: Arc::clone(&entry.plugin),
+            call: Some(Arc::new(CallInfo {
+                plugin: entry.plugin.name.to_string(),
+                tool: ToolInput::from(&entry.info),
+                capabilities: entry.def.capabilities.clone(),
+                context: ctx.clone(),
+                secrets: secrets.clone(),
+            })),
+            tool: tool.to_owned(),
+            action: ctx.action_id.clone(),
+            secrets: secrets.clone(),
+            op,
+        };
+        let result = call::run(&self.slots, job).instrument(span.clone()).await;
         let elapsed = started.elapsed();
-        let status = status(&result);
+        let status = call::status(&result);
         // Epoch interruption meters the plugin, not fuel: the duration is what it used.
         span::record_plugin(&span, status, None, elapsed);
         metrics::plugin_call(tool, op_name, status, elapsed);
         result
     }
-
-    /// Instantiate, run `op`, turn traps into typed errors.
-    async fn call_untraced(
-        &self,
-        entry: &ToolEntry,
-        ctx: &CallContext,
-        secrets: &Secrets,
-        op: Op,
-    ) -> Result<Outcome, PluginError> {
-        let tool = entry.info.name.as_str();
-        let info = CallInfo {
-            plugin: entry.plugin.name.to_string(),
-            tool: ToolInput::from(&entry.info),
-            capabilities: entry.def.capabilities.clone(),
-            context: ctx.clone(),
-            secrets: secrets.clone(),
-        };
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| PluginError::Trap { tool: tool.to_owned(), message: e.to_string() })?;
-        let mut store = self.store(&entry.plugin, Some(Arc::new(info)));
-        let result = async {
-            let instance = entry.plugin.pre.instantiate_async(&mut store).await?;
-            let exports = instance.toolgate_plugin_tool();
-            wasmtime::Result::Ok(match op {
-                Op::Invoke(params) => exports.call_invoke(&mut store, tool, &params).await?.map(Outcome::Invoke),
-                Op::Verify(params, output) => {
-                    exports.call_verify(&mut store, tool, &params, &output).await?.map(Outcome::Verify)
-                }
-                Op::Rollback(undo) => exports.call_rollback(&mut store, tool, &undo).await?.map(Outcome::Rollback),
-            })
-        }
-        .await;
-        let state = store.data();
-        for (stream, capture) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-            let text = capture.text();
-            if !text.is_empty() {
-                let text = secrets.scrub(text.trim_end());
-                tracing::debug!(plugin = %entry.plugin.name, tool, action = %ctx.action_id, stream, "{text}");
-            }
-        }
-        match result {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(err)) => Err(tool_error(tool, err)),
-            Err(trap) => Err(classify(tool, trap, state, &entry.plugin)),
-        }
-    }
-}
-
-/// The `status` of a call for spans and metrics: `ok`, `denied`, `timeout`, `trap` (the plugin
-/// was stopped: trap, panic, memory cap) or `error` (it answered with an error).
-fn status(result: &Result<Outcome, PluginError>) -> &'static str {
-    match result {
-        Ok(_) => "ok",
-        Err(PluginError::Tool { kind: ToolErrorKind::Denied, .. }) => "denied",
-        Err(PluginError::Tool { kind: ToolErrorKind::Timeout, .. } | PluginError::Timeout { .. }) => "timeout",
-        Err(PluginError::Trap { .. } | PluginError::Panicked { .. } | PluginError::MemoryExhausted { .. }) => "trap",
-        Err(_) => "error",
-    }
-}
-
-/// Name a failed call by what the store saw: the deadline, the memory cap, a panic, or a trap.
-fn classify(tool: &str, trap: wasmtime::Error, state: &HostState, plugin: &Plugin) -> PluginError {
-    let tool = tool.to_owned();
-    if state.clock.timed_out {
-        let limit_ms = u64::try_from(plugin.timeout.as_millis()).unwrap_or(u64::MAX);
-        return PluginError::Timeout { tool, limit_ms };
-    }
-    if state.limits.exhausted {
-        return PluginError::MemoryExhausted { tool, cap_mib: plugin.memory_cap as u64 / MIB };
-    }
-    if let Some(message) = panic_message(&state.stderr.text()) {
-        return PluginError::Panicked { tool, message };
-    }
-    PluginError::Trap { tool, message: format!("{trap:#}") }
-}
-
-/// `src/lib.rs:3:5: boom` from Rust's `thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom`.
-fn panic_message(stderr: &str) -> Option<String> {
-    let (_, rest) = stderr.split_once("panicked at ")?;
-    let lines: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note:")).collect();
-    let mut message = lines.join(" ");
-    message.truncate(message.char_indices().nth(1024).map_or(message.len(), |(i, _)| i));
-    Some(message)
-}
-
-fn tool_error(tool: &str, err: WitError) -> PluginError {
-    let (kind, message) = match err {
-        WitError::InvalidParams(m) => (ToolErrorKind::InvalidParams, m),
-        WitError::Denied(m) => (ToolErrorKind::Denied, m),
-        WitError::Failed(m) => (ToolErrorKind::Failed, m),
-        WitError::Unavailable(m) => (ToolErrorKind::Unavailable, m),
-        WitError::Timeout(m) => (ToolErrorKind::Timeout, m),
-    };
-    PluginError::Tool { tool: tool.to_owned(), kind, message }
 }
 
 fn check_params(entry: &ToolEntry, params: &serde_json::Value) -> Result<(), PluginError> {
@@ -541,12 +483,5 @@ mod tests {
         send(rt.invoke(call, tool, serde_json::Value::Null));
         send(rt.verify(call, tool, &serde_json::Value::Null, &serde_json::Value::Null));
         send(rt.rollback(call, tool, &serde_json::Value::Null));
-    }
-
-    #[test]
-    fn panic_messages_are_extracted_from_stderr() {
-        let stderr = "thread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).as_deref(), Some("src/lib.rs:3:5: boom"));
-        assert_eq!(panic_message("memory allocation failed"), None);
     }
 }

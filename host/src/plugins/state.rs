@@ -20,8 +20,8 @@ use crate::policy::ToolInput;
 /// How much of a plugin's stdout and stderr is kept for the log (and for panic messages).
 const CAPTURE_CAP: usize = 16 * 1024;
 
-/// Longest stretch of plugin execution between two yields to the async executor, so a plugin
-/// that spins does not starve other tasks on its worker thread.
+/// Longest stretch of plugin execution between two checks of its deadlines (and yields to the
+/// future that drives it, which checks the wall-clock deadline too).
 const SLICE_TICKS: u64 = 10;
 
 /// The call a store serves; `None` while the manifest is read.
@@ -59,7 +59,13 @@ pub struct HostState {
 
 impl HostState {
     /// Fresh state for one call: no dirs, no env, no args, no sockets.
-    pub fn new(services: Arc<HostServices>, call: Option<Arc<CallInfo>>, memory_cap: usize, limit: Duration) -> Self {
+    pub fn new(
+        services: Arc<HostServices>,
+        call: Option<Arc<CallInfo>>,
+        memory_cap: usize,
+        limit: Duration,
+        deadline: Duration,
+    ) -> Self {
         let (stdout, stderr) = (Capture::default(), Capture::default());
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone())
@@ -72,7 +78,14 @@ impl HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits: Limits { memory_cap, exhausted: false },
-            clock: Clock { started: Instant::now(), in_host: Duration::ZERO, limit, timed_out: false },
+            clock: Clock {
+                started: Instant::now(),
+                in_host: Duration::ZERO,
+                limit,
+                deadline,
+                timed_out: false,
+                past_deadline: false,
+            },
             call,
             services,
             stdout,
@@ -113,17 +126,22 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Plugin execution time: wall-clock time of the call minus time spent in host calls.
+/// Plugin execution time (wall-clock time of the call minus time spent in host calls) against
+/// its limit, and wall-clock time of the whole call against its deadline.
 pub struct Clock {
     started: Instant,
     in_host: Duration,
     limit: Duration,
-    /// Set when the deadline stopped the plugin.
+    deadline: Duration,
+    /// Set when the execution limit stopped the plugin.
     pub timed_out: bool,
+    /// Set when the wall-clock deadline stopped the plugin.
+    pub past_deadline: bool,
 }
 
 impl Clock {
-    /// Charge `spent` to the host, not to the plugin.
+    /// Charge `spent` to the host, not to the plugin's execution time (the wall-clock deadline
+    /// still counts it).
     pub fn host_time(&mut self, spent: Duration) {
         self.in_host += spent;
     }
@@ -132,18 +150,26 @@ impl Clock {
         self.limit.checked_sub(self.started.elapsed().saturating_sub(self.in_host)).filter(|r| !r.is_zero())
     }
 
+    fn before_deadline(&self) -> Option<Duration> {
+        self.deadline.checked_sub(self.started.elapsed()).filter(|r| !r.is_zero())
+    }
+
     /// Epoch ticks until the next check: at most one slice, at least one tick.
     pub fn next_ticks(&self) -> u64 {
-        let remaining = self.remaining().unwrap_or_default();
+        let remaining = self.remaining().unwrap_or_default().min(self.before_deadline().unwrap_or_default());
         let ticks = remaining.as_millis().div_ceil(TICK.as_millis()).max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).min(SLICE_TICKS)
     }
 }
 
-/// The store's epoch callback: stop the plugin once its execution time is spent, otherwise
-/// yield to the executor and check again later.
+/// The store's epoch callback: stop the plugin once its execution time or its wall-clock
+/// deadline is spent, otherwise yield to the executor and check again later.
 pub fn on_epoch(mut store: StoreContextMut<'_, HostState>) -> wasmtime::Result<UpdateDeadline> {
     let clock = &mut store.data_mut().clock;
+    if clock.before_deadline().is_none() {
+        clock.past_deadline = true;
+        return Err(wasmtime::Trap::Interrupt.into());
+    }
     if clock.remaining().is_none() {
         clock.timed_out = true;
         return Err(wasmtime::Trap::Interrupt.into());

@@ -113,6 +113,8 @@ pub struct LoadedPlugin {
     pub version: String,
     /// The component file.
     pub file: PathBuf,
+    /// `sha256:<hex>` of its content, as `[plugins.plugin.<name>] sha256` pins it.
+    pub digest: String,
     /// Whether the compiled code came from the cache.
     pub source: Source,
     /// The cached `.cwasm`.
@@ -123,6 +125,8 @@ pub struct LoadedPlugin {
     pub grants: Vec<Capability>,
     /// Its per-call deadline (plugin execution).
     pub timeout_ms: u64,
+    /// Its per-call wall-clock deadline (host calls included).
+    pub deadline_ms: u64,
     /// Its per-instance memory cap.
     pub memory_mib: u64,
 }
@@ -134,6 +138,14 @@ pub struct RefusedPlugin {
     pub file: PathBuf,
     /// Why.
     pub error: PluginError,
+}
+
+impl RefusedPlugin {
+    /// The refusal's stable code: `plugin_identity` when the component is not who it claims to
+    /// be or claims a name another one claims, `plugin_refused` otherwise.
+    pub fn code(&self) -> &'static str {
+        self.error.refusal_code()
+    }
 }
 
 /// What loading the plugin directory did.

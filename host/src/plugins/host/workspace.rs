@@ -1,10 +1,18 @@
-//! `workspace`: files under the workspace root. Paths are relative; absolute paths, `..`, and
-//! symlinks that lead outside are `denied`, and a final symlink is never followed. Writes are
-//! atomic (temp file + rename). File system work runs off the async workers.
+//! `workspace`: files under the workspace root. Paths are relative; absolute paths and `..` are
+//! `denied`, and so is any symbolic link on the way. Every component is opened relative to its
+//! parent directory's handle with `O_NOFOLLOW`, starting from a handle on the root, so there is
+//! no check-then-reopen-by-path: a directory swapped for a symlink after it was looked at is
+//! never followed. Writes are atomic (temp file + rename in the parent's handle). File system
+//! work runs off the async workers.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path};
 use std::time::Instant;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use super::{require, traced};
 use crate::plugins::bindings::Error;
@@ -45,14 +53,13 @@ impl HostState {
 impl Host for HostState {
     async fn read(&mut self, path: String) -> wasmtime::Result<Result<Vec<u8>, Error>> {
         self.fs("read", Capability::WorkspaceRead, move |root| {
-            let target = resolve(root, &path)?;
-            read_file(&target, &path)?.ok_or_else(|| Error::Failed(format!("no file `{path}` in the workspace")))
+            read_file(root, &path)?.ok_or_else(|| Error::Failed(format!("no file `{path}` in the workspace")))
         })
         .await
     }
 
     async fn list(&mut self, path: String) -> wasmtime::Result<Result<Vec<DirEntry>, Error>> {
-        self.fs("list", Capability::WorkspaceRead, move |root| list_dir(&resolve(root, &path)?, &path)).await
+        self.fs("list", Capability::WorkspaceRead, move |root| list_dir(root, &path)).await
     }
 
     async fn write(&mut self, path: String, content: Vec<u8>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
@@ -60,15 +67,7 @@ impl Host for HostState {
     }
 
     async fn remove(&mut self, path: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        self.fs("remove", Capability::WorkspaceWrite, move |root| {
-            let target = resolve(root, &path)?;
-            let previous = read_file(&target, &path)?;
-            if previous.is_some() {
-                std::fs::remove_file(&target).map_err(|e| failed(&path, "remove", &e))?;
-            }
-            Ok(previous)
-        })
-        .await
+        self.fs("remove", Capability::WorkspaceWrite, move |root| remove_file(root, &path)).await
     }
 }
 
@@ -76,11 +75,12 @@ fn failed(path: &str, what: &str, err: &std::io::Error) -> Error {
     Error::Failed(format!("cannot {what} `{path}`: {err}"))
 }
 
-/// The absolute path of `rel` under `root`, refusing anything that could lead outside.
-pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, Error> {
-    let root = root
-        .canonicalize()
-        .map_err(|e| Error::Unavailable(format!("the workspace `{}` is not available: {e}", root.display())))?;
+fn symlink_denied(rel: &str) -> Error {
+    Error::Denied(format!("path `{rel}` goes through a symbolic link, which the workspace does not follow"))
+}
+
+/// The parts of `rel`, refusing anything that could lead outside.
+fn parts(rel: &str) -> Result<Vec<&OsStr>, Error> {
     if rel.is_empty() {
         return Err(Error::InvalidParams("the path is empty (use `.` for the workspace root)".into()));
     }
@@ -95,72 +95,109 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, Error> {
             }
         }
     }
-    let Some((last, dirs)) = parts.split_last() else {
-        return Ok(root);
-    };
-    // Resolve the deepest existing ancestor (following any symlink in it) and check it is still
-    // inside; the missing rest cannot be a symlink.
-    let mut existing = root.clone();
-    let mut rest = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let next = existing.join(dir);
-        if std::fs::symlink_metadata(&next).is_err() {
-            rest.extend_from_slice(&dirs[i..]);
-            break;
-        }
-        existing = next;
-    }
-    let existing = existing.canonicalize().map_err(|e| failed(rel, "resolve", &e))?;
-    if !existing.starts_with(&root) {
-        return Err(Error::Denied(format!("path `{rel}` leads outside the workspace")));
-    }
-    let target = rest.iter().fold(existing, |p, part| p.join(part)).join(last);
-    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Error::Denied(format!("path `{rel}` is a symbolic link, which the workspace does not follow")));
-    }
-    Ok(target)
+    Ok(parts)
 }
 
-/// The content of a regular file, `None` when nothing is there.
-fn read_file(target: &Path, rel: &str) -> Result<Option<Vec<u8>>, Error> {
-    let meta = match std::fs::symlink_metadata(target) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(failed(rel, "read", &e)),
+/// A handle on the workspace root (the configured root may itself be a symlink).
+fn open_root(root: &Path) -> Result<OwnedFd, Error> {
+    rustix::fs::openat(rustix::fs::CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::Unavailable(format!("the workspace `{}` is not available: {e}", root.display())))
+}
+
+/// The directory `dirs` under `dir`, each opened from its parent's handle without following a
+/// symlink; `None` when one is missing (created instead with `create`).
+fn open_dir(mut dir: OwnedFd, dirs: &[&OsStr], rel: &str, create: bool) -> Result<Option<OwnedFd>, Error> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for part in dirs {
+        let mut opened = rustix::fs::openat(&dir, *part, flags, Mode::empty());
+        if create && matches!(opened, Err(Errno::NOENT)) {
+            match rustix::fs::mkdirat(&dir, *part, Mode::from_raw_mode(0o777)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(failed(rel, "create the directory of", &e.into())),
+            }
+            opened = rustix::fs::openat(&dir, *part, flags, Mode::empty());
+        }
+        dir = match opened {
+            Ok(next) => next,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(not_opened(&dir, part, rel, e)),
+        };
+    }
+    Ok(Some(dir))
+}
+
+/// Why `part` of `rel` could not be opened: a symlink (`ELOOP`, or `ENOTDIR` for a directory
+/// opened with `O_NOFOLLOW`) is `denied`, the rest `failed`.
+fn not_opened(dir: &OwnedFd, part: &OsStr, rel: &str, err: Errno) -> Error {
+    let is_link = rustix::fs::statat(dir, part, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Symlink);
+    if is_link || err == Errno::LOOP { symlink_denied(rel) } else { failed(rel, "open", &err.into()) }
+}
+
+/// The parent directory of `rel` (created with `create`) and its last part; `None` for the
+/// parent when a directory on the way is missing.
+fn parent<'a>(root: &Path, rel: &'a str, create: bool) -> Result<(Option<OwnedFd>, &'a OsStr), Error> {
+    let parts = parts(rel)?;
+    let Some((last, dirs)) = parts.split_last() else {
+        return Err(Error::Failed(format!("`{rel}` is not a file path")));
     };
-    if !meta.is_file() {
+    Ok((open_dir(open_root(root)?, dirs, rel, create)?, *last))
+}
+
+/// The content of the regular file `name` in `dir`, `None` when nothing is there.
+fn read_at(dir: &OwnedFd, name: &OsStr, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+    // NONBLOCK: opening a FIFO must not hang the call.
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(not_opened(dir, name, rel, e)),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| failed(rel, "read", &e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(Error::Failed(format!("`{rel}` is not a regular file")));
     }
-    if meta.len() > FILE_CAP {
-        return Err(Error::Failed(format!("`{rel}` is {} bytes, above the {FILE_CAP}-byte cap", meta.len())));
+    let size = u64::try_from(stat.st_size).unwrap_or_default();
+    if size > FILE_CAP {
+        return Err(Error::Failed(format!("`{rel}` is {size} bytes, above the {FILE_CAP}-byte cap")));
     }
     let mut content = Vec::new();
-    std::fs::File::open(target)
-        .and_then(|f| f.take(FILE_CAP + 1).read_to_end(&mut content))
-        .map_err(|e| failed(rel, "read", &e))?;
+    std::fs::File::from(fd).take(FILE_CAP + 1).read_to_end(&mut content).map_err(|e| failed(rel, "read", &e))?;
     if content.len() as u64 > FILE_CAP {
         return Err(Error::Failed(format!("`{rel}` grew above the {FILE_CAP}-byte cap while being read")));
     }
     Ok(Some(content))
 }
 
-fn list_dir(dir: &Path, rel: &str) -> Result<Vec<DirEntry>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| failed(rel, "list", &e))?;
+/// The content of the regular file at `rel`, `None` when nothing is there.
+fn read_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+    match parent(root, rel, false)? {
+        (Some(dir), name) => read_at(&dir, name, rel),
+        (None, _) => Ok(None),
+    }
+}
+
+fn list_dir(root: &Path, rel: &str) -> Result<Vec<DirEntry>, Error> {
+    let parts = parts(rel)?;
+    let dir = open_dir(open_root(root)?, &parts, rel, false)?
+        .ok_or_else(|| Error::Failed(format!("cannot list `{rel}`: no such directory")))?;
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| failed(rel, "list", &e.into()))?;
     let mut listing = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| failed(rel, "list", &e))?;
-        let meta = entry.metadata().map_err(|e| failed(rel, "list", &e))?;
-        let kind = if meta.file_type().is_symlink() {
-            EntryKind::Symlink
-        } else if meta.is_file() {
-            EntryKind::File
-        } else if meta.is_dir() {
-            EntryKind::Directory
-        } else {
-            EntryKind::Other
+        let entry = entry.map_err(|e| failed(rel, "list", &e.into()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let stat = rustix::fs::statat(&dir, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| failed(rel, "list", &e.into()))?;
+        let (kind, size) = match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Symlink => (EntryKind::Symlink, 0),
+            FileType::RegularFile => (EntryKind::File, u64::try_from(stat.st_size).unwrap_or_default()),
+            FileType::Directory => (EntryKind::Directory, 0),
+            _ => (EntryKind::Other, 0),
         };
-        let size = if meta.is_file() { meta.len() } else { 0 };
-        listing.push(DirEntry { name: entry.file_name().to_string_lossy().into_owned(), kind, size });
+        listing.push(DirEntry { name, kind, size });
     }
     listing.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(listing)
@@ -170,22 +207,38 @@ fn write_file(root: &Path, rel: &str, content: &[u8]) -> Result<Option<Vec<u8>>,
     if content.len() as u64 > FILE_CAP {
         return Err(Error::Failed(format!("content of {} bytes is above the {FILE_CAP}-byte cap", content.len())));
     }
-    let target = resolve(root, rel)?;
-    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(Error::Failed(format!("`{rel}` is not a file path")));
-    };
-    std::fs::create_dir_all(parent).map_err(|e| failed(rel, "create the directory of", &e))?;
-    // Check again now that the directories exist: another writer may have raced us.
-    let target = resolve(root, rel)?;
-    let previous = read_file(&target, rel)?;
-    let tmp = parent.join(format!(".{}.{}.tmp", name.to_string_lossy(), uuid::Uuid::new_v4()));
-    let written = std::fs::File::create_new(&tmp).and_then(|mut f| {
-        f.write_all(content)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, &target)) {
-        let _ = std::fs::remove_file(&tmp);
+    let (dir, name) = parent(root, rel, true)?;
+    let dir = dir.ok_or_else(|| Error::Failed(format!("cannot create the directory of `{rel}`")))?;
+    write_at(&dir, name, content, rel)
+}
+
+/// Replace `name` in `dir` with `content` atomically; what it replaced.
+fn write_at(dir: &OwnedFd, name: &OsStr, content: &[u8], rel: &str) -> Result<Option<Vec<u8>>, Error> {
+    let previous = read_at(dir, name, rel)?;
+    let tmp = format!(".{}.{}.tmp", name.to_string_lossy(), uuid::Uuid::new_v4());
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let written = rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(0o666))
+        .map_err(std::io::Error::from)
+        .and_then(|fd| {
+            let mut file = std::fs::File::from(fd);
+            file.write_all(content)?;
+            file.sync_all()
+        });
+    // The rename replaces the name itself: a symlink put there meanwhile is replaced, not followed.
+    if let Err(e) = written.and_then(|()| rustix::fs::renameat(dir, tmp.as_str(), dir, name).map_err(Into::into)) {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
         return Err(failed(rel, "write", &e));
+    }
+    Ok(previous)
+}
+
+fn remove_file(root: &Path, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+    let (Some(dir), name) = parent(root, rel, false)? else {
+        return Ok(None);
+    };
+    let previous = read_at(&dir, name, rel)?;
+    if previous.is_some() {
+        rustix::fs::unlinkat(&dir, name, AtFlags::empty()).map_err(|e| failed(rel, "remove", &e.into()))?;
     }
     Ok(previous)
 }
@@ -194,25 +247,54 @@ fn write_file(root: &Path, rel: &str, content: &[u8]) -> Result<Option<Vec<u8>>,
 mod tests {
     use super::*;
 
-    fn denied(result: Result<PathBuf, Error>) -> bool {
+    fn denied<T: std::fmt::Debug>(result: Result<T, Error>) -> bool {
         matches!(result, Err(Error::Denied(_)))
     }
 
     #[test]
     fn escapes_are_denied() -> anyhow::Result<()> {
         let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("f"), "outside")?;
         let root = tempfile::tempdir()?;
         std::fs::create_dir(root.path().join("sub"))?;
         std::os::unix::fs::symlink(outside.path(), root.path().join("out"))?;
         std::os::unix::fs::symlink(outside.path().join("f"), root.path().join("link"))?;
-        assert!(denied(resolve(root.path(), "../x")));
-        assert!(denied(resolve(root.path(), "sub/../../x")));
-        assert!(denied(resolve(root.path(), "/etc/passwd")));
-        assert!(denied(resolve(root.path(), "out/f")));
-        assert!(denied(resolve(root.path(), "out/new/dir/f")));
-        assert!(denied(resolve(root.path(), "link")));
-        let inside = resolve(root.path(), "./sub/new/f").map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        assert!(inside.starts_with(root.path().canonicalize()?));
+        std::os::unix::fs::symlink(root.path().join("sub"), root.path().join("inside_link"))?;
+        let root = root.path();
+        assert!(denied(read_file(root, "../x")));
+        assert!(denied(read_file(root, "sub/../../x")));
+        assert!(denied(read_file(root, "/etc/passwd")));
+        assert!(denied(read_file(root, "out/f")));
+        assert!(denied(write_file(root, "out/new/dir/f", b"x")));
+        assert!(denied(read_file(root, "link")));
+        assert!(denied(write_file(root, "link", b"x")));
+        assert!(denied(list_dir(root, "out")));
+        // Even a link that stays inside is not followed: no path component is ever a symlink.
+        assert!(denied(write_file(root, "inside_link/f", b"x")));
+        assert_eq!(std::fs::read_to_string(outside.path().join("f"))?, "outside");
+        assert!(!outside.path().join("new").exists());
+        write_file(root, "./sub/new/f", b"in").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        assert_eq!(std::fs::read(root.join("sub/new/f"))?, b"in");
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_after_it_was_opened_is_not_followed() -> anyhow::Result<()> {
+        let outside = tempfile::tempdir()?;
+        let root = tempfile::tempdir()?;
+        std::fs::create_dir(root.path().join("sub"))?;
+        let err = |e: Error| anyhow::anyhow!("{e:?}");
+        let (dir, name) = parent(root.path(), "sub/f", false).map_err(err)?;
+        let dir = dir.ok_or_else(|| anyhow::anyhow!("sub exists"))?;
+        // The race: between the look at `sub` and the write, `sub` becomes a link to outside.
+        std::fs::rename(root.path().join("sub"), root.path().join("moved"))?;
+        std::os::unix::fs::symlink(outside.path(), root.path().join("sub"))?;
+        write_at(&dir, name, b"raced", "sub/f").map_err(err)?;
+        assert!(!outside.path().join("f").exists(), "the swapped-in symlink was followed");
+        assert_eq!(std::fs::read(root.path().join("moved/f"))?, b"raced");
+        // A new call through the swapped path is refused.
+        assert!(denied(write_file(root.path(), "sub/f", b"x")));
+        assert!(denied(read_file(root.path(), "sub/f")));
         Ok(())
     }
 
@@ -225,6 +307,9 @@ mod tests {
         assert_eq!(std::fs::read(root.path().join("a/b.txt"))?, b"two");
         let names: Vec<String> = list_dir(root.path(), ".").map_err(err)?.into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["a"], "no temp file is left behind");
+        assert_eq!(remove_file(root.path(), "a/b.txt").map_err(err)?, Some(b"two".to_vec()));
+        assert_eq!(remove_file(root.path(), "a/b.txt").map_err(err)?, None);
+        assert_eq!(remove_file(root.path(), "nowhere/b.txt").map_err(err)?, None);
         Ok(())
     }
 }
