@@ -56,6 +56,8 @@ pub struct Config {
     pub sandbox: sandbox::SandboxConfig,
     /// Verify, approval and audit settings.
     pub governance: governance::GovernanceConfig,
+    /// The audit log's chain key.
+    pub audit: governance::audit::AuditConfig,
     /// Logs, traces and metrics.
     pub telemetry: telemetry::TelemetryConfig,
 }
@@ -74,6 +76,7 @@ impl Default for Config {
             policy: Default::default(),
             sandbox: Default::default(),
             governance: Default::default(),
+            audit: Default::default(),
             telemetry: Default::default(),
         }
     }

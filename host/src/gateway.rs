@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::governance::audit::{ChainError, ChainKey};
 use crate::governance::{AuditSink, Governor, Journal};
 use crate::http::Component;
 use crate::plugins::{HostServices, PluginError, PluginRuntime};
@@ -31,6 +32,9 @@ pub enum GatewayError {
     /// The governance journal could not start.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit log is not continued under this key (`toolgate audit adopt`).
+    #[error(transparent)]
+    AuditChain(#[from] ChainError),
 }
 
 /// The parts every tool call goes through.
@@ -56,15 +60,15 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Start everything `config` describes over `store`: check the sandbox posture, load the
-    /// policy set, start the journal, connect the executor and the container engine, load the
-    /// plugins.
-    pub async fn start(config: &Config, store: &Store) -> Result<Gateway, GatewayError> {
+    /// policy set, start the journal (chaining the audit log with `key`), connect the executor and
+    /// the container engine, load the plugins.
+    pub async fn start(config: &Config, store: &Store, key: ChainKey) -> Result<Gateway, GatewayError> {
         for warning in sandbox::validate(config)? {
             tracing::warn!("{warning}");
         }
         let policy = Arc::new(PolicyEngine::load(&config.policy)?);
         tracing::info!(revision = %policy.revision(), dir = %config.policy.dir.display(), "policy set loaded");
-        let journal = Arc::new(Journal::start(store.clone())?);
+        let journal = Arc::new(Journal::start(store.clone(), key)?);
         let audit: Arc<dyn AuditSink> = journal.clone();
         let executor = Arc::new(SecureExecutor::connect(&config.sandbox, audit.clone()).await);
         let services = HostServices {

@@ -1,6 +1,11 @@
 //! Everything durable, in one redb file under `data_dir`. Every table is declared in
 //! `store/tables.rs`; writes are scoped and committed in one place (`Store::write`); async
 //! callers go through [`Store::call`], which runs the blocking work off the async runtime.
+//!
+//! The data directory is its owner's alone (0700) and so is the database file (0600): it holds
+//! password hashes and the raw parameters of pending actions. Both are created so, and an
+//! existing directory or file open to others is restricted when the store opens (a warning
+//! says so); a store whose modes cannot be restricted is not opened.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,8 +34,8 @@ pub enum StoreError {
     /// redb refused an operation (I/O, corruption, lock).
     #[error("database: {0}")]
     Database(#[from] redb::Error),
-    /// The data directory could not be created.
-    #[error("cannot create data directory `{path}`: {source}")]
+    /// The data directory, or a file in it, could not be created or restricted to its owner.
+    #[error("cannot create or restrict to its owner `{path}`: {source}")]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -103,13 +108,59 @@ pub(crate) fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec
     serde_json::to_vec(value).map_err(|source| StoreError::Corrupt { table, source })
 }
 
+/// Create `dir` (and missing parents) for its owner only, or restrict an existing one to its owner.
+pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
+    }
+    restrict(dir, 0o700)
+}
+
+/// Open (creating it 0600 if missing) a file in the data directory for its owner only.
+pub fn private_file(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| StoreError::DataDir { path: path.to_owned(), source })?;
+    restrict(path, 0o600)?;
+    Ok(file)
+}
+
+/// Set `path` to `mode` if group or others have any access to it, and say so.
+fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |source| StoreError::DataDir { path: path.to_owned(), source };
+    let current = std::fs::metadata(path).map_err(failed)?.permissions().mode() & 0o777;
+    if current & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(failed)?;
+        tracing::warn!(
+            path = %path.display(),
+            was = format!("{current:o}"),
+            now = format!("{mode:o}"),
+            "restricted to its owner: it was open to other users"
+        );
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Open (or create) the database in `data_dir`, creating every table.
+    /// Open (or create) the database in `data_dir`, creating every table; the directory and the
+    /// file are made their owner's alone.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::DataDir { path: data_dir.to_owned(), source })?;
+        private_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path)?;
+        let backend = redb::backends::FileBackend::new(private_file(&path)?)?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(backend)?;
         let store = Store { db: Arc::new(db), path };
         // Read transactions fail on tables never written; create them all up front.
         store.write(|tx| {

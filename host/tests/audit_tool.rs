@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::macros::datetime;
+use toolgate_host::governance::audit::ChainKey;
 use toolgate_host::governance::journal::Write;
 use toolgate_host::governance::{AuditEvent, AuditSink, Journal};
 use toolgate_host::model::{AuthMethod, Caller, Role, ToolName};
@@ -52,7 +53,7 @@ impl Setup {
         std::fs::create_dir_all(&plugins)?;
         std::fs::copy(audit_wasm()?, plugins.join("audit.wasm"))?;
         let store = Store::open(&dir.path().join("data"))?;
-        let journal = Arc::new(Journal::start(store)?);
+        let journal = Arc::new(Journal::start(store, ChainKey::random())?);
         // The built-in grants: `audit` gets `audit-read` without any configuration.
         let config = PluginsConfig { dir: plugins, ..PluginsConfig::default() };
         Ok(Setup { dir, journal, config })

@@ -16,6 +16,34 @@ pub const SECRET: &str = "e2e-secret-0123456789abcdef0123456789abcdef0123456789a
 /// The password test accounts get ([`Server::add_user`], [`Server::start_with_admins`]).
 pub const USER_PASSWORD: &str = "Str0ng-Passw0rd!";
 
+/// The audit chain key every test server shares (production mode requires one).
+pub const AUDIT_KEY: &str = "3f9a6c1e8b2d47f0a5c3e9b1d7f2468ace13579bdf02468ace13579bdf024681";
+
+/// A file holding [`AUDIT_KEY`], readable by its owner only, outside every data directory:
+/// `<target>/test-audit-key`, written once per test process (atomically: several test processes
+/// may write it at once, always with the same content).
+pub fn audit_key_file() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = plugins_dir().with_file_name("test-audit-key");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            file.write_all(AUDIT_KEY.as_bytes())?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            eprintln!("cannot write the test audit key `{}`: {e}", path.display());
+        }
+        path
+    })
+    .clone()
+}
+
 /// The `toolgate` binary, built once per test process. `TOOLGATE_BIN` overrides it.
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -48,7 +76,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
-    /// The initial admin password, if this start created it.
+    /// The initial admin password, if this start created it: read from the file whose path it
+    /// printed (never printed itself).
     pub admin_password: Option<String>,
     /// Everything printed on stdout before the listening line.
     pub stdout: String,
@@ -68,7 +97,8 @@ pub fn plugins_dir() -> PathBuf {
     exe.ancestors().nth(3).map_or_else(|| PathBuf::from("target"), Path::to_path_buf).join("plugins")
 }
 
-/// Environment every test server gets unless overridden: production mode, a valid secret,
+/// Environment every test server gets unless overridden: production mode, a valid secret, the
+/// shared audit key ([`audit_key_file`]),
 /// cheap scrypt so logins do not dominate test time, the repository's policies, the built-in
 /// plugins, and no warm sandbox pool (each server would otherwise keep containers running).
 pub fn base_env() -> Vec<(String, String)> {
@@ -96,6 +126,7 @@ pub fn base_env() -> Vec<(String, String)> {
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .chain(dirs)
+    .chain([("TOOLGATE_AUDIT_KEY_FILE".to_owned(), audit_key_file().display().to_string())])
     .collect()
 }
 
@@ -187,7 +218,15 @@ impl Server {
                 }
             }
         };
-        let admin_password = printed.lines().find_map(|l| l.trim().strip_prefix("password: ")).map(str::to_owned);
+        let admin_password = match printed.lines().find_map(|l| l.trim().strip_prefix("password file: ")) {
+            Some(file) => Some(
+                std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read the initial password file `{file}`"))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => None,
+        };
         Ok(Server { child, base, admin_password, stdout: printed, data_dir: Some(data_dir), stderr_path })
     }
 
@@ -254,6 +293,16 @@ impl Server {
     pub async fn admin_token(&self) -> anyhow::Result<String> {
         let pw = self.admin_password.clone().context("this start printed no admin password")?;
         self.login("admin", &pw).await
+    }
+
+    /// Stop the server cleanly (SIGTERM, as systemd does), wait for it to exit, and hand back its
+    /// data directory.
+    pub fn terminate(mut self) -> anyhow::Result<tempfile::TempDir> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed: {status}");
+        let exited = self.child.wait()?;
+        anyhow::ensure!(exited.success(), "toolgate exited with {exited} on SIGTERM");
+        self.data_dir.take().context("data directory already taken")
     }
 
     /// Stop the server and hand back its data directory.

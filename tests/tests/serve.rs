@@ -72,3 +72,49 @@ async fn with_the_embedded_defaults_every_built_in_plugin_loads() -> anyhow::Res
     assert!(!stderr.contains("ERROR") && !stderr.contains("not loaded"), "{stderr}");
     Ok(())
 }
+
+fn mode(path: &std::path::Path) -> anyhow::Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o777)
+}
+
+/// The data directory holds password hashes and pending actions' raw parameters; stdout and
+/// stderr end up in journals other users read.
+#[tokio::test]
+async fn a_first_start_keeps_the_data_private_and_writes_the_admin_password_only_to_a_private_file()
+-> anyhow::Result<()> {
+    let parent = tempfile::tempdir()?;
+    let data = parent.path().join("new/data");
+    let data_dir = data.display().to_string();
+    let server = Server::start(&[("TOOLGATE_DATA_DIR", &data_dir), ("TOOLGATE_LOG", "debug")])?;
+    let file = data.join("initial-admin-password");
+    assert!(server.stdout.contains(&format!("password file: {}", file.display())), "{}", server.stdout);
+    let password = std::fs::read_to_string(&file)?.trim().to_owned();
+    assert!(password.len() >= 16, "a generated password");
+    assert!(server.login("admin", &password).await.is_ok());
+    let (stdout, stderr) = (server.stdout.clone(), server.stderr());
+    assert!(!stdout.contains(&password) && !stderr.contains(&password), "the password was printed");
+    assert_eq!(mode(&data)?, 0o700);
+    assert_eq!(mode(&data.join("toolgate.redb"))?, 0o600);
+    assert_eq!(mode(&file)?, 0o600);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_data_dir_and_database_open_to_others_are_restricted_at_start() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&[])?;
+    let password = server.admin_password.clone().unwrap_or_default();
+    let data = server.stop()?;
+    let db = data.path().join("toolgate.redb");
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644))?;
+
+    let server = Server::start_in(data, &[])?;
+    assert_eq!((mode(server.data_path())?, mode(&db)?), (0o700, 0o600));
+    let stderr = server.stderr();
+    assert_eq!(stderr.matches("restricted to its owner").count(), 2, "{stderr}");
+    assert_eq!(server.admin_password, None, "a restart writes no new password");
+    server.login("admin", &password).await?;
+    Ok(())
+}

@@ -60,7 +60,8 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             // durable audit log in the store (which a running server holds: stop it, or use the API).
             let store = crate::store::Store::open(&config.data_dir)
                 .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
-            let gateway = Gateway::start(&config, &store).await?;
+            let key = super::audit::chain_key(&config)?;
+            let gateway = Gateway::start(&config, &store, key).await?;
             gateway.governor.recover().await?;
             let request = ExecuteRequest { params, justification, dry_run: false };
             let outcome = gateway.governor.execute(&local_admin(), &tool, request).await;

@@ -2,9 +2,11 @@
 //! posture, policy set with hot reload, executor, plugins), create the first admin on an empty
 //! store, and serve the API until Ctrl-C or SIGTERM.
 //!
-//! stdout carries exactly two kinds of line a script may read: the initial admin password (once,
-//! on the very first start) and `toolgate listening on <url>`. Logs and security events go to
-//! stderr.
+//! stdout carries exactly two kinds of line a script may read: where the initial admin password
+//! was written (`  password file: <path>`, once, on the very first start: the password itself is
+//! never printed nor logged, as stdout and stderr end up in journals others read) and
+//! `toolgate listening on <url>`. Logs and security events go to stderr; the audit chain's head
+//! (`SEQ:HASH`, an anchor to export) is logged at start and at a clean stop.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +27,9 @@ use crate::store::{Store, UserRecord};
 /// File in `data_dir` holding the generated development secret.
 const DEV_SECRET_FILE: &str = "jwt-secret.dev";
 
+/// File in `data_dir` holding the initial admin password (0600), written on the first start.
+pub const INITIAL_PASSWORD_FILE: &str = "initial-admin-password";
+
 /// Arguments of `toolgate serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -32,12 +37,14 @@ pub struct Args {}
 /// Run `toolgate serve`.
 pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     config.jwt_secret = jwt_secret(&config)?;
+    let key = super::audit::chain_key(&config)?;
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open the store in `{}`", config.data_dir.display()))?;
     let listen = config.listen.clone();
-    // Refuses an unsafe sandbox posture or an invalid policy set; keeps serving on a policy
-    // reload that fails (the last good set stays active).
-    let gateway = Arc::new(Gateway::start(&config, &store).await?);
+    // Refuses an unsafe sandbox posture, an invalid policy set, or an audit log not signed with
+    // `key`; keeps serving on a policy reload that fails (the last good set stays active).
+    let gateway = Arc::new(Gateway::start(&config, &store, key).await?);
+    log_audit_head(&store, "start");
     let _policy_watcher = gateway.policy.watch()?;
     // Validates the rest of the configuration before anything is written.
     let state = AppState::new(config, store.clone(), gateway.clone())?;
@@ -52,7 +59,7 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
             "recovered actions interrupted by a previous stop"
         );
     }
-    create_initial_admin(&store, state.config.auth.scrypt_log_n).await?;
+    create_initial_admin(&store, &state.config.data_dir, state.config.auth.scrypt_log_n).await?;
     let app = http::router(state.clone())?;
     let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
         ("", "") => None,
@@ -72,13 +79,14 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
         None => http::serve(listener, app, shutdown_signal()).await,
     };
     gateway.shutdown().await;
+    log_audit_head(&store, "stop");
     served?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The signing secret: the configured one (at least 64 characters), or in development mode a
 /// generated one kept in `data_dir` so tokens survive a restart.
-fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+pub(crate) fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
     let chars = config.jwt_secret.expose().chars().count();
     if chars >= token::MIN_SECRET_CHARS {
         return Ok(config.jwt_secret.clone());
@@ -89,7 +97,7 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
             token::MIN_SECRET_CHARS
         );
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::store::private_dir(&config.data_dir)?;
     let path = config.data_dir.join(DEV_SECRET_FILE);
     if let Ok(existing) = std::fs::read_to_string(&path)
         && existing.trim().len() >= token::MIN_SECRET_CHARS
@@ -106,28 +114,48 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Secret> {
     Ok(Secret::new(secret))
 }
 
-/// Write a file only its owner can read.
+/// Write a file only its owner can read, created anew (a file already there, whatever its mode,
+/// is replaced rather than reused: a mode is set only when a file is created).
 fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("cannot replace `{}`", path.display()));
+        }
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write `{}`", path.display()))?;
     file.write_all(content.as_bytes())?;
+    file.sync_all()?;
     Ok(())
 }
 
-/// On an empty store, create `admin` with a random password shown once on stdout.
-async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
+/// Log the audit chain's newest entry as an anchor (`SEQ:HASH`) to keep elsewhere.
+fn log_audit_head(store: &Store, at: &str) {
+    match crate::governance::audit::newest(store) {
+        Ok(Some(head)) => tracing::info!(at, anchor = %head, "audit chain head"),
+        Ok(None) => tracing::info!(at, "audit chain empty"),
+        Err(e) => tracing::warn!(at, error = %e, "cannot read the audit chain head"),
+    }
+}
+
+/// On an empty store, create `admin` with a random password written to a file only this user
+/// can read, in `data_dir`; the file's path is printed, never the password.
+async fn create_initial_admin(store: &Store, data_dir: &Path, log_n: u8) -> anyhow::Result<()> {
     if store.call(|s| s.user_count()).await? > 0 {
         return Ok(());
     }
     let generated = password::generate();
     let pw = generated.clone();
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
+    // Written before the account exists: an account whose password nobody has is never made.
+    let file = std::path::absolute(data_dir.join(INITIAL_PASSWORD_FILE))?;
+    write_private(&file, &format!("{generated}\n"))?;
     let admin = UserRecord::new("admin", hash, Role::Admin);
     store.call(move |s| s.insert_user(&admin)).await?;
     events::emit(
@@ -137,12 +165,11 @@ async fn create_initial_admin(store: &Store, log_n: u8) -> anyhow::Result<()> {
         None,
         serde_json::json!({ "role": "admin", "initial": true }),
     );
-    // Printed, never logged: stdout of the first start is the only place this password exists.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Initial administrator created (shown once, stored only as a hash):")?;
+    writeln!(out, "Initial administrator created; its password is in a file only this user can read:")?;
     writeln!(out, "  username: admin")?;
-    writeln!(out, "  password: {generated}")?;
-    writeln!(out, "Change it with POST /api/v1/auth/password.")?;
+    writeln!(out, "  password file: {}", file.display())?;
+    writeln!(out, "Log in, change it with POST /api/v1/auth/password, then delete the file.")?;
     out.flush()?;
     Ok(())
 }

@@ -1,10 +1,14 @@
 //! The audit log: append-only, hash-chained entries in the `audit_v1` table.
 //!
 //! Entry `n` is stored as `{"seq": n, "prev_hash": h(n-1), "hash": h(n), "event": {...}}` where
-//! `h(n) = sha256(h(n-1) "\n" n "\n" event-bytes)` over the event's JSON exactly as stored, and
-//! `h(0)` is 64 zeros. Changing, removing or reordering any entry breaks the chain at that
-//! entry (or, if its hash was recomputed too, at the next one); [`verify`] names the first break.
-//! Only the journal appends ([`super::journal`]); nothing ever updates or deletes an entry.
+//! `h(n) = HMAC-SHA256(key, h(n-1) "\n" n "\n" event-bytes)` over the event's JSON exactly as
+//! stored, and `h(0)` is 64 zeros. The key ([`key::ChainKey`]) is kept outside the data
+//! directory: changing, removing or reordering any entry breaks the chain at that entry, and
+//! without the key nobody can recompute the links after it; [`verify`] names the first break.
+//! Logs written before the chain was keyed (`h(n)` a plain SHA-256, [`chain_hash`]) or with
+//! another key are continued only after `toolgate audit adopt` ([`chain::adopt`]) appended an
+//! adoption entry, signed with the key, that pins everything before it. The journal appends
+//! ([`super::journal`]); nothing ever updates or deletes an entry.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -18,6 +22,12 @@ use sha2::{Digest, Sha256};
 use super::AuditEvent;
 use crate::model::{AuthMethod, Role};
 use crate::store::{Store, StoreError, tables};
+
+pub mod chain;
+pub mod key;
+
+pub use chain::{Adopted, ChainError, adopt, check_head, newest, verify};
+pub use key::{AuditConfig, ChainKey, KeyError};
 
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -63,15 +73,23 @@ pub struct Break {
 }
 
 /// An entry known from outside the database, `SEQ:HASH` (what `toolgate audit verify` prints as
-/// the head, or `seq` and `hash` of `GET /api/v1/audit?last_n=1`). The chain proves that no entry
-/// was changed in place, but not that the newest were not removed, nor that the whole log was not
-/// rewritten and chained anew; an anchor kept elsewhere proves both, up to the time it was taken.
+/// the head, what the server logs at start and stop, or `seq` and `hash` of
+/// `GET /api/v1/audit?last_n=1`). The keyed chain proves that no entry was changed, nor the log
+/// chained anew, without the key, but not that the newest were not removed, nor that someone
+/// holding the key did not rewrite it; an anchor kept elsewhere proves both, up to the time it
+/// was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Anchor {
     /// The entry.
     pub seq: u64,
     /// Its hash.
     pub hash: String,
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
 }
 
 impl std::str::FromStr for Anchor {
@@ -97,9 +115,13 @@ pub struct Verification {
     pub head: Option<String>,
     /// The first break, if any.
     pub broken: Option<Break>,
+    /// The newest adoption entry (`toolgate audit adopt`): the entries before it were chained
+    /// without the key, or with another, and are pinned by it.
+    pub adopted: Option<u64>,
 }
 
-/// `h(n)`: the chain hash of entry `seq` after `prev`.
+/// The unkeyed link of entry `seq` after `prev`: a plain SHA-256, as logs were chained before
+/// the chain was keyed (recognised, never written).
 pub fn chain_hash(prev: &str, seq: u64, event_json: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
@@ -110,10 +132,15 @@ pub fn chain_hash(prev: &str, seq: u64, event_json: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Serialise an entry for the table; returns the bytes and the entry's hash.
-pub(super) fn encode_entry(seq: u64, prev: &str, event: &AuditEvent) -> Result<(Vec<u8>, String), StoreError> {
+/// Serialise an entry for the table, linked with `key`; returns the bytes and the entry's hash.
+pub(super) fn encode_entry(
+    key: &ChainKey,
+    seq: u64,
+    prev: &str,
+    event: &AuditEvent,
+) -> Result<(Vec<u8>, String), StoreError> {
     let event_json = serde_json::to_vec(event).map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
-    let hash = chain_hash(prev, seq, &event_json);
+    let hash = key.link(prev, seq, &event_json);
     let mut out = Vec::with_capacity(event_json.len() + 200);
     // Written by hand so the event's bytes are exactly the ones hashed.
     out.extend_from_slice(format!(r#"{{"seq":{seq},"prev_hash":"{prev}","hash":"{hash}","event":"#).as_bytes());
@@ -143,54 +170,6 @@ pub(super) fn head(tx: &redb::WriteTransaction) -> Result<(u64, String), StoreEr
             Ok((entry.seq, entry.hash))
         }
     }
-}
-
-/// Check the whole chain, oldest first, and that it holds `anchor` when given; stops at the
-/// first break.
-pub fn verify(store: &Store, anchor: Option<&Anchor>) -> Result<Verification, StoreError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT)?;
-    let mut prev = GENESIS.to_owned();
-    let mut entries = 0;
-    for item in table.iter()? {
-        let (key, value) = item?;
-        let key = key.value();
-        let expected = entries + 1;
-        let broken =
-            |reason: String| Ok(Verification { entries, head: None, broken: Some(Break { seq: key, reason }) });
-        if key != expected {
-            return broken(format!("expected entry {expected} here: entries are missing or reordered"));
-        }
-        let entry: RawEntry<'_> = match serde_json::from_slice(value.value()) {
-            Ok(entry) => entry,
-            Err(e) => return broken(format!("the entry is not readable: {e}")),
-        };
-        if entry.seq != key {
-            return broken(format!("the entry says it is entry {}", entry.seq));
-        }
-        if let Err(e) = serde_json::from_str::<AuditEvent>(entry.event.get()) {
-            return broken(format!("the event is not readable: {e}"));
-        }
-        if entry.prev_hash != prev {
-            return broken("its link to the previous entry does not match that entry's hash".into());
-        }
-        if chain_hash(&prev, key, entry.event.get().as_bytes()) != entry.hash {
-            return broken("its content does not match its hash: the entry was modified".into());
-        }
-        if anchor.is_some_and(|a| a.seq == key && a.hash != entry.hash) {
-            return broken(
-                "its hash differs from the anchor: the log was rewritten and chained anew (this entry or one before it)"
-                    .into(),
-            );
-        }
-        prev = entry.hash;
-        entries = key;
-    }
-    if let Some(anchor) = anchor.filter(|a| a.seq > entries) {
-        let reason = format!("the anchor's entry is missing: the log ends at entry {entries}, entries were removed");
-        return Ok(Verification { entries, head: None, broken: Some(Break { seq: anchor.seq, reason }) });
-    }
-    Ok(Verification { entries, head: (entries > 0).then_some(prev), broken: None })
 }
 
 /// Up to `limit` entries, newest first, strictly before `before` when given (pagination),

@@ -9,6 +9,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::config::Secret;
+use crate::governance::audit::ChainKey;
 use crate::model::Role;
 
 /// State over the repository's default policies and an empty plugin directory (no sandbox).
@@ -27,7 +28,7 @@ async fn state_with(dir: &std::path::Path, general: u32, plugins: std::path::Pat
     config.policy.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     config.plugins.dir = plugins;
     let store = Store::open(dir)?;
-    let journal = Arc::new(crate::governance::Journal::start(store.clone())?);
+    let journal = Arc::new(crate::governance::Journal::start(store.clone(), ChainKey::random())?);
     let policy = Arc::new(crate::policy::PolicyEngine::load(&config.policy)?);
     let services = crate::plugins::HostServices::new(journal.clone(), dir.join("workspace"));
     let plugins = Arc::new(crate::plugins::PluginRuntime::load(&config.plugins, &dir.join("cache"), services).await?);

@@ -109,6 +109,7 @@ fn entry(summary: &Summary) -> Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::governance::audit::ChainKey;
     use crate::governance::journal::Write;
     use crate::governance::{AuditEvent, Journal};
     use crate::model::AuthMethod;
@@ -121,7 +122,8 @@ mod tests {
     async fn a_non_admin_sees_only_what_they_caused_within_the_scan_limit() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;
-        let journal = Journal::start(store.clone())?;
+        let key = ChainKey::random();
+        let journal = Journal::start(store.clone(), key.clone())?;
         let user = caller("bob", Role::Viewer, AuthMethod::Password);
         let key_named_like_him = caller("bob", Role::Operator, AuthMethod::ApiKey);
         let mut events = vec![AuditEvent::new("decision", true, "allowed").by(&user)];
@@ -136,7 +138,7 @@ mod tests {
         let admin = caller("root", Role::Admin, AuthMethod::Password);
 
         // The same answers from the tail kept while writing and from one loaded at start-up.
-        for journal in [journal, Journal::start(store.clone())?] {
+        for journal in [journal, Journal::start(store.clone(), key)?] {
             let seen = visible(&journal, &user, 1000).await?;
             let seen: Vec<(u64, &str)> = seen.iter().map(|e| (e.seq, e.kind.as_str())).collect();
             assert_eq!(seen, [(newest, "exec")], "the key's entries and the anonymous one are not his");
