@@ -166,7 +166,10 @@ async fn an_api_key_cannot_create_promote_or_enable_an_admin() -> anyhow::Result
     let (status, body) = env.send("PATCH", &key, "/api/v1/users/sock", json!({"role": "admin"})).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "api_key_cannot_grant_admin"), "{body}");
     // Nor enable a disabled admin.
-    assert_eq!(env.send("PATCH", &env.admin, "/api/v1/users/carol", json!({"disabled": true})).await?.0, StatusCode::OK);
+    assert_eq!(
+        env.send("PATCH", &env.admin, "/api/v1/users/carol", json!({"disabled": true})).await?.0,
+        StatusCode::OK
+    );
     let (status, body) = env.send("PATCH", &key, "/api/v1/users/carol", json!({"disabled": false})).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "api_key_cannot_grant_admin"), "{body}");
 
