@@ -128,8 +128,8 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// State for `config` over `store` and `gateway`, signing tokens with the configured secret.
     pub fn new(config: Config, store: Store, gateway: Arc<Gateway>) -> Result<AppState, HttpError> {
-        let tokens =
-            Tokens::new(&config.jwt_secret, config.auth.token_ttl_secs)?.with_session_max(config.auth.session_max_secs)?;
+        let tokens = Tokens::new(&config.jwt_secret, config.auth.token_ttl_secs)?
+            .with_session_max(config.auth.session_max_secs)?;
         let limits = RateLimiters::new(&config.http.rate_limits).map_err(HttpError::Config)?;
         let cookie = &config.auth.cookie_name;
         if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {

@@ -153,17 +153,19 @@ async fn failed_logins_from_one_address_do_not_lock_the_owner_out_from_another()
     }
     assert!(limited, "the guessing address is slowed down");
     // The owner, from their own address, is not.
-    let (status, body) = send(
-        client().post(server.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": password})),
-    )
-    .await?;
+    let (status, body) =
+        send(client().post(server.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": password})))
+            .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     Ok(())
 }
 
 #[tokio::test]
 async fn two_admins_disabling_each_other_at_once_always_leave_one_enabled() -> anyhow::Result<()> {
-    let env = [("TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS", "10000"), ("TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS", "100000")];
+    let env = [
+        ("TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS", "10000"),
+        ("TOOLGATE_HTTP_RATE_LIMITS_GENERAL_REQUESTS", "100000"),
+    ];
     let server = Server::start_with_admins(&env, &["admin", "bob"])?;
     let patch_req = |token: &str, user: &str| {
         client().patch(server.url(&format!("/api/v1/users/{user}"))).bearer_auth(token).json(&json!({"disabled": true}))
@@ -205,7 +207,10 @@ async fn account_and_login_events_are_entries_of_the_audit_chain() -> anyhow::Re
     server.add_user(&admin, "ops", "operator").await?;
     assert_eq!(patch(&server, &admin, "ops", json!({"role": "viewer"})).await?.0, StatusCode::OK);
     let key = json!({"name": "ci", "role": "viewer", "expires_in_days": 1});
-    assert_eq!(send(client().post(server.url("/api/v1/keys")).bearer_auth(&admin).json(&key)).await?.0, StatusCode::CREATED);
+    assert_eq!(
+        send(client().post(server.url("/api/v1/keys")).bearer_auth(&admin).json(&key)).await?.0,
+        StatusCode::CREATED
+    );
     assert_eq!(send(client().delete(server.url("/api/v1/keys/ci")).bearer_auth(&admin)).await?.0, StatusCode::OK);
 
     let (status, audit) = send(client().get(server.url("/api/v1/audit?last_n=1000")).bearer_auth(&admin)).await?;
@@ -213,7 +218,8 @@ async fn account_and_login_events_are_entries_of_the_audit_chain() -> anyhow::Re
     let mut entries: Vec<Value> = audit["entries"].as_array().cloned().unwrap_or_default();
     entries.reverse();
     let kinds: Vec<&str> = entries.iter().filter_map(|e| e["kind"].as_str()).collect();
-    for kind in ["login_failed", "login_success", "user_created", "user_changed", "api_key_created", "api_key_revoked"] {
+    for kind in ["login_failed", "login_success", "user_created", "user_changed", "api_key_created", "api_key_revoked"]
+    {
         assert!(kinds.contains(&kind), "no `{kind}` in {kinds:?}");
     }
     // Chained: consecutive sequence numbers, each with its hash.
@@ -240,14 +246,19 @@ async fn a_cookie_authenticated_refresh_or_logout_from_another_origin_is_refused
                 req = req.header("origin", origin);
             }
             let (status, body) = send(req).await?;
-            assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "cross_origin"), "{path} from {origin:?}: {body}");
+            assert_eq!(
+                (status, code(&body)),
+                (StatusCode::FORBIDDEN, "cross_origin"),
+                "{path} from {origin:?}: {body}"
+            );
         }
     }
     // Nothing changed: the token still works; from our own origin the cookie refreshes.
     assert_eq!(me(&server, &token).await?.0, StatusCode::OK);
-    let (status, body) =
-        send(client().post(server.url("/api/v1/auth/refresh")).header("cookie", &cookie).header("origin", &server.base))
-            .await?;
+    let (status, body) = send(
+        client().post(server.url("/api/v1/auth/refresh")).header("cookie", &cookie).header("origin", &server.base),
+    )
+    .await?;
     assert_eq!(status, StatusCode::OK, "{body}");
     Ok(())
 }

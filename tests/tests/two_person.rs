@@ -114,10 +114,11 @@ async fn admins_made_by_one_person_cannot_approve_that_persons_or_each_others_re
 #[tokio::test]
 async fn an_admin_promoted_or_enabled_by_the_requester_or_after_the_request_cannot_approve() -> anyhow::Result<()> {
     let env = Env::start().await?;
-    let patch = |who: &str, change: Value| env.send("PATCH", &env.admin, &format!("/api/v1/users/{who}"), change);
     // `bob` owes the admin role to `admin` from now on: demoted, then promoted by `admin`.
-    assert_eq!(patch("bob", json!({"role": "viewer"})).await?.0, StatusCode::OK);
-    assert_eq!(patch("bob", json!({"role": "admin"})).await?.0, StatusCode::OK);
+    for role in ["viewer", "admin"] {
+        let (status, body) = env.send("PATCH", &env.admin, "/api/v1/users/bob", json!({"role": role})).await?;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
     let action = env.request(&env.admin, "promoted").await?;
     let (status, body) = env.approve(&env.login("bob").await?, &action).await?;
     refused_because(status, &body, "approver `bob` was promoted or enabled by the requester `admin`");
@@ -166,7 +167,10 @@ async fn an_api_key_cannot_create_promote_or_enable_an_admin() -> anyhow::Result
     let (status, body) = env.send("PATCH", &key, "/api/v1/users/sock", json!({"role": "admin"})).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "api_key_cannot_grant_admin"), "{body}");
     // Nor enable a disabled admin.
-    assert_eq!(env.send("PATCH", &env.admin, "/api/v1/users/carol", json!({"disabled": true})).await?.0, StatusCode::OK);
+    assert_eq!(
+        env.send("PATCH", &env.admin, "/api/v1/users/carol", json!({"disabled": true})).await?.0,
+        StatusCode::OK
+    );
     let (status, body) = env.send("PATCH", &key, "/api/v1/users/carol", json!({"disabled": false})).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "api_key_cannot_grant_admin"), "{body}");
 

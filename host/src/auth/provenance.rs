@@ -18,12 +18,7 @@ use crate::store::UserRecord;
 
 /// Why `approver` may not approve the request `requester` made at `requested_at`, if any.
 /// `requester` is a person: for a request made with an API key, the key's creator.
-pub fn conflict(
-    users: &[UserRecord],
-    approver: &str,
-    requester: &str,
-    requested_at: OffsetDateTime,
-) -> Option<String> {
+pub fn conflict(users: &[UserRecord], approver: &str, requester: &str, requested_at: OffsetDateTime) -> Option<String> {
     let by_name: HashMap<&str, &UserRecord> = users.iter().map(|u| (u.username.as_str(), u)).collect();
     let Some(account) = by_name.get(approver) else {
         return Some(format!("approver `{approver}` has no account"));
@@ -150,7 +145,10 @@ mod tests {
         let mut new = account("new", None, None);
         new.created_at = OffsetDateTime::now_utc();
         let users = [account("root", None, None), account("ops", None, None), late, new];
-        assert_eq!(check(&users, "late", "root").as_deref(), Some("approver `late` was promoted or enabled after the request"));
+        assert_eq!(
+            check(&users, "late", "root").as_deref(),
+            Some("approver `late` was promoted or enabled after the request")
+        );
         assert_eq!(check(&users, "new", "root").as_deref(), Some("approver `new` was created after the request"));
     }
 }

@@ -196,7 +196,8 @@ pub async fn approve(
         Err(e @ (GovernanceError::SelfApproval | GovernanceError::ConflictOfInterest(_))) => {
             // Someone tried to be both people of the two-person rule: a security event and an entry.
             let refusal = ApiError::from(e);
-            let detail = serde_json::json!({ "action_id": id, "reason": refusal.status().1, "message": refusal.to_string() });
+            let detail =
+                serde_json::json!({ "action_id": id, "reason": refusal.status().1, "message": refusal.to_string() });
             record(&state, Level::Warning, "approval_refused", Who::Caller(&auth.caller), detail).await;
             Err(refusal)
         }

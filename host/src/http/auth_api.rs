@@ -252,7 +252,14 @@ pub async fn refresh(State(state): State<AppState>, auth: Authenticated) -> Resu
     }
     let response = token_response(&state, user, Some(auth_time), StatusCode::OK);
     if let Err(ApiError::Auth(AuthError::SessionOver)) = &response {
-        record(&state, Level::Warning, "refresh_refused", Who::Caller(&auth.caller), serde_json::json!({ "reason": "session_expired" })).await;
+        record(
+            &state,
+            Level::Warning,
+            "refresh_refused",
+            Who::Caller(&auth.caller),
+            serde_json::json!({ "reason": "session_expired" }),
+        )
+        .await;
     }
     response
 }

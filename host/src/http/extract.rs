@@ -76,11 +76,9 @@ fn check_origin(parts: &Parts, cors_origins: &[String]) -> Result<(), AuthError>
         return Ok(());
     }
     let method = parts.method.as_str();
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .ok_or_else(|| AuthError::CrossOrigin(format!("a `{method}` authenticated by the cookie must send `Origin`")))?;
+    let origin = parts.headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).ok_or_else(|| {
+        AuthError::CrossOrigin(format!("a `{method}` authenticated by the cookie must send `Origin`"))
+    })?;
     if cors_origins.iter().any(|allowed| allowed == origin) {
         return Ok(());
     }
@@ -112,7 +110,9 @@ async fn authenticate(state: &AppState, credential: String, ip: Option<IpAddr>) 
             None => return Err(void(format!("its creator `{}` no longer exists", key.created_by)).into()),
             Some(c) if c.disabled => return Err(void(format!("its creator `{}` is disabled", c.username)).into()),
             Some(c) if c.role < key.role => {
-                return Err(void(format!("its creator `{}` no longer holds the `{}` role", c.username, key.role)).into());
+                return Err(
+                    void(format!("its creator `{}` no longer holds the `{}` role", c.username, key.role)).into()
+                );
             }
             Some(_) => {}
         }
@@ -182,7 +182,9 @@ impl FromRequestParts<AppState> for Authenticated {
             }
             Err(err) => {
                 let (status, code) = err.status();
-                if status == axum::http::StatusCode::UNAUTHORIZED || matches!(err, ApiError::Auth(AuthError::CrossOrigin(_))) {
+                if status == axum::http::StatusCode::UNAUTHORIZED
+                    || matches!(err, ApiError::Auth(AuthError::CrossOrigin(_)))
+                {
                     events::emit(
                         Level::Warning,
                         "auth_error",

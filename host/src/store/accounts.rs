@@ -451,7 +451,8 @@ mod tests {
         store.insert_user(&user("root", Role::Admin))?;
         store.insert_user(&user("bob", Role::Admin))?;
         store.change_account("bob", AccountChange { disabled: Some(true), role: None }, &by("root"))?;
-        let refused = store.change_account("root", AccountChange { role: Some(Role::Viewer), disabled: None }, &by("bob"));
+        let refused =
+            store.change_account("root", AccountChange { role: Some(Role::Viewer), disabled: None }, &by("bob"));
         assert!(matches!(refused, Err(StoreError::LastAdmin(_))), "{refused:?}");
         assert_eq!(store.user("root")?.map(|u| u.role), Some(Role::Admin), "nothing stored changed");
         Ok(())
