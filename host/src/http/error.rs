@@ -123,7 +123,9 @@ impl ApiError {
                 A::KeyRevoked => (S::UNAUTHORIZED, "api_key_revoked"),
                 A::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
                 A::BadExpiry(_) => (S::BAD_REQUEST, "invalid_expiry"),
-                A::WeakSecret(_) | A::PredictableSecret { .. } | A::Config(_) | A::Hash(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                A::WeakSecret(_) | A::PredictableSecret { .. } | A::Config(_) | A::Hash(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
             },
             ApiError::Store(e) => match e {
                 StoreError::UserExists(_) => (S::CONFLICT, "user_exists"),
