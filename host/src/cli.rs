@@ -91,9 +91,9 @@ fn unreachable_policy() -> anyhow::Result<ExitCode> {
 /// (an `EnvFilter`, default `info`) under the same cap of other crates' logs as every command
 /// ([`crate::telemetry::log_cap`]). Everything else gets [`crate::telemetry::init`].
 fn init_logging() {
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::Layer as _;
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = tracing_subscriber::registry().with(logs.with_filter(crate::telemetry::log_filter())).try_init();
 }
