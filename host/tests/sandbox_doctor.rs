@@ -25,7 +25,7 @@ fn conforming(data: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn borrowed(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -118,6 +118,7 @@ fn a_weak_installation_fails_each_weak_check_and_exits_non_zero() -> anyhow::Res
 fn json_output_lists_every_check_with_its_status_and_a_predictable_secret_fails() -> anyhow::Result<()> {
     let workspace = tempfile::tempdir()?;
     let data = tempfile::tempdir()?;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700))?;
     let mut env = conforming(data.path().to_str().unwrap_or_default());
     env[0].1 = "ab".repeat(40);
     let out = doctor(workspace.path(), &borrowed(&env), &["--json"])?;
