@@ -113,6 +113,19 @@ pub enum AuthError {
     /// The JWT secret is too short to start.
     #[error("jwt secret has {0} characters; at least 64 are required (set `jwt_secret` or `TOOLGATE_JWT_SECRET`)")]
     WeakSecret(usize),
+    /// The JWT secret is long enough but too predictable (one letter repeated, a short motif).
+    #[error(
+        "jwt secret is too predictable: about {bits} bits of entropy over {distinct} distinct characters; \
+         at least {needed} are needed: use random bytes, e.g. `openssl rand -hex 48`"
+    )]
+    PredictableSecret {
+        /// Distinct characters in the secret.
+        distinct: usize,
+        /// Its estimated entropy, in bits.
+        bits: u64,
+        /// The least accepted, in bits, for its length.
+        needed: u64,
+    },
     /// A setting of `[auth]` is unusable.
     #[error("{0}")]
     Config(String),

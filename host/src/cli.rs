@@ -88,9 +88,12 @@ fn unreachable_policy() -> anyhow::Result<ExitCode> {
 }
 
 /// Logs only, for commands that run without a configuration: stderr, filtered by `TOOLGATE_LOG`
-/// (an `EnvFilter`, default `info`). Everything else gets [`crate::telemetry::init`].
+/// (an `EnvFilter`, default `info`) under the same cap of other crates' logs as every command
+/// ([`crate::telemetry::log_cap`]). Everything else gets [`crate::telemetry::init`].
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry().with(logs.with_filter(crate::telemetry::log_filter())).try_init();
 }

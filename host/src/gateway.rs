@@ -37,6 +37,22 @@ pub enum GatewayError {
     AuditChain(#[from] ChainError),
 }
 
+/// What the workspace must not expose: the server's state, and the code it runs (a policy or a
+/// plugin written through `write_file` would run at the next reload or start).
+pub fn protected_dirs(config: &Config) -> Vec<sandbox::Protected> {
+    let cache = match &config.plugins.cache_dir {
+        dir if dir.as_os_str().is_empty() => config.data_dir.join("cache"),
+        dir => dir.clone(),
+    };
+    let dir = |what, path: &std::path::Path, inside_ok| sandbox::Protected { what, path: path.to_owned(), inside_ok };
+    vec![
+        dir("the data directory", &config.data_dir, true),
+        dir("the compiled plugin cache", &cache, false),
+        dir("the policy directory", &config.policy.dir, false),
+        dir("the plugin directory", &config.plugins.dir, false),
+    ]
+}
+
 /// The parts every tool call goes through.
 pub struct Gateway {
     /// The Rego decision points.
@@ -66,17 +82,20 @@ impl Gateway {
         for warning in sandbox::validate(config)? {
             tracing::warn!("{warning}");
         }
+        // From here on the workspace is its canonical path, checked once more at each container.
+        let mut sandbox_config = config.sandbox.clone();
+        sandbox_config.workspace = sandbox::check_workspace(&config.sandbox.workspace, &protected_dirs(config))?;
         let policy = Arc::new(PolicyEngine::load(&config.policy)?);
         tracing::info!(revision = %policy.revision(), dir = %config.policy.dir.display(), "policy set loaded");
         let journal = Arc::new(Journal::start(store.clone(), key)?);
         let audit: Arc<dyn AuditSink> = journal.clone();
-        let executor = Arc::new(SecureExecutor::connect(&config.sandbox, audit.clone()).await);
+        let executor = Arc::new(SecureExecutor::connect(&sandbox_config, audit.clone()).await);
         let services = HostServices {
             executor: Some(executor.clone()),
             containers: Some(Arc::new(DockerEngine::connect().await)),
             exec_policy: Some(policy.clone()),
             audit,
-            workspace: config.sandbox.workspace.clone(),
+            workspace: sandbox_config.workspace.clone(),
             journal: Some(journal.clone()),
         };
         let plugins = Arc::new(PluginRuntime::from_config(config, services).await?);

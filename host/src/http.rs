@@ -4,7 +4,6 @@
 //! document ([`openapi::ApiDoc`]) lists exactly its routes. Errors become responses only in
 //! [`error`]. Every response carries the security headers; CORS allows only configured origins.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +26,7 @@ pub mod account_events;
 pub mod actions_api;
 pub mod audit_api;
 pub mod auth_api;
+pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -44,7 +44,7 @@ pub use extract::{Authenticated, ClientIp};
 use openapi::RoleSchema;
 use ratelimit::{RateClass, RateLimiters, RateLimitsConfig};
 
-/// `[http]`: request limits, rate limits, cookies and TLS.
+/// `[http]`: request limits, rate limits, connection deadlines and caps, cookies and TLS.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -61,6 +61,8 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<String>,
     /// Limits per route class.
     pub rate_limits: RateLimitsConfig,
+    /// Deadlines and caps of connections (slow and greedy clients).
+    pub connections: conn::ConnectionsConfig,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +74,7 @@ impl Default for HttpConfig {
             tls_key: String::new(),
             trusted_proxies: Vec::new(),
             rate_limits: RateLimitsConfig::default(),
+            connections: conn::ConnectionsConfig::default(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl AppState {
         let tokens = Tokens::new(&config.jwt_secret, config.auth.token_ttl_secs)?
             .with_session_max(config.auth.session_max_secs)?;
         let limits = RateLimiters::new(&config.http.rate_limits).map_err(HttpError::Config)?;
+        config.http.connections.check()?;
         let cookie = &config.auth.cookie_name;
         if cookie.is_empty() || !cookie.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(HttpError::Config(format!(
@@ -287,6 +291,12 @@ pub fn router(state: AppState) -> Result<Router, HttpError> {
         })
         // After every route and the fallbacks, so each request (404s included) gets its span with
         // the matched route template; outside the rate limiter, so 429s are traced and counted.
+        // Inside the span, so a body too slow is traced; before every extractor, which then reads
+        // a body already received.
+        .layer(middleware::from_fn_with_state(
+            conn::BodyRules { limit: body_limit, deadline_secs: state.config.http.connections.body_read_timeout_secs },
+            conn::body_deadline,
+        ))
         .layer(middleware::from_fn(telemetry::http::trace_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
@@ -295,17 +305,6 @@ pub fn router(state: AppState) -> Result<Router, HttpError> {
     }
     // Outermost, so CORS answers and errors carry the headers too.
     Ok(app.layer(middleware::map_response(security_headers)))
-}
-
-/// Serve `app` on `listener` until `shutdown` completes, with client addresses available.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 #[cfg(test)]

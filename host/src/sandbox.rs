@@ -13,6 +13,7 @@
 //! - `image`: the project's image, built offline from `/bin/busybox` ([`ensure_image`]).
 //! - `engine`: [`DockerEngine`], the [`ContainerEngine`] over the host's other containers.
 //! - `validate`: [`validate`], the start-up refusals (`ALLOW_DIRECT_FALLBACK` outside development...).
+//! - `paths`: [`check_workspace`] and the mount checks, at start-up and at each container creation.
 //! - `profiles`: the profiles of the default configuration (`systemd`, `host-net`, `host-admin`).
 //!
 //! # Wiring (serve)
@@ -41,6 +42,7 @@ mod engine;
 mod executor;
 mod image;
 mod output;
+mod paths;
 mod profiles;
 mod validate;
 
@@ -48,6 +50,7 @@ pub use argv::{check_argv, split_command};
 pub use engine::DockerEngine;
 pub use executor::{Availability, SecureExecutor};
 pub use image::{DEFAULT_IMAGE_REPOSITORY, ensure_image, image_context};
+pub use paths::{Protected, check_workspace};
 pub use profiles::{HOST_NET_TARGET, ROOT_PROFILE};
 pub use validate::validate;
 
@@ -279,6 +282,14 @@ pub enum SandboxError {
     /// The `[sandbox]` configuration is refused at start-up (names the key).
     #[error("invalid sandbox configuration: {0}")]
     Config(String),
+    /// The workspace is, contains or lies inside a system tree or the server's own files, or
+    /// leads elsewhere than at start-up (names the path and why).
+    #[error("workspace_refused: {0}")]
+    WorkspaceRefused(String),
+    /// A profile's mount source is refused, at start-up or at a container's creation (names the
+    /// key, the path and why).
+    #[error("mount_refused: {0}")]
+    MountRefused(String),
 }
 
 /// Runs commands. The plugin runtime holds one as a trait object.

@@ -1,7 +1,8 @@
 //! Telemetry: logs, traces and metrics, set up once by [`init`].
 //!
 //! - **Logs** go to stderr, human-readable or JSON (`[telemetry] log_format`,
-//!   `TOOLGATE_TELEMETRY_LOG_FORMAT`), filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`).
+//!   `TOOLGATE_TELEMETRY_LOG_FORMAT`), filtered by `TOOLGATE_LOG` (an `EnvFilter`, default `info`),
+//!   and capped by [`log_cap`]: other crates never log below `warn`, whatever the filter says.
 //! - **Traces**: while exporting, every `tracing` span from a `toolgate*` crate at `INFO` or
 //!   above becomes an OpenTelemetry span, exported over OTLP HTTP/protobuf (plain `http://`; no
 //!   gRPC, no TLS: run a collector next to the host) when an endpoint is set: the config key
@@ -343,7 +344,7 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
     }
     guard.meter = Some(metrics::install(resource, export_reader).ok_or(TelemetryError::AlreadyInitialised)?);
 
-    let log_filter = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_filter = log_filter();
     let log_layer = match settings.log_format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
@@ -365,6 +366,25 @@ pub fn init(config: &crate::config::Config) -> Result<TelemetryGuard, TelemetryE
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     Ok(guard)
+}
+
+/// The log filter of every command: `TOOLGATE_LOG` (an `EnvFilter`, default `info`) and, on top
+/// of it, [`log_cap`].
+pub fn log_filter<S: tracing::Subscriber>() -> impl tracing_subscriber::layer::Filter<S> {
+    use tracing_subscriber::filter::FilterExt as _;
+    let chosen = EnvFilter::try_from_env("TOOLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    chosen.and(log_cap())
+}
+
+/// What logs may hold whatever `TOOLGATE_LOG` (or `RUST_LOG`) asks: our own crates at any level,
+/// every other crate at `warn` at most.
+///
+/// INVARIANT: third-party crates log what they handle at `debug` and `trace`: the Docker client
+/// logs each exec's `Cmd` (an argv, possibly holding a secret), hyper and h2 log headers (bearer
+/// tokens, cookies), reqwest and rustls what they send. None of that may reach a log, so this cap
+/// is applied after the operator's filter and cannot be lifted by it.
+pub fn log_cap() -> Targets {
+    Targets::new().with_default(tracing::Level::WARN).with_target("toolgate", tracing::Level::TRACE)
 }
 
 /// The trace id of the current span, as 32 lowercase hex digits; `None` outside any span or

@@ -15,6 +15,62 @@ use crate::model::Role;
 /// Shortest accepted signing secret, in characters.
 pub const MIN_SECRET_CHARS: usize = 64;
 
+/// Least estimated entropy of a signing secret, in bits per character: random hex (4) and base64
+/// (6) clear it with room to spare, a short motif repeated (`abab…`, one letter 64 times) does not.
+pub const MIN_SECRET_BITS_PER_CHAR: f64 = 3.0;
+
+/// How strong a secret looks: its length, its distinct characters and the Shannon entropy of
+/// its character frequencies (an upper bound of what it really holds: it cannot see patterns).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SecretStrength {
+    /// Characters.
+    pub chars: usize,
+    /// Distinct characters.
+    pub distinct: usize,
+    /// Estimated entropy, in bits per character.
+    pub bits_per_char: f64,
+}
+
+impl SecretStrength {
+    /// Measure `secret`.
+    pub fn of(secret: &str) -> SecretStrength {
+        let mut counts = std::collections::HashMap::<char, usize>::new();
+        for c in secret.chars() {
+            *counts.entry(c).or_default() += 1;
+        }
+        let chars = secret.chars().count();
+        let n = chars as f64;
+        let bits_per_char = counts
+            .values()
+            .map(|&k| {
+                let p = k as f64 / n;
+                -p * p.log2()
+            })
+            .sum::<f64>();
+        SecretStrength { chars, distinct: counts.len(), bits_per_char: bits_per_char.max(0.0) }
+    }
+
+    /// Estimated entropy of the whole secret, in bits.
+    pub fn bits(&self) -> f64 {
+        self.bits_per_char * self.chars as f64
+    }
+
+    /// `Ok` when long and varied enough to sign tokens, else what is missing.
+    pub fn check(&self) -> Result<(), AuthError> {
+        if self.chars < MIN_SECRET_CHARS {
+            return Err(AuthError::WeakSecret(self.chars));
+        }
+        if self.bits_per_char < MIN_SECRET_BITS_PER_CHAR {
+            return Err(AuthError::PredictableSecret {
+                distinct: self.distinct,
+                bits: self.bits().floor() as u64,
+                needed: (MIN_SECRET_BITS_PER_CHAR * self.chars as f64).ceil() as u64,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The claims of a login token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -55,12 +111,10 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Tokens signed with `secret`, valid `ttl_secs`; refuses a secret shorter than 64 characters.
+    /// Tokens signed with `secret`, valid `ttl_secs`; refuses a secret shorter than 64 characters
+    /// or too predictable ([`SecretStrength::check`]).
     pub fn new(secret: &Secret, ttl_secs: u64) -> Result<Tokens, AuthError> {
-        let chars = secret.expose().chars().count();
-        if chars < MIN_SECRET_CHARS {
-            return Err(AuthError::WeakSecret(chars));
-        }
+        SecretStrength::of(secret.expose()).check()?;
         if ttl_secs == 0 {
             return Err(AuthError::Config("`auth.token_ttl_secs` must be at least 1".into()));
         }
@@ -157,8 +211,10 @@ pub fn now_secs() -> u64 {
 mod tests {
     use super::*;
 
+    const STRONG: &str = "9f2c41d07be85a3316cf0e94a27d5b8812e6fa03c9d45b7e60a1f82c3d9e47b5a0c6";
+
     fn tokens() -> anyhow::Result<Tokens> {
-        Ok(Tokens::new(&Secret::new("k".repeat(64)), 60)?)
+        Ok(Tokens::new(&Secret::new(STRONG), 60)?)
     }
 
     #[test]
@@ -174,7 +230,27 @@ mod tests {
 
     #[test]
     fn short_secret_is_refused() {
-        assert!(matches!(Tokens::new(&Secret::new("k".repeat(63)), 60), Err(AuthError::WeakSecret(63))));
+        assert!(matches!(Tokens::new(&Secret::new(&STRONG[..63]), 60), Err(AuthError::WeakSecret(63))));
+    }
+
+    #[test]
+    fn a_long_but_predictable_secret_is_refused_saying_what_is_needed() {
+        for weak in ["k".repeat(64), "ab".repeat(40), "abcdefg".repeat(10), format!("{}{}", "a".repeat(60), "bcdef")] {
+            let err = Tokens::new(&Secret::new(weak.clone()), 60).err();
+            assert!(matches!(err, Some(AuthError::PredictableSecret { .. })), "{weak}: {err:?}");
+            let message = err.map(|e| e.to_string()).unwrap_or_default();
+            assert!(message.contains("bits") && message.contains("openssl rand"), "{message}");
+            assert!(!message.contains(&weak), "the secret is in the message: {message}");
+        }
+        assert_eq!(SecretStrength::of(&"k".repeat(64)).bits(), 0.0);
+        // What the guide and `openssl rand` give pass: random hex, base64, and the test suites' secret.
+        for strong in [
+            STRONG,
+            "bW9yZS1yYW5kb20tYnl0ZXMtdGhhbi10aGlzLWluLXJlYWwtbGlmZS1idXQtZmluZQ==",
+            "e2e-secret-0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+        ] {
+            assert!(Tokens::new(&Secret::new(strong), 60).is_ok(), "{strong}");
+        }
     }
 
     #[test]
@@ -194,7 +270,7 @@ mod tests {
         let none = B64URL.encode(br#"{"alg":"none","typ":"JWT"}"#);
         parts[0] = &none;
         assert!(matches!(tokens.verify(&format!("{}.{}.", parts[0], parts[1])), Err(AuthError::TokenAlgorithm(_))));
-        let other = Tokens::new(&Secret::new("o".repeat(64)), 60)?;
+        let other = Tokens::new(&Secret::new(STRONG.chars().rev().collect::<String>()), 60)?;
         let (foreign, _) = other.issue("alice", Role::Admin)?;
         assert!(matches!(tokens.verify(&foreign), Err(AuthError::TokenInvalid)));
         assert!(matches!(tokens.verify("garbage"), Err(AuthError::TokenInvalid)));

@@ -1,51 +1,92 @@
-//! `toolgate doctor`: the security guide's posture check as a command. Each check prints one
-//! line, `ok` or `FAIL` with the reason; the last line says whether the installation conforms,
-//! and so does the exit code (0 only when it does).
+//! `toolgate doctor`: the security guide's pre-deployment checklist as a command. Each check is
+//! `ok`, `warn` (worth a look, not a failure) or `FAIL` with the reason; the last line says
+//! whether the installation conforms, and so does the exit code (0 only when no check failed).
+//! `--json` prints the same as one document: `{"conforming", "checks": [{"name", "status",
+//! "message"}]}`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use crate::auth::token::SecretStrength;
 use crate::config::{Config, Mode};
-use crate::governance::MemoryAuditSink;
+use crate::governance::{MemoryAuditSink, audit};
 use crate::model::{AuthMethod, Caller, Role};
 use crate::sandbox::{
     self, Availability, ExecOrigin, ExecRequest, ExecuteMode, Executor, ProfileConfig, SecureExecutor, WorkspaceAccess,
 };
-
-/// Shortest accepted JWT secret.
-const MIN_SECRET_LEN: usize = 64;
+use crate::store::{DB_FILE, Store};
 
 /// Arguments of `toolgate doctor`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-
-/// Outcome of one check.
-struct Check {
-    name: &'static str,
-    ok: bool,
-    detail: String,
+pub struct Args {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
-fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
-    Check { name, ok, detail: detail.into() }
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// Outcome of one check.
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    message: String,
+}
+
+fn check(name: &'static str, ok: bool, message: impl Into<String>) -> Check {
+    Check { name, status: if ok { Status::Ok } else { Status::Fail }, message: message.into() }
+}
+
+fn warn(name: &'static str, message: impl Into<String>) -> Check {
+    Check { name, status: Status::Warn, message: message.into() }
 }
 
 /// Run `toolgate doctor`.
-pub async fn run(_args: Args, config: Config) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
     let mut checks = runtime_variables(&config);
     checks.push(match sandbox::validate(&config) {
         Ok(_) => check("sandbox configuration", true, "accepted at start-up"),
         Err(e) => check("sandbox configuration", false, e.to_string()),
     });
+    checks.push(workspace(&config));
     checks.extend(docker_checks(&config).await);
-    let secret_len = config.jwt_secret.expose().chars().count();
+    checks.push(secret(&config));
+    checks.push(logging(&config, |name| std::env::var(name).ok()));
+    checks.push(https(&config));
+    checks.push(match crate::http::ratelimit::RateLimiters::new(&config.http.rate_limits) {
+        Ok(_) => {
+            let r = &config.http.rate_limits;
+            let show = |l: &crate::http::ratelimit::RateLimit| format!("{}/{} s", l.requests, l.period_secs);
+            let detail = format!(
+                "login {}, register {}, exec {}, general {} per address and per user",
+                show(&r.login),
+                show(&r.register),
+                show(&r.exec),
+                show(&r.general)
+            );
+            check("rate limits", true, detail)
+        }
+        Err(e) => check("rate limits", false, e),
+    });
     checks.push(check(
-        "jwt secret",
-        secret_len >= MIN_SECRET_LEN,
-        // The length only: the secret itself never reaches the output.
-        format!("{secret_len} characters (at least {MIN_SECRET_LEN} required)"),
+        "security events and audit",
+        true,
+        "always on: security events on stderr as JSON lines, every decision and command in the audit log",
     ));
+    checks.push(data_dir(&config));
+    checks.push(audit_chain(&config).await);
     let wildcard = config.cors_origins.iter().any(|o| o.contains('*'));
     checks.push(check(
         "cors origins",
@@ -59,16 +100,122 @@ pub async fn run(_args: Args, config: Config) -> anyhow::Result<ExitCode> {
         },
     ));
 
-    for c in &checks {
-        println!("{:<5} {}: {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
-    }
-    let failed = checks.iter().filter(|c| !c.ok).count();
-    if failed == 0 {
-        println!("conforming: all {} checks passed", checks.len());
-        Ok(ExitCode::SUCCESS)
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    if args.json {
+        let doc = serde_json::json!({ "conforming": failed == 0, "checks": checks });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        println!("NOT CONFORMING: {failed} of {} checks failed", checks.len());
-        Ok(ExitCode::FAILURE)
+        for c in &checks {
+            let status = match c.status {
+                Status::Ok => "ok",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+            };
+            println!("{status:<5} {}: {}", c.name, c.message);
+        }
+        if failed == 0 {
+            println!("conforming: all {} checks passed", checks.len());
+        } else {
+            println!("NOT CONFORMING: {failed} of {} checks failed", checks.len());
+        }
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Length and strength of the signing secret; never the secret itself.
+fn secret(config: &Config) -> Check {
+    let strength = SecretStrength::of(config.jwt_secret.expose());
+    let shown = format!(
+        "{} characters, {} distinct, about {} bits",
+        strength.chars,
+        strength.distinct,
+        strength.bits().floor() as u64
+    );
+    match strength.check() {
+        Ok(()) => check("jwt secret", true, shown),
+        Err(e) => check("jwt secret", false, format!("{shown}: {e}")),
+    }
+}
+
+/// No debug logging in production: `TOOLGATE_LOG` (and `RUST_LOG`, which other tools read) at
+/// `debug` or `trace` would log what requests carry.
+fn logging(config: &Config, env: impl Fn(&str) -> Option<String>) -> Check {
+    let verbose = ["TOOLGATE_LOG", "RUST_LOG"].into_iter().find_map(|name| {
+        let value = env(name)?;
+        let lower = value.to_ascii_lowercase();
+        (lower.contains("debug") || lower.contains("trace")).then(|| format!("{name}=`{value}`"))
+    });
+    match (verbose, config.mode) {
+        (None, _) => check("logging", true, "no debug logging"),
+        (Some(v), Mode::Production) => check("logging", false, format!("{v}: debug logging in production")),
+        (Some(v), Mode::Development) => warn("logging", format!("{v}: debug logging (development mode)")),
+    }
+}
+
+/// HTTPS: served over TLS, or behind a declared TLS proxy.
+fn https(config: &Config) -> Check {
+    let http = &config.http;
+    if !http.tls_cert.is_empty() && !http.tls_key.is_empty() {
+        return check("https", true, format!("tls with `{}`", http.tls_cert));
+    }
+    if !http.trusted_proxies.is_empty() {
+        return check(
+            "https",
+            true,
+            format!("behind the trusted proxies {:?}, which must terminate tls", http.trusted_proxies),
+        );
+    }
+    check(
+        "https",
+        false,
+        "plain http: set `http.tls_cert` and `http.tls_key`, or declare the tls proxy in `http.trusted_proxies`",
+    )
+}
+
+/// The workspace as start-up will check it (not created here when missing).
+fn workspace(config: &Config) -> Check {
+    let path = &config.sandbox.workspace;
+    if std::fs::symlink_metadata(path).is_err() {
+        return warn("sandbox workspace", format!("`{}` does not exist yet (created at start-up)", path.display()));
+    }
+    match sandbox::check_workspace(path, &crate::gateway::protected_dirs(config)) {
+        Ok(real) => check("sandbox workspace", true, format!("`{}`", real.display())),
+        Err(e) => check("sandbox workspace", false, e.to_string()),
+    }
+}
+
+/// The data directory (accounts, tokens, the audit log) is its owner's only.
+fn data_dir(config: &Config) -> Check {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = &config.data_dir;
+    match std::fs::metadata(dir) {
+        Err(e) => warn("data directory", format!("`{}`: {e} (created at start-up)", dir.display())),
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            check(
+                "data directory",
+                mode & 0o077 == 0,
+                format!("`{}` has mode {mode:04o} (0700 required: only its owner may enter it)", dir.display()),
+            )
+        }
+    }
+}
+
+/// The audit log's hash chain, as `toolgate audit verify` checks it.
+async fn audit_chain(config: &Config) -> Check {
+    if !Path::new(&config.data_dir).join(DB_FILE).exists() {
+        return warn("audit chain", "no store yet (nothing to verify)");
+    }
+    let store = match Store::open(&config.data_dir) {
+        Ok(store) => store,
+        Err(e) => return warn("audit chain", format!("cannot open the store (a running server holds it): {e}")),
+    };
+    match store.call(|store| audit::verify(store, None)).await {
+        Ok(report) => match report.broken {
+            None => check("audit chain", true, format!("intact, {} entries", report.entries)),
+            Some(b) => check("audit chain", false, format!("broken at entry {}: {}", b.seq, b.reason)),
+        },
+        Err(e) => check("audit chain", false, format!("cannot be read: {e}")),
     }
 }
 
@@ -79,6 +226,7 @@ fn runtime_variables(config: &Config) -> Vec<Check> {
         Mode::Production => check("mode", true, "production"),
         Mode::Development => check("mode", false, "development: weak settings are accepted"),
     };
+    let verify = config.governance.verify_required;
     vec![
         mode,
         check(
@@ -93,6 +241,7 @@ fn runtime_variables(config: &Config) -> Vec<Check> {
         ),
         check("SANDBOX_NETWORK", s.network == "none", format!("{} (none required)", s.network)),
         check("SANDBOX_READONLY", s.readonly, format!("{} (true required)", s.readonly)),
+        check("VERIFY_REQUIRED", verify, format!("{verify} (true required)")),
     ]
 }
 

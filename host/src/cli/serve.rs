@@ -73,11 +73,9 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
     println!("toolgate listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
 
+    let (connections, exempt) = (state.config.http.connections.clone(), state.trusted_proxies.clone());
     tokio::spawn(maintenance(state));
-    let served = match tls {
-        Some(acceptor) => http::tls::serve(listener, acceptor, app, shutdown_signal()).await,
-        None => http::serve(listener, app, shutdown_signal()).await,
-    };
+    let served = http::conn::serve(listener, tls, app, connections, exempt, shutdown_signal()).await;
     gateway.shutdown().await;
     log_audit_head(&store, "stop");
     served?;

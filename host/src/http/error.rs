@@ -43,6 +43,9 @@ pub enum ApiError {
     /// The body exceeds `http.body_limit_bytes`.
     #[error("request body is larger than the server accepts (`http.body_limit_bytes`)")]
     PayloadTooLarge,
+    /// The body did not arrive within `http.connections.body_read_timeout_secs`.
+    #[error("the request body did not arrive within {0} s (`http.connections.body_read_timeout_secs`)")]
+    RequestTimeout(u64),
     /// The body is not declared as JSON.
     #[error("expected `Content-Type: application/json`")]
     UnsupportedMediaType,
@@ -121,7 +124,9 @@ impl ApiError {
                 A::KeyRevoked => (S::UNAUTHORIZED, "api_key_revoked"),
                 A::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
                 A::BadExpiry(_) => (S::BAD_REQUEST, "invalid_expiry"),
-                A::WeakSecret(_) | A::Config(_) | A::Hash(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                A::WeakSecret(_) | A::PredictableSecret { .. } | A::Config(_) | A::Hash(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
             },
             ApiError::Store(e) => match e {
                 StoreError::UserExists(_) => (S::CONFLICT, "user_exists"),
@@ -158,6 +163,7 @@ impl ApiError {
             ApiError::Action(action) => action_status(action),
             ApiError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
             ApiError::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RequestTimeout(_) => (S::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::RouteNotFound(_) => (S::NOT_FOUND, "route_not_found"),
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),

@@ -22,7 +22,10 @@ async fn state(dir: &std::path::Path, general: u32) -> anyhow::Result<AppState> 
 /// State over the repository's default policies and the plugins of `plugins`, auditing into the
 /// store in `dir` (no sandbox).
 async fn state_with(dir: &std::path::Path, general: u32, plugins: std::path::PathBuf) -> anyhow::Result<AppState> {
-    let mut config = Config { jwt_secret: Secret::new("s".repeat(64)), ..Config::default() };
+    let mut config = Config {
+        jwt_secret: Secret::new("3c9a0f6e21b47d58e90c1a2b3f4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"),
+        ..Config::default()
+    };
     config.http.trusted_proxies = vec!["10.9.9.9".into()];
     config.http.rate_limits.general = ratelimit::RateLimit { requests: general, period_secs: 3600 };
     config.policy.dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");

@@ -81,12 +81,14 @@ fn require(call: &CallInfo, capability: &Capability) -> Result<(), Error> {
     }
 }
 
-/// `Refused` → denied, `Unavailable` and `Config` (the host's own misconfiguration) →
+/// `Refused` (and a refused workspace or mount) → denied, `Unavailable` and `Config` (the host's own misconfiguration) →
 /// unavailable, `Timeout` → timeout, others → failed.
 fn sandbox_error(err: SandboxError) -> Error {
     let message = err.to_string();
     match err {
-        SandboxError::Refused(_) => Error::Denied(message),
+        SandboxError::Refused(_) | SandboxError::WorkspaceRefused(_) | SandboxError::MountRefused(_) => {
+            Error::Denied(message)
+        }
         SandboxError::Unavailable(_) | SandboxError::Config(_) => Error::Unavailable(message),
         SandboxError::Timeout(_) => Error::Timeout(message),
         SandboxError::UnknownProfile(_) | SandboxError::Failed(_) => Error::Failed(message),

@@ -24,7 +24,9 @@ use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::output::{Capped, finished};
-use super::{ExecOutput, MANAGED_LABEL, ProfileConfig, SANDBOX_LABEL, SandboxConfig, SandboxError, WorkspaceAccess};
+use super::{
+    ExecOutput, MANAGED_LABEL, MountConfig, ProfileConfig, SANDBOX_LABEL, SandboxConfig, SandboxError, WorkspaceAccess,
+};
 use crate::model::Role;
 
 /// Label holding the owner of a container: `<boot id>:<pid>:<process start time>`.
@@ -46,6 +48,8 @@ pub(crate) struct Plan {
     working_dir: String,
     /// The workspace access actually granted (after the viewer rule).
     pub(crate) access: WorkspaceAccess,
+    /// The profile's host mounts as configured: resolved and checked again at each creation.
+    mounts: Vec<MountConfig>,
 }
 
 /// What one sandboxed run gave, with the container it used (for the audit log).
@@ -77,6 +81,8 @@ pub(crate) struct DockerSandbox {
     docker: Docker,
     config: SandboxConfig,
     default_image: String,
+    /// The workspace as resolved when connecting; each container creation checks it still is.
+    workspace: Result<PathBuf, String>,
     owner: String,
     lifetime: Duration,
     pools: Mutex<HashMap<String, Pool>>,
@@ -102,10 +108,13 @@ impl DockerSandbox {
         let default_image =
             if config.image.is_empty() { super::ensure_image(&docker, busybox).await? } else { config.image.clone() };
         let lifetime = IDLE_BUDGET + Duration::from_secs(config.max_timeout_secs) + Duration::from_secs(60);
+        let workspace =
+            config.workspace.canonicalize().map_err(|e| format!("workspace `{}`: {e}", config.workspace.display()));
         let sandbox = Arc::new(Self {
             docker,
             config: config.clone(),
             default_image,
+            workspace,
             owner: owner_id(),
             lifetime,
             pools: Mutex::new(HashMap::new()),
@@ -138,12 +147,7 @@ impl DockerSandbox {
         if role == Role::Viewer && access == WorkspaceAccess::Rw {
             access = WorkspaceAccess::Ro;
         }
-        let mut mounts = Vec::new();
-        if access != WorkspaceAccess::None {
-            let source = absolute(&self.config.workspace)?;
-            mounts.push(bind(&source, "/workspace", access == WorkspaceAccess::Ro));
-        }
-        mounts.extend(host_mounts(name, profile)?);
+        let mounts = self.mounts_now(name, &profile.mounts, access)?;
         let network = if profile.network.is_empty() { &self.config.network } else { &profile.network };
         let image = [&profile.image, &self.config.image, &self.default_image]
             .into_iter()
@@ -195,7 +199,27 @@ impl DockerSandbox {
             user: profile.user.clone(),
             working_dir,
             access,
+            mounts: profile.mounts.clone(),
         })
+    }
+
+    /// The bind mounts of a container about to be created: the workspace (still the directory
+    /// checked at start-up) and the profile's host paths, each resolved and checked now, so that
+    /// a symbolic link swapped since is refused rather than followed by the engine.
+    fn mounts_now(
+        &self,
+        name: &str,
+        mounts: &[MountConfig],
+        access: WorkspaceAccess,
+    ) -> Result<Vec<Mount>, SandboxError> {
+        let mut resolved = Vec::new();
+        if access != WorkspaceAccess::None {
+            let checked = self.workspace.as_ref().map_err(|e| SandboxError::Unavailable(e.clone()))?;
+            let source = super::paths::recheck_workspace(checked)?;
+            resolved.push(bind(&source, "/workspace", access == WorkspaceAccess::Ro));
+        }
+        resolved.extend(host_mounts(name, mounts)?);
+        Ok(resolved)
     }
 
     /// Run `argv` in a fresh container of `plan`, killing it at `timeout`.
@@ -349,8 +373,13 @@ impl DockerSandbox {
 
     async fn create(&self, plan: &Plan) -> Result<String, SandboxError> {
         let unavailable = |e: bollard::errors::Error| SandboxError::Unavailable(format!("cannot start a sandbox: {e}"));
+        // INVARIANT: resolved here, right before the engine sees them, never only at start-up.
+        let mut body = plan.body.clone();
+        if let Some(host) = body.host_config.as_mut() {
+            host.mounts = Some(self.mounts_now(&plan.profile, &plan.mounts, plan.access)?);
+        }
         let work = async {
-            let created = self.docker.create_container(None, plan.body.clone()).await.map_err(unavailable)?;
+            let created = self.docker.create_container(None, body).await.map_err(unavailable)?;
             if let Err(e) = self.docker.start_container(&created.id, None).await {
                 remove(&self.docker, &created.id).await;
                 return Err(unavailable(e));
@@ -398,14 +427,16 @@ impl DockerSandbox {
     }
 }
 
-/// The bind mounts of `profile`'s host paths. A source missing on this machine leaves an
-/// `optional` mount out, and makes the profile unavailable otherwise: Docker would refuse the
-/// container anyway, with a message naming neither the profile nor the key.
-fn host_mounts(name: &str, profile: &ProfileConfig) -> Result<Vec<Mount>, SandboxError> {
+/// The bind mounts of profile `name`'s host paths, each checked and resolved now (the engine is
+/// given the resolved path). A source missing on this machine leaves an `optional` mount out, and
+/// makes the profile unavailable otherwise: Docker would refuse the container anyway, with a
+/// message naming neither the profile nor the key.
+fn host_mounts(name: &str, profile_mounts: &[MountConfig]) -> Result<Vec<Mount>, SandboxError> {
+    let key = format!("sandbox.profiles.{name}.mounts");
     let mut mounts = Vec::new();
-    for m in &profile.mounts {
+    for m in profile_mounts {
         match std::fs::symlink_metadata(&m.source) {
-            Ok(_) => mounts.push(bind(&m.source, &m.target, m.read_only)),
+            Ok(_) => mounts.push(bind(&super::paths::check_mount(name, &key, m)?, &m.target, m.read_only)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {}
             Err(e) => {
                 return Err(SandboxError::Unavailable(format!(
@@ -444,10 +475,6 @@ fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
         read_only: Some(read_only),
         ..Default::default()
     }
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, SandboxError> {
-    path.canonicalize().map_err(|e| SandboxError::Unavailable(format!("workspace `{}`: {e}", path.display())))
 }
 
 /// Kill and remove a container; one already gone is fine.
@@ -532,12 +559,12 @@ mod tests {
             mounts: vec![mount(dir.path().to_owned(), false), mount(dir.path().join("gone"), true)],
             ..ProfileConfig::default()
         };
-        let mounts = host_mounts("p", &profile)?;
+        let mounts = host_mounts("p", &profile.mounts)?;
         assert_eq!(mounts.len(), 1, "the optional missing path is left out");
         assert_eq!(mounts[0].read_only, Some(true));
 
         profile.mounts.push(mount(dir.path().join("needed"), false));
-        let err = host_mounts("p", &profile).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = host_mounts("p", &profile.mounts).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.starts_with("sandbox unavailable: sandbox profile `p` mounts `"), "{err}");
         assert!(err.contains("needed") && err.contains("sandbox.profiles.p.mounts"), "{err}");
         Ok(())

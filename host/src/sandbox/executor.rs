@@ -149,9 +149,13 @@ impl Executor for SecureExecutor {
             metrics::sandbox_exec(profile, exit_code, elapsed);
             let (allowed, outcome) = match &result {
                 Ok(_) => (true, "ok"),
-                Err(SandboxError::Refused(_) | SandboxError::UnknownProfile(_) | SandboxError::Config(_)) => {
-                    (false, "refused")
-                }
+                Err(
+                    SandboxError::Refused(_)
+                    | SandboxError::UnknownProfile(_)
+                    | SandboxError::Config(_)
+                    | SandboxError::WorkspaceRefused(_)
+                    | SandboxError::MountRefused(_),
+                ) => (false, "refused"),
                 Err(SandboxError::Timeout(_)) => (true, "timeout"),
                 Err(SandboxError::Unavailable(_)) => (true, "unavailable"),
                 Err(SandboxError::Failed(_)) => (true, "failed"),

@@ -1,33 +1,14 @@
 //! Start-up checks of the `[sandbox]` configuration: what must refuse to start, and what must be
 //! said loudly.
 
-use std::path::{Component, Path, PathBuf};
-
-use super::{ExecuteMode, MountConfig, ROOT_PROFILE, SandboxError, WorkspaceAccess};
+use super::paths::check_mount;
+use super::{ExecuteMode, ROOT_PROFILE, SandboxError, WorkspaceAccess};
 use crate::config::{Config, Mode};
-
-/// Host trees no profile may mount, nor anything in them: the machine itself (with `/`, which is
-/// refused alone), and the container engine's state.
-const DENIED_TREES: [&str; 7] = ["/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/var/lib/docker"];
-/// Engine sockets, wherever they are: one of those is root on the host.
-const DENIED_SOCKETS: [&str; 3] = ["docker.sock", "containerd.sock", "podman.sock"];
-
-/// INVARIANT: the only paths inside [`DENIED_TREES`] a profile may mount: each exactly (nothing
-/// above or below it as a source), only read-only, and only in the one built-in profile named.
-const READ_ONLY_EXCEPTIONS: [(&str, &str); 3] = [
-    // Not the host network namespace (`network = "host"` stays refused): only the kernel's socket
-    // tables of pid 1's namespace, which is what `ss -ltnup` reads, for `network_listeners`.
-    ("/proc/1/net", "host-net"),
-    // 32 hex digits naming the machine, no secret: `journalctl` finds the host's journal by it.
-    ("/etc/machine-id", "systemd"),
-    // apt's sources and settings (no keys to anything: repository signing keys are public).
-    ("/etc/apt", ROOT_PROFILE),
-];
 
 /// Check the sandbox section against the mode. Refused: `ALLOW_DIRECT_FALLBACK=true` or
 /// `EXECUTE_MODE=direct` outside development, a profile running as root (but `host-admin` with
-/// `allow_root`), with the host network, mounting a system path (but the read-only exceptions
-/// above) or an engine socket, or with a limit of zero. Returns the warnings the serve command
+/// `allow_root`), with the host network, mounting a system path (but the read-only exceptions of
+/// `paths`), `/run` or an engine socket, or with a limit of zero. Returns the warnings the serve command
 /// must print (direct mode, a root profile).
 pub fn validate(config: &Config) -> Result<Vec<String>, SandboxError> {
     let sandbox = &config.sandbox;
@@ -107,47 +88,6 @@ fn check_network(key: &str, network: &str) -> Result<(), SandboxError> {
         )));
     }
     Ok(())
-}
-
-fn check_mount(profile: &str, key: &str, mount: &MountConfig) -> Result<(), SandboxError> {
-    let (source, target) = (&mount.source, &mount.target);
-    let shown = source.display();
-    let refused = |why: &str| Err(SandboxError::Config(format!("`{key}`: mounting `{shown}` is refused: {why}")));
-    if !source.is_absolute() || !target.starts_with('/') || target == "/" {
-        return Err(SandboxError::Config(format!(
-            "`{key}`: `{shown}` -> `{target}` needs absolute paths, not `/` as target"
-        )));
-    }
-    if source.components().any(|c| c == Component::ParentDir) {
-        return refused("`..` is not allowed in a source");
-    }
-    let normal: PathBuf = source.components().collect();
-    check_source(profile, &normal, mount.read_only).or_else(|why| refused(&why))?;
-    // A symbolic link is followed by the engine: the path it leads to must pass too.
-    if let Ok(real) = normal.canonicalize()
-        && real != normal
-    {
-        check_source(profile, &real, mount.read_only)
-            .or_else(|why| refused(&format!("it leads to `{}`: {why}", real.display())))?;
-    }
-    Ok(())
-}
-
-/// Why `source` (absolute, normalised) may not be mounted in `profile`, if it may not.
-fn check_source(profile: &str, source: &Path, read_only: bool) -> Result<(), String> {
-    if source == Path::new("/") {
-        return Err("it is the host's root".into());
-    }
-    if source.file_name().is_some_and(|f| DENIED_SOCKETS.iter().any(|s| f == *s)) {
-        return Err("it is a container engine's socket".into());
-    }
-    let Some(tree) = DENIED_TREES.iter().find(|t| source.starts_with(t)) else { return Ok(()) };
-    match READ_ONLY_EXCEPTIONS.iter().find(|(path, _)| source == Path::new(path)) {
-        Some((_, only)) if *only != profile => Err(format!("only profile `{only}` may mount it")),
-        Some(_) if !read_only => Err("it is mounted read-only or not at all".into()),
-        Some(_) => Ok(()),
-        None => Err(format!("`{tree}` is a system tree")),
-    }
 }
 
 #[cfg(test)]
@@ -251,6 +191,11 @@ mod tests {
             "/var/lib/docker/volumes",
             "/run/docker.sock",
             "/var/run/containerd/containerd.sock",
+            "/run",
+            "/var/run",
+            "/var",
+            "/run/containerd",
+            "/run/user",
         ] {
             for profile in ["host-net", "systemd", "host-admin", "default"] {
                 let err = with_mount(profile, mount(source, true)).unwrap_or_default();
