@@ -62,10 +62,12 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // `policy` works on files alone and must not fail on a server's configuration problems.
+    // `policy` works on files and the `[policy]` section alone: no telemetry, no runtime. It reads
+    // the configuration the server reads, so that it decides as the server does.
     if let Command::Policy(args) = cli.command {
         init_logging();
-        return policy::run(args);
+        let config = Config::load(cli.config.as_deref())?;
+        return policy::run(args, &config.policy);
     }
     let config = Config::load(cli.config.as_deref())?;
     // Kept until the command returns: dropping it flushes queued spans and metrics.

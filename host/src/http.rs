@@ -213,6 +213,7 @@ pub fn routes() -> Vec<Route> {
         r(Method::POST, "/api/v1/keys", General, post(keys_api::create)),
         r(Method::DELETE, "/api/v1/keys/{name}", General, delete(keys_api::revoke)),
         r(Method::POST, "/api/v1/policy/evaluate", General, post(policy_api::evaluate)),
+        r(Method::POST, "/api/v1/policy/decide", General, post(policy_api::decide)),
         r(Method::GET, "/api/v1/tools", General, get(tools_api::list)),
         r(Method::POST, "/api/v1/tools/{tool}/execute", Exec, post(tools_api::execute)),
         r(Method::GET, "/api/v1/actions", General, get(actions_api::list)),

@@ -8,8 +8,9 @@
 //! exact shape is documented in `policies/README.md`. A decision is a [`Decision`] document, and
 //! the host denies whenever the policy is missing, fails, or answers anything malformed.
 //!
-//! - `set`: a directory's files compiled into a [`PolicySet`] (interpreter + RVM programs) with
-//!   its revision (content hash).
+//! - `set`: a directory's files parsed into a [`PolicySet`] with its revision (content hash).
+//!   One evaluator decides everywhere: the regorus interpreter with strict built-in errors, for
+//!   the server, `toolgate policy eval` and `toolgate policy test` alike.
 //! - `engine`: [`PolicyEngine`], the active set behind a lock, swapped whole on reload;
 //!   [`PolicyEngine::decide_action`] and [`ExecPolicy::decide_exec`].
 //! - `decision`: strict reading of decision documents (fail closed).
@@ -163,12 +164,13 @@ mod watch;
 
 pub use diagnostics::Diagnostic;
 pub use engine::PolicyEngine;
-pub use set::{EvalPath, Point, PolicySet};
+pub use set::{Point, PolicySet};
 pub use testing::{FileCoverage, TestOutcome, TestReport};
 pub use watch::PolicyWatcher;
 
-/// Host-generated reason code of every fail-closed denial: the policy is missing, failed, or
-/// answered something malformed. The cause is logged, never shown to the caller.
+/// Host-generated reason code of every fail-closed denial: the policy is missing, failed (a
+/// built-in's error included), or answered something malformed. The reason's message names the
+/// cause (the rule and the engine's first line); the full error is logged.
 pub const POLICY_ERROR: &str = "policy_error";
 
 /// Why a policy set could not be loaded, validated or evaluated.

@@ -571,6 +571,8 @@ async fn bad_grants_fail_the_load() -> anyhow::Result<()> {
 /// `toolgate plugins ...` with a config file pointing at `setup`'s directories.
 fn toolgate(setup: &Setup, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let config = setup.dir.path().join("toolgate.toml");
+    // The shipped policies allowlist no fixture: a copy adds `run_echo`'s commands.
+    let policies = toolgate_tests::policies_with_fixtures(setup.dir.path())?;
     std::fs::write(
         &config,
         format!(
@@ -578,7 +580,7 @@ fn toolgate(setup: &Setup, args: &[&str]) -> anyhow::Result<std::process::Output
             setup.dir.path().join("data"),
             setup.config.dir,
             setup.workspace(),
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+            policies,
         ),
     )?;
     Ok(Command::new(env!("CARGO_BIN_EXE_toolgate"))

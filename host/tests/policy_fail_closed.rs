@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use toolgate_host::model::{AuthMethod, Category, Role};
 use toolgate_host::policy::{
-    ActionInput, ApprovalState, CallerInput, Decision, EvalPath, ExecInput, ExecPolicy, POLICY_ERROR, PolicyConfig,
-    PolicyEngine, PolicyError, ToolInput,
+    ActionInput, ApprovalState, CallerInput, Decision, ExecInput, ExecPolicy, POLICY_ERROR, PolicyConfig, PolicyEngine,
+    PolicyError, ToolInput,
 };
 
 const EXEC_OK: &str = r#"package toolgate.exec
@@ -63,30 +63,27 @@ fn is_policy_error(d: &Decision) -> bool {
     !d.allow && d.reasons.len() == 1 && d.reasons[0].code == POLICY_ERROR && !d.revision.is_empty()
 }
 
-/// Load a set whose action decision is `body`, and decide one action through both evaluators.
-fn decide_with(body: &str) -> anyhow::Result<[Decision; 2]> {
+/// Load a set whose action decision is `body`, and decide one action.
+fn decide_with(body: &str) -> anyhow::Result<Decision> {
     let dir = tempfile::tempdir()?;
     write_set(dir.path(), body)?;
     let input = action(Role::Admin, Category::Read, None);
-    let rvm = PolicyEngine::load(&config(dir.path()))?;
-    let interpreter = PolicyEngine::load(&config(dir.path()))?.with_eval_path(EvalPath::Interpreter);
-    Ok([rvm.decide_action(&input), interpreter.decide_action(&input)])
+    Ok(PolicyEngine::load(&config(dir.path()))?.decide_action(&input))
 }
 
 #[test]
 fn a_well_formed_allow_is_returned_as_is() -> anyhow::Result<()> {
-    for d in decide_with(r#"decision := {"allow": true, "reasons": [], "requirements": ["verify"]}"#)? {
-        assert!(d.allow, "{d:?}");
-        assert_eq!(d.requirements, ["verify"]);
-    }
+    let d = decide_with(r#"decision := {"allow": true, "reasons": [], "requirements": ["verify"]}"#)?;
+    assert!(d.allow, "{d:?}");
+    assert_eq!(d.requirements, ["verify"]);
     Ok(())
 }
 
 #[test]
 fn an_undefined_decision_denies() -> anyhow::Result<()> {
-    for d in decide_with(r#"decision := {"allow": true, "reasons": [], "requirements": []} if input.never"#)? {
-        assert!(is_policy_error(&d), "{d:?}");
-    }
+    let d = decide_with(r#"decision := {"allow": true, "reasons": [], "requirements": []} if input.never"#)?;
+    assert!(is_policy_error(&d), "{d:?}");
+    assert!(d.reasons[0].message.contains("the decision is undefined"), "the reason names the cause: {d:?}");
     Ok(())
 }
 
@@ -95,9 +92,53 @@ fn a_runtime_error_denies() -> anyhow::Result<()> {
     // Two complete definitions that both hold with different values: an evaluation error.
     let body = r#"decision := {"allow": true, "reasons": [], "requirements": []} if input.caller.role == "admin"
 decision := {"allow": false, "reasons": [{"code": "x", "message": "y"}], "requirements": []} if input.dry_run"#;
-    for d in decide_with(body)? {
-        assert!(is_policy_error(&d), "{d:?}");
+    let d = decide_with(body)?;
+    assert!(is_policy_error(&d), "{d:?}");
+    Ok(())
+}
+
+/// An allowing decision built from a `deny` set whose one rule runs `condition`.
+fn deny_if(condition: &str) -> String {
+    format!(
+        r#"decision := {{"allow": count(deny) == 0, "reasons": [r | some r in deny], "requirements": []}}
+
+deny contains {{"code": "change_freeze", "message": "frozen"}} if {{
+	{condition}
+}}"#
+    )
+}
+
+#[test]
+fn a_deny_rule_whose_builtin_fails_denies_naming_the_error() -> anyhow::Result<()> {
+    // Each of these would silently drop the deny rule, and so allow, if a failing built-in were
+    // undefined rather than an error. The reason quotes the error, and where the engine locates
+    // it, the place and the source line (which names the built-in).
+    let failing: [(&str, &[&str]); 4] = [
+        (r#"time.parse_rfc3339_ns("not a date") > 0"#, &["Failed to parse datetime"]),
+        (r#"sprintf("%s since %s", ["a"]) != """#, &["action.rego:6:", "no argument specified", "`sprintf("]),
+        (r#"to_number("ten") > 1"#, &["action.rego:6:", "could not parse string as number", "`to_number("]),
+        (r#"regex.match("(", "x")"#, &["action.rego:6:", "invalid regex", "`regex.match("]),
+    ];
+    for (condition, named) in failing {
+        let d = decide_with(&deny_if(condition))?;
+        assert!(is_policy_error(&d), "{condition}: {d:?}");
+        let message = &d.reasons[0].message;
+        assert!(message.contains("`data.toolgate.action.decision`"), "{message}");
+        for part in named {
+            assert!(message.contains(part), "{condition}: `{part}` not in {message}");
+        }
     }
+    // The same rule with a valid argument decides normally.
+    let d = decide_with(&deny_if(r#"time.parse_rfc3339_ns("2026-01-01T00:00:00Z") > 0"#))?;
+    assert_eq!(d.reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>(), ["change_freeze"], "{d:?}");
+    Ok(())
+}
+
+#[test]
+fn a_builtin_that_fails_under_not_denies() -> anyhow::Result<()> {
+    // `not f(x)` must not turn an error into true.
+    let d = decide_with(&deny_if(r#"not time.parse_rfc3339_ns("garbage") > 0"#))?;
+    assert!(is_policy_error(&d), "{d:?}");
     Ok(())
 }
 
@@ -116,9 +157,8 @@ fn malformed_documents_deny() -> anyhow::Result<()> {
         r#"decision := {"allow": false, "reasons": [], "requirements": []}"#,
     ];
     for body in malformed {
-        for d in decide_with(body)? {
-            assert!(is_policy_error(&d), "{body}: {d:?}");
-        }
+        let d = decide_with(body)?;
+        assert!(is_policy_error(&d), "{body}: {d:?}");
     }
     Ok(())
 }

@@ -1,6 +1,5 @@
-//! The default policies against their golden cases, through the regorus interpreter, the RVM
-//! fast path, and the reference OPA engine: all three must give the wanted decision, and the
-//! same document.
+//! The default policies against their golden cases, through the host's one evaluator and the
+//! reference OPA engine: both must give the wanted decision, and the same document.
 
 #[path = "policy_support/golden.rs"]
 mod golden;
@@ -9,7 +8,7 @@ mod opa;
 
 use std::collections::BTreeSet;
 
-use toolgate_host::policy::{Decision, EvalPath, PolicySet};
+use toolgate_host::policy::{Decision, PolicySet};
 
 use golden::{Want, cases, policy_dir};
 
@@ -27,25 +26,15 @@ fn document(d: &Decision) -> serde_json::Value {
 }
 
 #[test]
-fn interpreter_and_rvm_give_the_wanted_decisions() -> anyhow::Result<()> {
+fn the_policy_set_gives_the_wanted_decisions() -> anyhow::Result<()> {
     let set = PolicySet::load(&policy_dir(), None)?;
     let cases = cases()?;
     assert!(cases.len() > 50, "golden cases went missing: {}", cases.len());
     let mut failures = Vec::new();
     for (file, case) in &cases {
-        let interpreted = set.decide(case.point, &case.input, EvalPath::Interpreter);
-        let compiled = set.decide(case.point, &case.input, EvalPath::Rvm);
-        if want_of(&interpreted) != case.want {
-            failures.push(format!(
-                "{file}: {}: interpreter gave {:?}, want {:?}",
-                case.note,
-                want_of(&interpreted),
-                case.want
-            ));
-        }
-        // The fast path is only used because it decides exactly as the interpreter does.
-        if compiled != interpreted {
-            failures.push(format!("{file}: {}: RVM gave {compiled:?}, interpreter {interpreted:?}", case.note));
+        let decided = set.decide(case.point, &case.input);
+        if want_of(&decided) != case.want {
+            failures.push(format!("{file}: {}: gave {:?}, want {:?}", case.note, want_of(&decided), case.want));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -58,7 +47,7 @@ fn reference_opa_agrees_on_every_golden_case() -> anyhow::Result<()> {
     let opa = opa::load_set(&set)?;
     let mut failures = Vec::new();
     for (file, case) in cases()? {
-        let ours = document(&set.decide(case.point, &case.input, EvalPath::Rvm));
+        let ours = document(&set.decide(case.point, &case.input));
         let path = case.point.rule().trim_start_matches("data.");
         match opa.eval(path, &case.input)? {
             Some(theirs) if theirs == ours => {}

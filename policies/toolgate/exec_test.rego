@@ -106,16 +106,10 @@ test_apt_admin_only if {
 	codes(run("admin", "apt_install", "apt", ["apt-get", "install", "-y", "-q", "--allow-unauthenticated"], "host-admin")) == ["command_not_allowed"]
 }
 
-test_echo_fixture_allowed_for_every_role if {
-	every role in ["viewer", "operator", "admin"] {
-		run(role, "run_echo", "well_behaved", ["echo", "hello", "world"], "default").allow
-	}
-}
-
 test_tool_unlisted if codes(run("admin", "format_disk", "evil", ["mkfs", "/dev/sda"], "default")) == ["tool_unlisted"]
 
-test_plugin_mismatch if codes(run("viewer", "run_echo", "evil", ["echo", "hi"], "default")) == ["plugin_mismatch"]
+test_plugin_mismatch if codes(run("viewer", "disk_usage", "evil", ["df", "-P", "-k"], "default")) == ["plugin_mismatch"]
 
-test_profile_not_allowed if codes(run("viewer", "run_echo", "well_behaved", ["echo", "hi"], "privileged")) == ["profile_not_allowed"]
+test_profile_not_allowed if codes(run("viewer", "disk_usage", "disk", ["df", "-P", "-k"], "privileged")) == ["profile_not_allowed"]
 
 test_exec_requirements_are_empty if cmd("viewer", ["ls"]).requirements == []

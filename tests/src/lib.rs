@@ -90,6 +90,51 @@ pub fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
+/// A copy of the repository's policy set under `dir`, with the exec allowlists of the test
+/// fixtures (`tests/fixtures/<name>/policy-data.json`, their `tools`) added to its data: the
+/// shipped `data.json` names built-in tools only. Returns the copy's directory.
+pub fn policies_with_fixtures(dir: &Path) -> anyhow::Result<PathBuf> {
+    let copy = copy_of_policies(dir)?;
+    let data_path = copy.join("data.json");
+    let mut data: Value = serde_json::from_str(&std::fs::read_to_string(&data_path)?)?;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for entry in std::fs::read_dir(&fixtures)? {
+        let extra = entry?.path().join("policy-data.json");
+        if !extra.exists() {
+            continue;
+        }
+        let extra: Value = serde_json::from_str(&std::fs::read_to_string(&extra)?)
+            .with_context(|| format!("parsing {}", extra.display()))?;
+        let tools = data["tools"].as_object_mut().context("`tools` of the shipped data")?;
+        for (name, entry) in extra["tools"].as_object().into_iter().flatten() {
+            tools.insert(name.clone(), entry.clone());
+        }
+    }
+    std::fs::write(&data_path, serde_json::to_string_pretty(&data)?)?;
+    Ok(copy)
+}
+
+/// A copy of the repository's policy set at `dir/policies`, to change on purpose.
+pub fn copy_of_policies(dir: &Path) -> anyhow::Result<PathBuf> {
+    let copy = dir.join("policies");
+    copy_tree(&policies_dir(), &copy)?;
+    Ok(copy)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where `cargo xtask plugins` puts the built-in plugins: `<target>/plugins`.
 pub fn plugins_dir() -> PathBuf {
     // target/<profile>/deps/<test> → target

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable as _;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, USER_PASSWORD, client, code, plugins_dir, run_cli, send};
+use toolgate_tests::{Server, USER_PASSWORD, client, code, plugins_dir, policies_with_fixtures, run_cli, send};
 
 /// The fixtures every test server loads, with their grants.
 const FIXTURES: [(&str, &str); 2] = [
@@ -48,10 +48,13 @@ impl Env {
     async fn start(extra: &[(&str, &str)]) -> anyhow::Result<Env> {
         let dir = tempfile::tempdir()?;
         let (plugins, config) = setup(dir.path())?;
+        // The shipped policies allowlist no fixture: a copy adds `run_echo`'s commands.
+        let policies = policies_with_fixtures(dir.path())?.display().to_string();
         let (plugins, config) = (plugins.display().to_string(), config.display().to_string());
         let mut env = vec![
             ("TOOLGATE_PLUGINS_DIR", plugins.as_str()),
             ("TOOLGATE_CONFIG", config.as_str()),
+            ("TOOLGATE_POLICY_DIR", policies.as_str()),
             ("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000"),
         ];
         env.extend_from_slice(extra);

@@ -1,9 +1,10 @@
 //! `POST /api/v1/policy/evaluate` against the real binary, the repository's default policies and
-//! the built-in plugins (`cargo xtask plugins`): what a call would be decided, nothing executed.
+//! the built-in plugins (`cargo xtask plugins`): what a call would be decided, nothing executed;
+//! and the shipped policy data, which names built-in tools only.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use toolgate_tests::{Server, client, code};
+use toolgate_tests::{Server, client, code, policies_dir, run_cli};
 
 async fn evaluate(server: &Server, token: &str, body: Value) -> anyhow::Result<(StatusCode, Value)> {
     let res = client().post(server.url("/api/v1/policy/evaluate")).bearer_auth(token).json(&body).send().await?;
@@ -74,5 +75,33 @@ async fn evaluate_refuses_unknown_tools_bad_params_and_anonymous_callers() -> an
 
     let res = client().post(server.url("/api/v1/policy/evaluate")).json(&json!({"tool": "read_file"})).send().await?;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    Ok(())
+}
+
+#[test]
+fn the_shipped_policy_data_names_only_built_in_tools() -> anyhow::Result<()> {
+    // The built-in plugins' tools, as `toolgate plugins list` reports them.
+    let dir = tempfile::tempdir()?;
+    let out = run_cli(dir.path(), &[], &["plugins", "list", "--json"], "")?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing: Value = serde_json::from_slice(&out.stdout)?;
+    let mut built_in = std::collections::BTreeMap::new();
+    for plugin in listing["plugins"].as_array().into_iter().flatten() {
+        for tool in plugin["tools"].as_array().into_iter().flatten() {
+            built_in.insert(tool["name"].as_str().unwrap_or_default().to_owned(), plugin["name"].clone());
+        }
+    }
+    assert!(built_in.contains_key("run_command") && built_in.contains_key("disk_usage"), "{listing}");
+
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(policies_dir().join("data.json"))?)?;
+    let tools = data["tools"].as_object().cloned().unwrap_or_default();
+    assert!(!tools.is_empty(), "no exec allowlist in the shipped data");
+    for (name, entry) in &tools {
+        let plugin = built_in.get(name);
+        assert!(plugin.is_some(), "the shipped data allowlists `{name}`, which no built-in plugin provides");
+        if let Some(pinned) = entry.get("plugin") {
+            assert_eq!(plugin, Some(pinned), "`{name}` is pinned to another plugin than the built-in one");
+        }
+    }
     Ok(())
 }

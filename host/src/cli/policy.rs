@@ -1,26 +1,27 @@
-//! `toolgate policy`: authoring tools for the Rego policy set. Works on files alone.
+//! `toolgate policy`: authoring tools for the Rego policy set. Works on files alone, with the
+//! `[policy]` section of the configuration (directory, justification length) the server reads.
 //!
 //! - `test [DIR] [--coverage]`: every `test_*` rule must be true (the semantics of `opa test`).
 //! - `eval --input FILE [--point action|exec] [--explain]`: print the decision document.
 //! - `check [DIR]`: parse and compile errors as `file:line:col: message`, the line and a caret.
+//!
+//! `eval` and `test` decide through [`PolicyEngine`], exactly as the server does: the same
+//! evaluator, strict built-in errors, and a `policy_error` denial for any failure.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::policy::{EvalPath, Point, PolicyError, PolicySet, TestReport, set::Sources, testing};
-
-const DIR_ENV: &str = "TOOLGATE_POLICY_DIR";
+use crate::policy::{Point, PolicyConfig, PolicyEngine, PolicyError, TestReport, testing};
 
 /// Subcommands of `toolgate policy`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Args {
     /// Run every `test_*` rule of the policy files; non-zero exit on any failure.
     Test {
-        /// Policy directory.
-        #[arg(env = DIR_ENV, default_value = "policies")]
-        dir: PathBuf,
+        /// Policy directory (default: `policy.dir` of the configuration, `TOOLGATE_POLICY_DIR`).
+        dir: Option<PathBuf>,
         /// Print per-file line coverage.
         #[arg(long)]
         coverage: bool,
@@ -36,34 +37,39 @@ pub enum Args {
         /// Also show which policy lines took part in the decision.
         #[arg(long)]
         explain: bool,
-        /// Policy directory.
-        #[arg(long, env = DIR_ENV, default_value = "policies")]
-        dir: PathBuf,
+        /// Policy directory (default: `policy.dir` of the configuration, `TOOLGATE_POLICY_DIR`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Parse and compile the policy set; report errors with their location.
     Check {
-        /// Policy directory.
-        #[arg(env = DIR_ENV, default_value = "policies")]
-        dir: PathBuf,
+        /// Policy directory (default: `policy.dir` of the configuration, `TOOLGATE_POLICY_DIR`).
+        dir: Option<PathBuf>,
     },
 }
 
-/// Run `toolgate policy`. Needs no server configuration: it works on policy files.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Run `toolgate policy` with the server's `[policy]` section; a directory given on the command
+/// line replaces `policy.dir`.
+pub fn run(args: Args, policy: &PolicyConfig) -> anyhow::Result<ExitCode> {
+    let with_dir = |dir: Option<PathBuf>| PolicyConfig {
+        dir: dir.unwrap_or_else(|| policy.dir.clone()),
+        // The authoring tools report failing tests themselves instead of refusing the set.
+        test_on_reload: false,
+        ..policy.clone()
+    };
     match args {
-        Args::Test { dir, coverage } => test(&dir, coverage),
-        Args::Eval { input, point, explain, dir } => eval(&dir, &input, point, explain),
-        Args::Check { dir } => check(&dir),
+        Args::Test { dir, coverage } => test(&with_dir(dir), coverage),
+        Args::Eval { input, point, explain, dir } => eval(&with_dir(dir), &input, point, explain),
+        Args::Check { dir } => check(&with_dir(dir)),
     }
 }
 
-fn test(dir: &Path, coverage: bool) -> anyhow::Result<ExitCode> {
-    let sources = Sources::read(dir)?;
-    let engine = match sources.engine() {
+fn test(config: &PolicyConfig, coverage: bool) -> anyhow::Result<ExitCode> {
+    let engine = match PolicyEngine::load(config) {
         Ok(engine) => engine,
         Err(e) => return Ok(report_invalid(&e)),
     };
-    let report = testing::run(&engine, &sources, coverage);
+    let report = testing::run(&engine.active(), coverage);
     print_tests(&report);
     Ok(if report.failed() == 0 && !report.outcomes.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -90,7 +96,7 @@ fn print_tests(report: &TestReport) {
     }
 }
 
-fn eval(dir: &Path, input: &Path, point: Option<Point>, explain: bool) -> anyhow::Result<ExitCode> {
+fn eval(config: &PolicyConfig, input: &Path, point: Option<Point>, explain: bool) -> anyhow::Result<ExitCode> {
     let text = if input == Path::new("-") {
         std::io::read_to_string(std::io::stdin()).context("cannot read the input from stdin")?
     } else {
@@ -99,29 +105,39 @@ fn eval(dir: &Path, input: &Path, point: Option<Point>, explain: bool) -> anyhow
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("input file `{}` is not JSON", input.display()))?;
     let point = point.unwrap_or(if doc.get("argv").is_some() { Point::Exec } else { Point::Action });
-    let set = match PolicySet::load(dir, None) {
-        Ok(set) => set,
+    let engine = match PolicyEngine::load(config) {
+        Ok(engine) => engine,
         Err(e) => return Ok(report_invalid(&e)),
     };
-    let decision = set.decide(point, &doc, EvalPath::Interpreter);
+    // The server's decision function, on the document as given.
+    let decision = engine.decide(point, &doc);
     println!("{}", serde_json::to_string_pretty(&decision)?);
     if explain {
-        let (_, report) = set.evaluate_covered(point, &doc)?;
-        println!("\nexplain: lines of `{}` that took part", point.rule());
-        for file in &report.files {
-            let lines: Vec<&str> = file.code.split('\n').collect();
-            for line in &file.covered {
-                let src = lines.get(*line as usize - 1).map_or("", |l| l.trim_end());
-                println!("{}:{line}: {src}", file.path);
-            }
-        }
+        explain_lines(&engine, point, &doc);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(dir: &Path) -> anyhow::Result<ExitCode> {
-    match PolicySet::load(dir, None) {
-        Ok(set) => {
+/// The policy lines an evaluation touched (coverage of one evaluation by the same engine).
+fn explain_lines(engine: &PolicyEngine, point: Point, doc: &serde_json::Value) {
+    let report = match engine.active().evaluate_covered(point, doc) {
+        Ok((_, report)) => report,
+        Err(e) => return println!("\nexplain: the evaluation failed: {e}"),
+    };
+    println!("\nexplain: lines of `{}` that took part", point.rule());
+    for file in &report.files {
+        let lines: Vec<&str> = file.code.split('\n').collect();
+        for line in &file.covered {
+            let src = lines.get(*line as usize - 1).map_or("", |l| l.trim_end());
+            println!("{}:{line}: {src}", file.path);
+        }
+    }
+}
+
+fn check(config: &PolicyConfig) -> anyhow::Result<ExitCode> {
+    match PolicyEngine::load(config) {
+        Ok(engine) => {
+            let set = engine.active();
             println!("ok: {} files, revision {}", set.sources().files.len(), set.revision());
             Ok(ExitCode::SUCCESS)
         }

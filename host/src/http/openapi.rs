@@ -34,7 +34,7 @@ pub enum RoleSchema {
         auth_api::register, auth_api::login, auth_api::logout, auth_api::refresh, auth_api::me, auth_api::change_password,
         users_api::list, users_api::create, users_api::update,
         keys_api::list, keys_api::create, keys_api::revoke,
-        policy_api::evaluate,
+        policy_api::evaluate, policy_api::decide,
         tools_api::list, tools_api::execute,
         actions_api::list, actions_api::get_one, actions_api::rollback,
         actions_api::approvals, actions_api::approve, actions_api::reject,

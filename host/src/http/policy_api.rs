@@ -1,5 +1,10 @@
-//! `POST /api/v1/policy/evaluate`: what the action decision *would* be for a tool call by the
-//! caller. Nothing runs; the evaluation is audited as a dry run.
+//! What the policy would decide; nothing runs, and every evaluation is audited.
+//!
+//! - `POST /api/v1/policy/evaluate`: the action decision for a tool call by the caller (a dry
+//!   run), on its parameters with secrets redacted exactly as the execute path redacts them.
+//! - `POST /api/v1/policy/decide` (admin): the decision of the live policy set on a raw input
+//!   document at either point, as `toolgate policy eval --input` gives it offline: the same
+//!   evaluator, so the two answer alike on the same revision.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -8,9 +13,10 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
+use crate::governance::redact::redact;
 use crate::governance::{AuditEvent, AuditSink as _};
-use crate::model::ToolName;
-use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
+use crate::model::{Role, ToolName};
+use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, Point, ToolInput};
 
 /// A tool call to evaluate.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,7 +42,7 @@ pub struct Evaluation {
     /// The decision document: `allow`, `reasons`, `requirements`, `revision`.
     #[schema(value_type = Object)]
     pub decision: Decision,
-    /// The exact `input` document the `action` policy saw.
+    /// The exact `input` document the `action` policy saw (secret parameters redacted).
     #[schema(value_type = Object)]
     pub input: ActionInput,
 }
@@ -61,7 +67,8 @@ pub async fn evaluate(
     let input = ActionInput {
         caller: CallerInput::from(caller),
         tool: ToolInput::from(tool),
-        params: body.params,
+        // INVARIANT: the policy, the response and the logs see what execute's policy sees.
+        params: redact(&tool.params_schema, &body.params),
         justification: body.justification,
         approval: ApprovalState::None,
         dry_run: true,
@@ -73,4 +80,44 @@ pub async fn evaluate(
     event.detail = serde_json::json!({ "dry_run": true, "revision": decision.revision });
     gateway.journal.record(event);
     Ok(Json(Evaluation { decision, input }))
+}
+
+/// A raw decision to take: a decision point and the exact input document.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    /// `action` or `exec`.
+    #[schema(value_type = String)]
+    pub point: Point,
+    /// The input document (`ActionInput` or `ExecInput`, see `policies/README.md`), as is.
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+}
+
+/// The decision the live policy set takes on a raw input document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Decided {
+    /// The decision document: `allow`, `reasons`, `requirements`, `revision`.
+    #[schema(value_type = Object)]
+    pub decision: Decision,
+}
+
+/// Decide a raw input document with the live policy set (admin): what `toolgate policy eval`
+/// answers on the same files. Nothing runs; the evaluation is audited.
+#[utoipa::path(post, path = "/api/v1/policy/decide", tag = "policy", operation_id = "decide_policy",
+    security(("bearer" = [])), request_body = DecideRequest,
+    responses((status = 200, body = Decided, description = "the decision (allowed or not)"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not an admin (`forbidden`)")))]
+pub async fn decide(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Json(body): Json<DecideRequest>,
+) -> Result<Json<Decided>, ApiError> {
+    auth.require(Role::Admin)?;
+    let gateway = &state.gateway;
+    let decision = gateway.policy.decide(body.point, &body.input);
+    let mut event = AuditEvent::new("policy_decide", decision.allow, AuditEvent::reason_of(&decision)).by(&auth.caller);
+    event.detail = serde_json::json!({ "point": body.point, "dry_run": true, "revision": decision.revision });
+    gateway.journal.record(event);
+    Ok(Json(Decided { decision }))
 }

@@ -1,7 +1,7 @@
 //! Reading a decision document strictly. Anything but `{allow: bool, reasons: [{code, message}],
 //! requirements: [string]}` is malformed, and a malformed answer is a denial.
 
-use super::{Decision, POLICY_ERROR, Reason};
+use super::{Decision, POLICY_ERROR, PolicyError, Reason};
 
 /// Turn the value of a decision rule into a [`Decision`], or say why it is malformed.
 pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, String> {
@@ -39,15 +39,50 @@ pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
     Ok(Decision { allow, reasons, requirements, revision: revision.to_owned() })
 }
 
-/// The fail-closed denial. The cause goes to the log, not to the caller.
-pub(super) fn policy_error(revision: &str) -> Decision {
+/// The fail-closed denial; its reason names the cause (also logged in full).
+pub(super) fn policy_error(revision: &str, cause: &str) -> Decision {
     Decision {
         allow: false,
         reasons: vec![Reason {
             code: POLICY_ERROR.into(),
-            message: "the policy could not decide; the request is refused".into(),
+            message: format!("the policy could not decide, so the request is refused: {cause}"),
         }],
         requirements: Vec::new(),
         revision: revision.to_owned(),
     }
+}
+
+/// Longest cause quoted in a reason: enough for a location and a built-in's message.
+const MAX_CAUSE: usize = 240;
+
+/// What a `policy_error` reason says about `err`: the rule evaluated and the engine's error,
+/// with its location and the source line that failed (which names the built-in) when the engine
+/// gives them, on one line and bounded. The full error goes to the log.
+pub(super) fn cause_of(err: &PolicyError) -> String {
+    let PolicyError::Eval { rule, message } = err else {
+        return bounded(err.to_string().lines().next().unwrap_or_default());
+    };
+    // regorus renders a located error as `--> file:line:col`, `N | source`, a caret, `error: msg`.
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let location = lines.iter().find_map(|l| l.strip_prefix("-->")).map(str::trim);
+    let error = lines.iter().find_map(|l| l.strip_prefix("error:")).map(str::trim);
+    let source = lines.iter().find_map(|l| {
+        let (number, code) = l.split_once('|')?;
+        let number = number.trim();
+        (!number.is_empty() && number.chars().all(|c| c.is_ascii_digit())).then(|| code.trim())
+    });
+    match (location, error) {
+        (Some(location), Some(error)) => {
+            let source = source.map(|s| format!(" (in `{}`)", bounded(s))).unwrap_or_default();
+            format!("evaluating `{rule}` failed at {location}: {}{source}", bounded(error))
+        }
+        _ => format!("evaluating `{rule}` failed: {}", bounded(lines.first().copied().unwrap_or("no message"))),
+    }
+}
+
+fn bounded(line: &str) -> String {
+    if line.chars().count() <= MAX_CAUSE {
+        return line.to_owned();
+    }
+    line.chars().take(MAX_CAUSE).chain(['…']).collect()
 }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::decision;
-use super::set::{EvalPath, Point, PolicySet};
+use super::set::{Point, PolicySet};
 use super::testing;
 use super::watch::PolicyWatcher;
 use super::{ActionInput, Decision, ExecInput, ExecPolicy, PolicyConfig, PolicyError};
@@ -16,7 +16,6 @@ use crate::telemetry::{metrics, span};
 pub struct PolicyEngine {
     config: PolicyConfig,
     active: RwLock<Arc<PolicySet>>,
-    path: EvalPath,
     last_reload_error: Mutex<Option<String>>,
 }
 
@@ -35,15 +34,8 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             config: config.clone(),
             active: RwLock::new(Arc::new(set)),
-            path: EvalPath::Rvm,
             last_reload_error: Mutex::new(None),
         })
-    }
-
-    /// Evaluate with `path` instead of the RVM fast path (tests and benchmarks compare them).
-    pub fn with_eval_path(mut self, path: EvalPath) -> PolicyEngine {
-        self.path = path;
-        self
     }
 
     /// The active set.
@@ -90,7 +82,7 @@ impl PolicyEngine {
     /// `POST /api/v1/policy/evaluate` returns; the decision carries the set's revision.
     pub fn decide_action(&self, input: &ActionInput) -> Decision {
         traced(Point::Action, || match serde_json::to_value(input) {
-            Ok(input) => self.active().decide(Point::Action, &input, self.path),
+            Ok(input) => self.active().decide(Point::Action, &input),
             Err(e) => self.refuse(Point::Action, &PolicyError::Input(e.to_string())),
         })
     }
@@ -98,7 +90,7 @@ impl PolicyEngine {
     /// Decide at `point` on a raw input document. Never fails: any error is a denial with the
     /// reason code [`POLICY_ERROR`](super::POLICY_ERROR), and its cause is logged.
     pub fn decide(&self, point: Point, input: &serde_json::Value) -> Decision {
-        traced(point, || self.active().decide(point, input, self.path))
+        traced(point, || self.active().decide(point, input))
     }
 
     fn refuse(&self, point: Point, err: &PolicyError) -> Decision {
@@ -107,9 +99,11 @@ impl PolicyEngine {
 }
 
 impl PolicySet {
-    /// Decide at `point` with this set through `path`; any failure is a logged denial.
-    pub fn decide(&self, point: Point, input: &serde_json::Value, path: EvalPath) -> Decision {
-        let value = match self.evaluate(point, input, path) {
+    /// Decide at `point` with this set. Never fails: an error anywhere in the evaluation (a
+    /// failing built-in included) or a malformed answer is a logged denial whose `policy_error`
+    /// reason names the cause.
+    pub fn decide(&self, point: Point, input: &serde_json::Value) -> Decision {
+        let value = match self.evaluate(point, input) {
             Ok(value) => value,
             Err(e) => return refuse(self.revision(), point, &e),
         };
@@ -117,7 +111,7 @@ impl PolicySet {
             Ok(decision) => decision,
             Err(cause) => {
                 tracing::error!(point = point.as_str(), revision = self.revision(), %cause, "malformed policy decision; denying");
-                decision::policy_error(self.revision())
+                decision::policy_error(self.revision(), &cause)
             }
         }
     }
@@ -125,13 +119,13 @@ impl PolicySet {
 
 fn refuse(revision: &str, point: Point, err: &PolicyError) -> Decision {
     tracing::error!(point = point.as_str(), revision, error = %err, "policy evaluation failed; denying");
-    decision::policy_error(revision)
+    decision::policy_error(revision, &decision::cause_of(err))
 }
 
 impl ExecPolicy for PolicyEngine {
     fn decide_exec(&self, input: &ExecInput) -> Decision {
         traced(Point::Exec, || match serde_json::to_value(input) {
-            Ok(input) => self.active().decide(Point::Exec, &input, self.path),
+            Ok(input) => self.active().decide(Point::Exec, &input),
             Err(e) => self.refuse(Point::Exec, &PolicyError::Input(e.to_string())),
         })
     }
@@ -153,7 +147,7 @@ fn traced(point: Point, decide: impl FnOnce() -> Decision) -> Decision {
 fn validated(config: &PolicyConfig) -> Result<PolicySet, PolicyError> {
     let set = PolicySet::load(&config.dir, Some(config.min_justification_len))?;
     if config.test_on_reload {
-        let report = testing::run(&set.engine(), set.sources(), false);
+        let report = testing::run(&set, false);
         let failed: Vec<String> =
             report.outcomes.iter().filter(|o| !o.passed).map(|o| format!("{}: {}", o.file, o.name)).collect();
         if !failed.is_empty() {

@@ -2,12 +2,8 @@
 //! decision points, and identified by a content hash (its revision).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use regorus::Engine;
-use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::program::Program;
-use regorus::rvm::vm::RegoVM;
 use sha2::{Digest, Sha256};
 
 use super::PolicyError;
@@ -55,15 +51,6 @@ impl std::str::FromStr for Point {
     }
 }
 
-/// Which regorus evaluator runs a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvalPath {
-    /// The tree-walking interpreter on a clone of the prepared engine (the reference).
-    Interpreter,
-    /// The compiled RVM program (the fast path; golden cases prove it decides the same).
-    Rvm,
-}
-
 /// One `.rego` file: its path relative to the set's directory, and its text.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -109,6 +96,9 @@ impl Sources {
     /// Parse every file into a fresh engine with the data loaded; all parse errors at once.
     pub fn engine(&self) -> Result<Engine, PolicyError> {
         let mut engine = Engine::new();
+        // INVARIANT: a built-in that fails (a malformed date, a bad format) is an error of the
+        // whole evaluation, never an undefined value that silently drops a deny rule.
+        engine.set_strict_builtin_errors(true);
         let mut errors = Vec::new();
         for file in &self.files {
             if let Err(e) = engine.add_policy(file.path.clone(), file.text.clone()) {
@@ -148,15 +138,14 @@ fn collect_rego(root: &Path, dir: &Path, out: &mut Vec<SourceFile>) -> Result<()
 }
 
 /// A loaded, compiled policy set, ready to decide. Immutable: a reload builds a new one.
+///
+/// INVARIANT: there is one evaluator. The server, `toolgate policy eval` and `toolgate policy
+/// test` all decide with a clone of this set's prepared engine (the regorus interpreter, strict
+/// built-in errors), so the authoring tools and the server cannot disagree on a revision.
 pub struct PolicySet {
     sources: Sources,
     revision: String,
     engine: Engine,
-    data: regorus::Value,
-    programs: [Arc<Program>; 2],
-    /// Idle VMs per point, program and data loaded: building one per decision costs more than
-    /// the decision. regorus clears a VM's rule cache and registers before every execution.
-    idle: [Mutex<Vec<RegoVM>>; 2],
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -189,36 +178,22 @@ impl PolicySet {
         PolicySet::compile(sources)
     }
 
-    /// Compile read sources: parse, then both decision rules for the interpreter and the RVM.
+    /// Compile read sources: parse, and check that both decision rules exist and compile.
     pub fn compile(sources: Sources) -> Result<PolicySet, PolicyError> {
         let mut engine = sources.engine()?;
-        let mut programs = Vec::with_capacity(2);
         for point in Point::ALL {
             let rule = point.rule();
             if !defines_rule(&engine, &sources, point) {
                 return Err(PolicyError::MissingRule(rule.to_owned()));
             }
-            let compiled = engine
+            engine
                 .compile_with_entrypoint(&rule.into())
                 .map_err(|e| PolicyError::Invalid(vec![Diagnostic::from_regorus("", &e.to_string())]))?;
-            let program = Compiler::compile_from_policy(&compiled, &[rule])
-                .map_err(|e| PolicyError::Invalid(vec![Diagnostic::from_regorus("", &e.to_string())]))?;
-            programs.push(program);
         }
-        let [action, exec]: [Arc<Program>; 2] =
-            programs.try_into().map_err(|_| PolicyError::MissingRule("decision".into()))?;
         // Coverage is only switched on in clones (explain, tests); print() output goes nowhere.
         engine.set_gather_prints(true);
-        let data = regorus::Value::from(sources.data.clone());
         let revision = revision(&sources);
-        Ok(PolicySet {
-            sources,
-            revision,
-            engine,
-            data,
-            programs: [action, exec],
-            idle: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
-        })
+        Ok(PolicySet { sources, revision, engine })
     }
 
     /// Content hash of the files and data that make the set.
@@ -231,65 +206,37 @@ impl PolicySet {
         &self.sources
     }
 
-    /// A clone of the prepared engine (policies and data loaded), for tests and coverage.
+    /// A clone of the prepared engine (policies and data loaded, strict built-in errors): the
+    /// one evaluator of decisions and of the set's own tests.
     pub fn engine(&self) -> Engine {
         self.engine.clone()
     }
 
     /// Evaluate a decision point's rule on `input`, returning the raw value (possibly undefined).
-    pub fn evaluate(
-        &self,
-        point: Point,
-        input: &serde_json::Value,
-        path: EvalPath,
-    ) -> Result<regorus::Value, PolicyError> {
-        let input = regorus::Value::from(input.clone());
-        let eval_err = |message: String| PolicyError::Eval { rule: point.rule().to_owned(), message };
-        match path {
-            EvalPath::Interpreter => {
-                let mut engine = self.engine.clone();
-                engine.set_input(input);
-                engine.eval_rule(point.rule().to_owned()).map_err(|e| eval_err(e.to_string()))
-            }
-            EvalPath::Rvm => {
-                let slot = match point {
-                    Point::Action => 0,
-                    Point::Exec => 1,
-                };
-                let idle = self.idle[slot].lock().unwrap_or_else(|e| e.into_inner()).pop();
-                let mut vm = match idle {
-                    Some(vm) => vm,
-                    None => {
-                        let mut vm = RegoVM::new();
-                        vm.load_program(self.programs[slot].clone());
-                        vm.set_data(self.data.clone()).map_err(|e| eval_err(e.to_string()))?;
-                        vm
-                    }
-                };
-                vm.set_input(input);
-                let value = vm.execute_entry_point_by_name(point.rule()).map_err(|e| eval_err(e.to_string()))?;
-                // Only a VM that finished cleanly goes back; a failed one is dropped.
-                vm.set_input(regorus::Value::Undefined);
-                self.idle[slot].lock().unwrap_or_else(|e| e.into_inner()).push(vm);
-                Ok(value)
-            }
-        }
+    /// Any error, a failing built-in included, is an error of the evaluation.
+    pub fn evaluate(&self, point: Point, input: &serde_json::Value) -> Result<regorus::Value, PolicyError> {
+        let mut engine = self.engine();
+        engine.set_input(regorus::Value::from(input.clone()));
+        engine.eval_rule(point.rule().to_owned()).map_err(|e| eval_error(point, &e))
     }
 
-    /// Evaluate with the interpreter and coverage on; returns the value and the covered lines.
+    /// Evaluate with coverage on; returns the value and the covered lines.
     pub fn evaluate_covered(
         &self,
         point: Point,
         input: &serde_json::Value,
     ) -> Result<(regorus::Value, regorus::coverage::Report), PolicyError> {
-        let eval_err = |message: String| PolicyError::Eval { rule: point.rule().to_owned(), message };
-        let mut engine = self.engine.clone();
+        let mut engine = self.engine();
         engine.set_enable_coverage(true);
         engine.set_input(regorus::Value::from(input.clone()));
-        let value = engine.eval_rule(point.rule().to_owned()).map_err(|e| eval_err(e.to_string()))?;
-        let report = engine.get_coverage_report().map_err(|e| eval_err(e.to_string()))?;
+        let value = engine.eval_rule(point.rule().to_owned()).map_err(|e| eval_error(point, &e))?;
+        let report = engine.get_coverage_report().map_err(|e| eval_error(point, &e))?;
         Ok((value, report))
     }
+}
+
+fn eval_error(point: Point, err: &impl std::fmt::Display) -> PolicyError {
+    PolicyError::Eval { rule: point.rule().to_owned(), message: err.to_string() }
 }
 
 /// Whether some file declares the decision rule of `point` (regorus reports a missing entry

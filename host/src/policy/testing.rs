@@ -3,9 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use regorus::Engine;
-
-use super::set::Sources;
+use super::set::PolicySet;
 
 /// The result of one test rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +54,13 @@ impl TestReport {
     }
 }
 
-/// Run every `test_*` rule of `sources` on a clone of `engine` (policies and data loaded).
-pub fn run(engine: &Engine, sources: &Sources, coverage: bool) -> TestReport {
-    let mut engine = engine.clone();
+/// Run every `test_*` rule of `set` on a clone of its prepared engine: the evaluator that
+/// decides for the server, so a test passes here exactly when the server would agree.
+pub fn run(set: &PolicySet, coverage: bool) -> TestReport {
+    let mut engine = set.engine();
     engine.set_enable_coverage(coverage);
     let mut report = TestReport::default();
-    for file in &sources.files {
+    for file in &set.sources().files {
         let Some(package) = package_of(&file.text) else { continue };
         for rule in test_rules(&file.text) {
             let name = format!("data.{package}.{rule}");
