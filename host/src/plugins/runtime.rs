@@ -381,9 +381,13 @@ impl PluginRuntime {
         op: Op,
     ) -> Result<Outcome, PluginError> {
         let tool = entry.info.name.as_str();
+        let mut tool_input = ToolInput::from(&entry.info);
+        if let Some(category) = ctx.category {
+            tool_input.category = category;
+        }
         let info = CallInfo {
             plugin: entry.plugin.name.to_string(),
-            tool: ToolInput::from(&entry.info),
+            tool: tool_input,
             capabilities: entry.def.capabilities.clone(),
             context: ctx.clone(),
             secrets: secrets.clone(),

@@ -98,7 +98,8 @@ mod tests {
             ("a & id", "`&`"),
             ("${IFS}id", "`$`"),
             ("$HOME", "`$`"),
-            ("x=$((1+1))", "`$`"),
+            ("x=$((1+1))", "`$(`"),
+            ("x=$[1+1]", "`$`"),
         ];
         for (arg, name) in cases {
             let err = check_argv(&argv(&["echo", "ok", arg])).err().map(|e| e.to_string()).unwrap_or_default();
