@@ -64,7 +64,8 @@ async fn a_change_freeze_refuses_a_rollback_and_nothing_is_undone() -> anyhow::R
     // The freeze starts: the same store, a policy that refuses every change.
     let server = Server::start_in(server.stop()?, &[("TOOLGATE_POLICY_DIR", &frozen)])?;
     let rollback = format!("/api/v1/actions/{action}/rollback");
-    let (status, refused) = post(&server, &admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
+    let (status, refused) =
+        post(&server, &admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
     assert_eq!((status, code(&refused)), (StatusCode::FORBIDDEN, "change_freeze"), "{refused}");
     let denied = refused["error"]["details"]["action_id"].as_str().unwrap_or_default().to_owned();
     let record = get(&server, &admin, &format!("/api/v1/actions/{denied}")).await?;
@@ -84,7 +85,8 @@ async fn a_change_freeze_refuses_a_rollback_and_nothing_is_undone() -> anyhow::R
 
     // The freeze over, the undo record is still there and applies once.
     let server = Server::start_in(server.stop()?, &[])?;
-    let (status, undone) = post(&server, &admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
+    let (status, undone) =
+        post(&server, &admin, &rollback, json!({"justification": "the window was cancelled"})).await?;
     assert_eq!((status, undone["status"].as_str()), (StatusCode::OK, Some("completed")), "{undone}");
     assert_eq!(std::fs::read_to_string(&motd)?, "welcome\n");
     Ok(())
@@ -118,7 +120,8 @@ async fn a_viewer_never_gets_a_tool_that_writes_the_workspace_whatever_its_categ
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["input"]["tool"]["capabilities"], json!(["workspace-read", "workspace-write"]), "{answer}");
     // Reading stays open to the viewer; an admin may write.
-    let (status, listed) = post(&server, &viewer, "/api/v1/tools/list_dir/execute", json!({"params": {"path": "."}})).await?;
+    let (status, listed) =
+        post(&server, &viewer, "/api/v1/tools/list_dir/execute", json!({"params": {"path": "."}})).await?;
     assert_eq!(status, StatusCode::OK, "{listed}");
     let call = json!({"params": {"path": "notes.txt", "content": "hi\n"}, "justification": "leave a note for the night shift"});
     let (status, written) = post(&server, &admin, "/api/v1/tools/write_file/execute", call).await?;

@@ -62,7 +62,10 @@ mod tests {
     fn a_command_line_with_shell_tokens_is_refused_before_any_decision() {
         for line in ["ls & id", "echo ${IFS}", "ls; id", "'unbalanced"] {
             let err = command_line(&tool(), &serde_json::json!({ "command": line })).expect_err(line);
-            assert!(matches!(&err, PluginError::InvalidParams { message, .. } if message.starts_with("`command`")), "{err}");
+            assert!(
+                matches!(&err, PluginError::InvalidParams { message, .. } if message.starts_with("`command`")),
+                "{err}"
+            );
         }
     }
 

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use super::command::{at_decided_category, command_line};
 use super::action::{ActionError, ActionRecord, ActionState, Approval, Operation, UndoRecord, UndoState};
+use super::command::{at_decided_category, command_line};
 use super::journal::{Journal, JournalError, Write};
 use super::redact::redact;
 use super::{AuditEvent, GovernanceConfig};
