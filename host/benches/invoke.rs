@@ -38,7 +38,7 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
     let runtime =
         rt.block_on(PluginRuntime::load(&config, &cache, services(tmp.path()))).unwrap_or_else(|e| panic!("load: {e}"));
-    let call = CallContext { action_id: "bench".into(), caller: local_admin(), justification: None };
+    let call = CallContext { action_id: "bench".into(), caller: local_admin(), justification: None, category: None };
     let echo: ToolName = "echo".parse().unwrap_or_else(|e| panic!("{e}"));
     let params = serde_json::json!({ "text": "hello" });
     rt.block_on(runtime.invoke(&call, &echo, params.clone())).unwrap_or_else(|e| panic!("echo: {e}"));

@@ -57,11 +57,14 @@ fn main() -> anyhow::Result<()> {
             category: Category::Moderate,
             supports_verify: true,
             supports_rollback: false,
+            capabilities: vec!["exec:systemd".into()],
         },
         params: serde_json::json!({"unit": "nginx.service"}),
         justification: None,
         approval: ApprovalState::None,
         dry_run: false,
+        command: None,
+        rollback: None,
     };
     let engine = PolicyEngine::load(&config)?;
     assert!(engine.decide_action(&input).allow, "the operator's restart must be allowed");

@@ -8,6 +8,8 @@
 //! - [`journal`]: the single writer of the governance tables: batches every write of concurrent
 //!   calls into one durable redb transaction (group commit) and answers each caller once its
 //!   writes are committed.
+//! - [`command`]: a call whose category follows its command line (`run_command`): the argv the
+//!   action policy classifies, and the category the call then runs at.
 //! - [`redact`]: parameters marked secret in a tool's schema never reach the audit log.
 //!
 //! INVARIANT: an action is acknowledged to its caller only after the journal committed its audit
@@ -23,6 +25,7 @@ use crate::policy::Decision;
 
 pub mod action;
 pub mod audit;
+pub mod command;
 pub mod journal;
 pub mod pipeline;
 pub mod redact;

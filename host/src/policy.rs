@@ -79,6 +79,10 @@ pub struct ToolInput {
     pub supports_verify: bool,
     /// Whether the tool can roll back its effect.
     pub supports_rollback: bool,
+    /// The host capabilities its manifest declares (`exec:<profile>`, `containers-manage`,
+    /// `workspace-write`, ...), so that the policy can decide who may use them.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
 }
 
 /// Where a CRITICAL action stands with its approval.
@@ -112,6 +116,24 @@ pub struct ActionInput {
     pub approval: ApprovalState,
     /// Whether this is a dry run (nothing will execute).
     pub dry_run: bool,
+    /// For a tool with a `command` parameter (a command line): that line split into the argv it
+    /// runs, so that the policy can classify the call by its command; `None` otherwise.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Set when the call undoes an earlier action (`tool` is then that action's tool, at the
+    /// category it ran at, and `params` its parameters); `None` for a call of the tool itself.
+    #[serde(default)]
+    pub rollback: Option<RollbackInput>,
+}
+
+/// What a rollback undoes, as policy input sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackInput {
+    /// Id of the action undone.
+    pub of: String,
+    /// Whether the host rolls back on its own (a failed verify, recovery after a crash) rather
+    /// than at a caller's request.
+    pub automatic: bool,
 }
 
 /// Input of the `exec` decision point.
@@ -145,6 +167,11 @@ pub struct Decision {
     pub reasons: Vec<Reason>,
     /// What must also happen: `verify`, `rollback`, `approval`, `justification`.
     pub requirements: Vec<String>,
+    /// The category the action was decided at (the `action` point; `None` elsewhere, or when
+    /// the policy could not classify the call): the tool's own, or, for a tool whose category
+    /// follows the command it runs, that command's class. The call runs at this category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
     /// Content hash of the policy set that decided.
     pub revision: String,
 }

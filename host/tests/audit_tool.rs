@@ -81,7 +81,7 @@ fn tool() -> ToolName {
 }
 
 fn call(caller: Caller) -> CallContext {
-    CallContext { action_id: "0193-audit-test".into(), caller, justification: None }
+    CallContext { action_id: "0193-audit-test".into(), caller, justification: None, category: None }
 }
 
 async fn entries(runtime: &PluginRuntime, who: Caller, params: Value) -> anyhow::Result<Vec<Value>> {

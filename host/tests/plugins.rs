@@ -83,6 +83,7 @@ fn call() -> CallContext {
         action_id: "0193-test-action".into(),
         caller: local_admin(),
         justification: Some("testing the runtime".into()),
+        category: None,
     }
 }
 
@@ -389,7 +390,7 @@ impl ExecPolicy for EchoOnly {
         } else {
             vec![Reason { code: "command_not_allowed".into(), message: "only echo".into() }]
         };
-        Decision { allow, reasons, requirements: vec![], revision: "test".into() }
+        Decision { allow, reasons, requirements: vec![], category: None, revision: "test".into() }
     }
 }
 

@@ -45,6 +45,7 @@ fn tool(category: Category) -> ToolInput {
         category,
         supports_verify: false,
         supports_rollback: false,
+        capabilities: vec!["exec:default".into()],
     }
 }
 
@@ -56,6 +57,8 @@ fn action(role: Role, category: Category, justification: Option<&str>) -> Action
         justification: justification.map(str::to_owned),
         approval: ApprovalState::None,
         dry_run: true,
+        command: None,
+        rollback: None,
     }
 }
 

@@ -8,7 +8,7 @@ mod opa;
 
 use std::collections::BTreeSet;
 
-use toolgate_host::policy::{Decision, PolicySet};
+use toolgate_host::policy::{Decision, Point, PolicySet};
 
 use golden::{Want, cases, policy_dir};
 
@@ -17,12 +17,18 @@ fn want_of(d: &Decision) -> Want {
         allow: d.allow,
         reasons: d.reasons.iter().map(|r| r.code.clone()).collect(),
         requirements: d.requirements.clone(),
+        category: d.category.map(|c| c.to_string()),
     }
 }
 
-/// The decision document as the policy wrote it (without the host's revision).
-fn document(d: &Decision) -> serde_json::Value {
-    serde_json::json!({"allow": d.allow, "reasons": d.reasons, "requirements": d.requirements})
+/// The decision document as the policy wrote it (without the host's revision); an action
+/// decision names its category (`null` when it has none).
+fn document(d: &Decision, point: Point) -> serde_json::Value {
+    let mut doc = serde_json::json!({"allow": d.allow, "reasons": d.reasons, "requirements": d.requirements});
+    if point == Point::Action {
+        doc["category"] = serde_json::json!(d.category);
+    }
+    doc
 }
 
 #[test]
@@ -47,7 +53,7 @@ fn reference_opa_agrees_on_every_golden_case() -> anyhow::Result<()> {
     let opa = opa::load_set(&set)?;
     let mut failures = Vec::new();
     for (file, case) in cases()? {
-        let ours = document(&set.decide(case.point, &case.input));
+        let ours = document(&set.decide(case.point, &case.input), case.point);
         let path = case.point.rule().trim_start_matches("data.");
         match opa.eval(path, &case.input)? {
             Some(theirs) if theirs == ours => {}

@@ -125,3 +125,127 @@ test_every_denial_has_a_message if {
 		count(r.message) > 0
 	}
 }
+
+# run_command: the category follows the command it runs.
+command_call(role, argv, dry_run) := {
+	"caller": {"user": "bob", "role": role, "auth_method": "api_key", "source_ip": null},
+	"tool": {
+		"name": "run_command", "plugin": "command", "category": "MODERATE",
+		"supports_verify": false, "supports_rollback": false,
+	},
+	"params": {"command": concat(" ", argv)},
+	"command": argv,
+	"justification": null,
+	"approval": "none",
+	"dry_run": dry_run,
+}
+
+command(role, argv) := d if {
+	d := action.decision with input as command_call(role, argv, false)
+}
+
+test_viewer_runs_read_commands_as_read if {
+	d := command("viewer", ["ls", "-lah", "/workspace"])
+	d.allow
+	d.category == "READ"
+	d.requirements == []
+	command("viewer", ["df", "-h"]).allow
+	command("viewer", ["grep", "-c", "reset", "/var/log/app.log"]).allow
+}
+
+test_viewer_cannot_run_an_operator_command if {
+	d := command("viewer", ["systemctl", "restart", "nginx"])
+	codes(d) == ["role_insufficient"]
+	d.category == "MODERATE"
+	contains(d.reasons[0].message, "`systemctl restart nginx`")
+}
+
+test_operator_restart_is_moderate if {
+	d := command("operator", ["systemctl", "restart", "nginx"])
+	d.allow
+	d.category == "MODERATE"
+	d.requirements == ["verify"]
+}
+
+test_unknown_flag_refused_before_anything_runs if {
+	d := command("admin", ["ls", "-lahz", "/workspace"])
+	codes(d) == ["flag_not_allowed"]
+	contains(d.reasons[0].message, "`-lahz`")
+	d.category == null
+}
+
+test_unclassified_command_refused if {
+	d := command("admin", ["rm", "/etc/passwd"])
+	codes(d) == ["command_not_allowed"]
+	d.category == null
+}
+
+test_command_tool_needs_its_command_line if {
+	d := action.decision with input as object.remove(command_call("admin", ["ls"], false), ["command"])
+	codes(d) == ["command_not_allowed"]
+}
+
+test_listing_judges_a_command_tool_at_its_lowest_class if {
+	d := action.decision with input as object.remove(command_call("viewer", ["ls"], true), ["command"])
+	d.allow
+	d.category == "READ"
+}
+
+test_other_tools_keep_their_category if {
+	decide("viewer", "READ").category == "READ"
+	decide("admin", "SENSITIVE").category == "SENSITIVE"
+	d := action.decision with input as object.union(command_call("viewer", ["ls"], false), {"tool": {"name": "run_command", "plugin": "impostor", "category": "SAFE", "supports_verify": false, "supports_rollback": false}})
+	d.category == "SAFE"
+	codes(d) == ["role_insufficient"]
+}
+
+# Capabilities reserved to some roles (`data.capabilities`), whatever the tool's category.
+with_capabilities(role, category, capabilities) := d if {
+	base := call(role, category, good_reason, "approved")
+	tool := object.union(base.tool, {"capabilities": capabilities})
+	d := action.decision with input as object.union(base, {"tool": tool})
+}
+
+test_viewer_never_gets_a_tool_that_writes_or_manages if {
+	codes(with_capabilities("viewer", "READ", ["workspace-read", "workspace-write"])) == ["capability_not_allowed"]
+	codes(with_capabilities("viewer", "READ", ["containers-manage"])) == ["capability_not_allowed"]
+	with_capabilities("viewer", "READ", ["workspace-read", "containers-read", "exec:default"]).allow
+	with_capabilities("operator", "READ", ["workspace-write", "containers-manage"]).allow
+	# A role refused the category is told that, not every capability on top.
+	codes(with_capabilities("viewer", "SENSITIVE", ["workspace-write"])) == ["role_insufficient"]
+}
+
+# Rollbacks: decided like any call, by admins, with a justification and no approval.
+rollback_of(role, category, justification) := d if {
+	base := call(role, category, justification, "none")
+	d := action.decision with input as object.union(base, {"rollback": {"of": "0193-action", "automatic": false}})
+}
+
+test_admin_rolls_back_with_a_justification_and_no_approval if {
+	d := rollback_of("admin", "CRITICAL", good_reason)
+	d.allow
+	d.requirements == ["justification"]
+	codes(rollback_of("admin", "SAFE", "")) == ["justification_required"]
+}
+
+test_only_admins_roll_back if {
+	d := rollback_of("operator", "SAFE", good_reason)
+	codes(d) == ["role_insufficient"]
+	contains(d.reasons[0].message, "roll back")
+}
+
+test_who_may_roll_back_is_data if {
+	base := call("admin", "SENSITIVE", good_reason, "none")
+	d := action.decision with input as object.union(base, {"rollback": {"of": "0193-action", "automatic": true}})
+		with data.rollback.roles as ["operator"]
+	codes(d) == ["role_insufficient"]
+}
+
+test_without_rollback_roles_no_one_rolls_back if {
+	base := call("admin", "SAFE", good_reason, "none")
+	d := action.decision with input as object.union(base, {"rollback": {"of": "0193-action", "automatic": false}})
+		with data.rollback as {}
+	codes(d) == ["role_insufficient"]
+}
+
+test_unknown_role_runs_no_command if codes(command("root", ["ls"])) == ["role_insufficient"]

@@ -3,6 +3,8 @@
 # Input: the `ExecInput` document (see policies/README.md). Output: `decision`.
 package toolgate.exec
 
+import data.toolgate.commands
+
 decision := {
 	"allow": count(deny) == 0,
 	"reasons": [r | some code in sort({d.code | some d in deny}); some r in deny; r.code == code],
@@ -22,17 +24,57 @@ deny contains {"code": "plugin_mismatch", "message": msg} if {
 
 deny contains {"code": "profile_not_allowed", "message": msg} if {
 	tool
-	not input.profile in tool.profiles
+	not profile_allowed
 	msg := sprintf("tool %q may not use sandbox profile %q", [input.tool.name, input.profile])
 }
 
+# A tool with per-role lists (`commands`): the argv must match one of the caller's role or below.
 deny contains {"code": "command_not_allowed", "message": msg} if {
 	tool
+	not classed
 	not command_allowed
 	msg := sprintf("role %q may not run `%s` for tool %q", [input.caller.role, concat(" ", input.argv), input.tool.name])
 }
 
+# A tool whose category follows its command (`classes`): every flag allowlisted for the program,
+# the command classified, a class the caller's role may run, and not above the category the
+# action was decided at (`input.tool.category`).
+deny contains {"code": "flag_not_allowed", "message": msg} if {
+	classed
+	some flag in commands.unknown_flags(input.tool.name, input.argv)
+	msg := commands.flag_message(input.tool.name, input.argv[0], flag)
+}
+
+deny contains {"code": "command_not_allowed", "message": msg} if {
+	classed
+	count(commands.unknown_flags(input.tool.name, input.argv)) == 0
+	not commands.class(input.tool.name, input.argv)
+	msg := sprintf("`%s` is not a command tool %q may run", [concat(" ", input.argv), input.tool.name])
+}
+
+deny contains {"code": "command_not_allowed", "message": msg} if {
+	classed
+	class := commands.class(input.tool.name, input.argv)
+	not role_runs(class)
+	msg := sprintf("role %q may not run %s commands such as `%s`", [input.caller.role, class, concat(" ", input.argv)])
+}
+
+deny contains {"code": "category_exceeded", "message": msg} if {
+	classed
+	class := commands.class(input.tool.name, input.argv)
+	not commands.within(class, input.tool.category)
+	msg := sprintf("`%s` is a %s command, above the %s category this call was decided at", [concat(" ", input.argv), class, input.tool.category])
+}
+
 tool := data.tools[input.tool.name]
+
+classed if is_object(tool.classes)
+
+# Negated above: `not x in undefined` (an unknown role, an entry without `profiles`) would be
+# undefined, never a denial.
+role_runs(class) if class in data.roles[input.caller.role].categories
+
+profile_allowed if input.profile in tool.profiles
 
 # A role may run its own commands and those of every role below it.
 command_allowed if {
@@ -40,44 +82,5 @@ command_allowed if {
 	some role, patterns in tool.commands
 	data.roles[role].rank <= rank
 	some pattern in patterns
-	argv_matches(pattern, input.argv)
-}
-
-# A pattern is a list of tokens: a literal, `{KIND}` (one argument matching `data.arg_kinds[KIND]`)
-# or, last only, `{KIND...}` (any number of such arguments).
-#
-# Matches are counted rather than checked with `every`: regorus 0.14's RVM ignores a failing
-# user-function call inside `every` (it decided `cat --version` allowed); the golden cases run
-# through both evaluators to keep the fast path honest.
-argv_matches(pattern, argv) if {
-	not is_rest(pattern[count(pattern) - 1])
-	count(pattern) == count(argv)
-	count([i | some i, token in pattern; token_matches(token, argv[i])]) == count(pattern)
-}
-
-argv_matches(pattern, argv) if {
-	n := count(pattern) - 1
-	is_rest(pattern[n])
-	count(argv) >= n
-	count([i | some i, token in array.slice(pattern, 0, n); token_matches(token, argv[i])]) == n
-	kind := trim_suffix(trim_prefix(pattern[n], "{"), "...}")
-	rest := array.slice(argv, n, count(argv))
-	count([arg | some arg in rest; regex.match(data.arg_kinds[kind], arg)]) == count(rest)
-}
-
-is_rest(token) if {
-	startswith(token, "{")
-	endswith(token, "...}")
-}
-
-token_matches(token, arg) if {
-	not startswith(token, "{")
-	token == arg
-}
-
-token_matches(token, arg) if {
-	startswith(token, "{")
-	not endswith(token, "...}")
-	kind := trim_suffix(trim_prefix(token, "{"), "}")
-	regex.match(data.arg_kinds[kind], arg)
+	commands.argv_matches(pattern, input.argv)
 }

@@ -16,13 +16,27 @@ run(role, tool, plugin, argv, profile) := d if {
 	}
 }
 
-cmd(role, argv) := run(role, "run_command", "command", argv, "default")
+# `run_command` decided at its highest class: what the role may run is then the only limit.
+cmd(role, argv) := cmd_at(role, "MODERATE", argv)
+
+# `run_command` decided at `category` by the action policy.
+cmd_at(role, category, argv) := d if {
+	d := exec.decision with input as {
+		"caller": {"user": "alice", "role": role, "auth_method": "api_key", "source_ip": null},
+		"tool": {
+			"name": "run_command", "plugin": "command", "category": category,
+			"supports_verify": false, "supports_rollback": false,
+		},
+		"argv": argv,
+		"profile": "default",
+	}
+}
 
 codes(d) := [r.code | some r in d.reasons]
 
 test_viewer_read_commands_allowed if {
 	cmd("viewer", ["ls"]).allow
-	cmd("viewer", ["ls", "-la"]).allow == false
+	cmd("viewer", ["ls", "-lah", "/workspace"]).allow
 	cmd("viewer", ["ls", "/var/log"]).allow
 	cmd("viewer", ["cat", "/etc/hostname"]).allow
 	cmd("viewer", ["grep", "error", "/var/log/syslog"]).allow
@@ -43,9 +57,11 @@ test_operator_moderate_commands_allowed if {
 }
 
 test_operator_cannot_run_arbitrary if {
-	codes(cmd("operator", ["rm", "-rf", "/"])) == ["command_not_allowed"]
-	codes(cmd("operator", ["sh", "-c", "id"])) == ["command_not_allowed"]
-	codes(cmd("operator", ["systemctl", "restart", "--force"])) == ["command_not_allowed"]
+	codes(cmd("operator", ["rm", "-rf", "/"])) == ["flag_not_allowed"]
+	codes(cmd("operator", ["sh", "-c", "id"])) == ["flag_not_allowed"]
+	codes(cmd("operator", ["sh", "/tmp/x"])) == ["command_not_allowed"]
+	codes(cmd("operator", ["systemctl", "restart", "--force"])) == ["flag_not_allowed"]
+	codes(cmd("operator", ["rm", "/etc/passwd"])) == ["command_not_allowed"]
 }
 
 test_admin_inherits_every_list if cmd("admin", ["git", "pull"]).allow
@@ -53,8 +69,41 @@ test_admin_inherits_every_list if cmd("admin", ["git", "pull"]).allow
 test_empty_argv_denied if codes(cmd("admin", [])) == ["command_not_allowed"]
 
 test_option_injection_in_placeholder_denied if {
-	codes(cmd("viewer", ["cat", "--help"])) == ["command_not_allowed"]
-	codes(cmd("viewer", ["grep", "-r", "/"])) == ["command_not_allowed"]
+	codes(cmd("viewer", ["cat", "--help"])) == ["flag_not_allowed"]
+	codes(cmd("viewer", ["grep", "-r", "/"])) == ["flag_not_allowed"]
+	codes(cmd("viewer", ["grep", "--", "-x", "/"])) == ["flag_not_allowed"]
+}
+
+test_flags_allowlisted_per_command if {
+	cmd("viewer", ["ls", "-l", "-a", "/workspace"]).allow
+	cmd("viewer", ["ls", "/workspace", "-lah"]).allow
+	cmd("viewer", ["df", "-h"]).allow
+	cmd("viewer", ["grep", "-c", "reset", "/var/log/app.log"]).allow
+	cmd("viewer", ["cat", "-n", "/etc/hostname"]).allow
+}
+
+test_unknown_flag_refused_naming_it if {
+	d := cmd("viewer", ["ls", "-laz", "/workspace"])
+	codes(d) == ["flag_not_allowed"]
+	contains(d.reasons[0].message, "`-laz`")
+	e := cmd("viewer", ["df", "-h", "--sync"])
+	codes(e) == ["flag_not_allowed"]
+	contains(e.reasons[0].message, "`--sync`")
+	f := cmd("viewer", ["git", "status", "-s"])
+	contains(f.reasons[0].message, "`git` takes no flags")
+}
+
+test_command_above_the_decided_category_refused if {
+	codes(cmd_at("operator", "READ", ["systemctl", "restart", "nginx"])) == ["category_exceeded"]
+	cmd_at("operator", "MODERATE", ["systemctl", "restart", "nginx"]).allow
+	cmd_at("operator", "READ", ["ls", "/workspace"]).allow
+	codes(cmd_at("admin", "EXTREME", ["ls"])) == ["category_exceeded"]
+}
+
+test_unclassified_command_refused if {
+	d := cmd("admin", ["rm", "/etc/passwd"])
+	codes(d) == ["command_not_allowed"]
+	contains(d.reasons[0].message, "`rm /etc/passwd`")
 }
 
 test_builtin_tools_have_their_read_commands if {
@@ -113,3 +162,19 @@ test_plugin_mismatch if codes(run("viewer", "disk_usage", "evil", ["df", "-P", "
 test_profile_not_allowed if codes(run("viewer", "disk_usage", "disk", ["df", "-P", "-k"], "privileged")) == ["profile_not_allowed"]
 
 test_exec_requirements_are_empty if cmd("viewer", ["ls"]).requirements == []
+
+test_unknown_role_runs_no_command if {
+	codes(cmd("root", ["ls"])) == ["command_not_allowed"]
+	codes(cmd("root", ["systemctl", "restart", "nginx"])) == ["command_not_allowed"]
+}
+
+test_an_entry_without_profiles_allows_none if {
+	d := exec.decision with input as {
+		"caller": {"user": "alice", "role": "admin", "auth_method": "api_key", "source_ip": null},
+		"tool": {"name": "run_echo", "plugin": "well_behaved", "category": "READ", "supports_verify": false, "supports_rollback": false},
+		"argv": ["echo", "hi"],
+		"profile": "default",
+	}
+		with data.tools.run_echo as {"plugin": "well_behaved", "commands": {"viewer": [["echo", "{TEXT...}"]]}}
+	codes(d) == ["profile_not_allowed"]
+}

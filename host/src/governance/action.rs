@@ -270,7 +270,7 @@ pub struct ActionView {
     pub status: ActionState,
     /// Every state it went through.
     pub history: Vec<Step>,
-    /// The action decision: `allow`, `reasons`, `requirements`, `revision`.
+    /// The action decision: `allow`, `reasons`, `requirements`, `category`, `revision`.
     #[schema(value_type = Option<Object>)]
     pub decision: Option<Decision>,
     /// The approval, for CRITICAL actions.

@@ -20,12 +20,13 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use super::action::{ActionError, ActionRecord, ActionState, Approval, Operation, UndoRecord, UndoState};
+use super::command::{at_decided_category, command_line};
 use super::journal::{Journal, JournalError, Write};
 use super::redact::redact;
 use super::{AuditEvent, GovernanceConfig};
 use crate::model::{AuthMethod, Caller, Category, Role, ToolName};
 use crate::plugins::{CallContext, PluginError, PluginRuntime, ToolErrorKind, ToolInfo};
-use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, PolicyEngine, ToolInput};
+use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, PolicyEngine, RollbackInput, ToolInput};
 use crate::store::{Store, StoreError, decode, tables};
 
 /// Why a governance operation could not be carried out. (An action that ran and failed is not
@@ -218,7 +219,12 @@ impl Governor {
         let info = self.plugins.tool(&name).ok_or_else(|| PluginError::UnknownTool(tool.to_owned()))?;
         self.plugins.check_params(&name, &request.params)?;
         let params_redacted = redact(&info.params_schema, &request.params);
-        let decision = self.decide(caller, info, &params_redacted, &request, ApprovalState::None);
+        let command = command_line(info, &params_redacted)?;
+        let decision = self.decide(caller, info, &params_redacted, command, &request, ApprovalState::None);
+        // From here on the call is at the category the policy decided (a `run_command` call is
+        // the class of its command), for its requirements, its record and its commands.
+        let decided = at_decided_category(info, &decision);
+        let info = decided.as_ref();
         let mut record = ActionRecord {
             id: uuid::Uuid::now_v7().to_string(),
             operation: Operation::Execute,
@@ -318,6 +324,7 @@ impl Governor {
         caller: &Caller,
         info: &ToolInfo,
         params_redacted: &Value,
+        command: Option<Vec<String>>,
         request: &ExecuteRequest,
         approval: ApprovalState,
     ) -> Decision {
@@ -328,6 +335,8 @@ impl Governor {
             justification: request.justification.clone(),
             approval,
             dry_run: request.dry_run,
+            command,
+            rollback: None,
         })
     }
 
@@ -343,6 +352,7 @@ impl Governor {
             action_id: record.id.clone(),
             caller: record.caller.clone(),
             justification: record.justification.clone(),
+            category: Some(info.category),
         };
         let invocation = match self.plugins.invoke(&ctx, &info.name, record.params.clone()).await {
             Ok(invocation) => invocation,
@@ -522,10 +532,14 @@ impl Governor {
             justification: record.justification.clone(),
             dry_run: false,
         };
-        let decision = self.decide(&record.caller, &info, &record.params_redacted, &request, ApprovalState::Approved);
+        // Split at request time already: a line that no longer splits is no command to classify.
+        let command = command_line(&info, &record.params_redacted).ok().flatten();
+        let decision =
+            self.decide(&record.caller, &info, &record.params_redacted, command, &request, ApprovalState::Approved);
         if !decision.allow {
             return Err(GovernanceError::ApprovalRefused { id: id.to_owned(), decision });
         }
+        let info = at_decided_category(&info, &decision).into_owned();
         let mut event = self.event("approval_granted", &record, approver, true, "approved".into());
         event.detail = json!({ "comment": comment, "decision": decision, "params_sha256": approval.params_sha256 });
         record.approval =
@@ -750,9 +764,23 @@ impl Governor {
             binding_salt: String::new(),
         };
         rollback.enter(ActionState::Requested, None, None);
+        // A rollback changes state like any call: the action policy decides it (a change freeze
+        // stops it), before the undo record is claimed. Refused, it stays available.
+        let decision = self.decide_rollback(&original, caller, justification, automatic);
+        rollback.decision = Some(decision.clone());
+        if !decision.allow {
+            let note = AuditEvent::reason_of(&decision);
+            rollback.enter(ActionState::Denied, None, Some(&note));
+            let event = self.decision_event("decision", &rollback, false);
+            self.commit(&mut rollback, None, vec![Write::Audit(Box::new(event))]).await?;
+            let action = if automatic { original } else { rollback };
+            return Ok(Outcome { action, output: None, dry_run: false });
+        }
         rollback.enter(ActionState::Running, None, None);
         let mut started = self.event("rollback_started", &rollback, caller, true, "rollback".into());
-        started.detail = json!({ "rollback_of": original.id, "justification": justification, "automatic": automatic });
+        started.detail = json!({
+            "rollback_of": original.id, "justification": justification, "automatic": automatic, "decision": decision,
+        });
         let claimed = UndoRecord { state: UndoState::Applying, applied_by: Some(rollback.id.clone()), ..undo.clone() };
         let claim = self
             .journal
@@ -773,6 +801,7 @@ impl Governor {
             action_id: rollback.id.clone(),
             caller: caller.clone(),
             justification: rollback.justification.clone(),
+            category: Some(original.category),
         };
         let tool = original.tool.parse::<ToolName>().map_err(|_| PluginError::UnknownTool(original.tool.clone()))?;
         let result = self.plugins.rollback(&ctx, &tool, &undo.undo).await;
@@ -826,6 +855,37 @@ impl Governor {
         } else {
             Ok(Outcome { action: rollback, output: restored, dry_run: false })
         }
+    }
+
+    /// The action decision on undoing `original`: its tool at the category it ran at, its
+    /// parameters, and `rollback` naming it.
+    fn decide_rollback(
+        &self,
+        original: &ActionRecord,
+        caller: &Caller,
+        justification: Option<&str>,
+        automatic: bool,
+    ) -> Decision {
+        let loaded = self.tool_of(original).ok();
+        let tool = ToolInput {
+            name: original.tool.clone(),
+            plugin: original.plugin.clone(),
+            category: original.category,
+            supports_verify: loaded.as_ref().is_some_and(|t| t.supports_verify),
+            supports_rollback: loaded.as_ref().is_some_and(|t| t.supports_rollback),
+            capabilities: loaded.as_ref().map(|t| ToolInput::from(t).capabilities).unwrap_or_default(),
+        };
+        let command = loaded.as_ref().and_then(|t| command_line(t, &original.params_redacted).ok().flatten());
+        self.policy.decide_action(&ActionInput {
+            caller: CallerInput::from(caller),
+            tool,
+            params: original.params_redacted.clone(),
+            justification: justification.map(str::to_owned),
+            approval: ApprovalState::None,
+            dry_run: false,
+            command,
+            rollback: Some(RollbackInput { of: original.id.clone(), automatic }),
+        })
     }
 
     fn tool_of(&self, record: &ActionRecord) -> Result<ToolInfo, GovernanceError> {

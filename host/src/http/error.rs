@@ -339,7 +339,13 @@ mod tests {
         ApiError::Action(Box::new(ActionResponse {
             action_id: "a1".to_owned(),
             status: "denied".to_owned(),
-            decision: Some(Decision { allow: false, reasons, requirements: vec![], revision: "sha256:0".to_owned() }),
+            decision: Some(Decision {
+                allow: false,
+                reasons,
+                requirements: vec![],
+                category: None,
+                revision: "sha256:0".to_owned(),
+            }),
             output: None,
             verify: None,
             error: None,

@@ -64,6 +64,7 @@ pub async fn evaluate(
         gateway.plugins.tool(&name).ok_or_else(|| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
     gateway.plugins.check_params(&name, &body.params)?;
     let caller = &auth.caller;
+    let command = crate::governance::command::command_line(tool, &body.params)?;
     let input = ActionInput {
         caller: CallerInput::from(caller),
         tool: ToolInput::from(tool),
@@ -72,6 +73,8 @@ pub async fn evaluate(
         justification: body.justification,
         approval: ApprovalState::None,
         dry_run: true,
+        command,
+        rollback: None,
     };
     let decision = gateway.policy.decide_action(&input);
     let mut event = AuditEvent::new("policy_evaluate", decision.allow, AuditEvent::reason_of(&decision)).by(caller);

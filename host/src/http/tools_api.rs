@@ -73,6 +73,9 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             justification: None,
             approval: ApprovalState::None,
             dry_run: true,
+            // No command line yet: a command tool is judged at its lowest class.
+            command: None,
+            rollback: None,
         });
         if !decision.reasons.iter().all(|r| ACTIONABLE.contains(&r.code.as_str())) {
             continue;
@@ -126,7 +129,8 @@ pub struct ActionResponse {
     /// `completed`, `pending_approval`, `denied`, `failed`, `rolled_back`, `rejected`, or
     /// `dry_run`.
     pub status: String,
-    /// The action decision: `allow`, `reasons` (codes and messages), `requirements`, `revision`.
+    /// The action decision: `allow`, `reasons` (codes and messages), `requirements`, `category`
+    /// (the category the call runs at), `revision`.
     #[schema(value_type = Option<Object>)]
     pub decision: Option<Decision>,
     /// The tool's output, valid against its `output_schema`.

@@ -386,13 +386,17 @@ impl PluginRuntime {
         let span = span::plugin(entry.plugin.name.as_str(), tool, entry.info.category.as_str());
         let op_name = op.name();
         let started = Instant::now();
+        let mut tool_input = ToolInput::from(&entry.info);
+        if let Some(category) = ctx.category {
+            tool_input.category = category;
+        }
         let job = Job {
             engine: self.engine.clone(),
             services: Arc::clone(&self.services),
             plugin: Arc::clone(&entry.plugin),
             call: Some(Arc::new(CallInfo {
                 plugin: entry.plugin.name.to_string(),
-                tool: ToolInput::from(&entry.info),
+                tool: tool_input,
                 capabilities: entry.def.capabilities.clone(),
                 context: ctx.clone(),
                 secrets: secrets.clone(),

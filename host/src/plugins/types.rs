@@ -19,6 +19,10 @@ pub struct CallContext {
     pub caller: Caller,
     /// The caller's justification, if any.
     pub justification: Option<String>,
+    /// The category the action policy decided the call at, when it differs from the tool's own
+    /// (a `run_command` call is the class of its command): the exec policy checks each command
+    /// against it. `None`: the tool's category.
+    pub category: Option<Category>,
 }
 
 /// A successful `invoke`.
@@ -100,6 +104,7 @@ impl From<&ToolInfo> for crate::policy::ToolInput {
             category: tool.category,
             supports_verify: tool.supports_verify,
             supports_rollback: tool.supports_rollback,
+            capabilities: tool.capabilities.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! requirements: [string]}` is malformed, and a malformed answer is a denial.
 
 use super::{Decision, POLICY_ERROR, PolicyError, Reason};
+use crate::model::Category;
 
 /// Turn the value of a decision rule into a [`Decision`], or say why it is malformed.
 pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, String> {
@@ -36,7 +37,13 @@ pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
     if !allow && reasons.is_empty() {
         return Err("the decision denies without a reason".into());
     }
-    Ok(Decision { allow, reasons, requirements, revision: revision.to_owned() })
+    let category = match doc.get("category") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(c) => Some(
+            serde_json::from_value::<Category>(c.clone()).map_err(|_| format!("`category` is not a category: {c}"))?,
+        ),
+    };
+    Ok(Decision { allow, reasons, requirements, category, revision: revision.to_owned() })
 }
 
 /// The fail-closed denial; its reason names the cause (also logged in full).
@@ -48,6 +55,7 @@ pub(super) fn policy_error(revision: &str, cause: &str) -> Decision {
             message: format!("the policy could not decide, so the request is refused: {cause}"),
         }],
         requirements: Vec::new(),
+        category: None,
         revision: revision.to_owned(),
     }
 }

@@ -8,15 +8,18 @@
 use super::SandboxError;
 
 /// Tokens refused anywhere in any argument, longest first so that the error names `&&` rather
-/// than a shorter token it contains.
-const FORBIDDEN: [(&str, &str); 12] = [
+/// than a shorter token it contains. A lone `&` (background a command) and `$` (any expansion:
+/// `$HOME`, `${IFS}`, `$((...))`) mean a shell just as much as `;` does.
+const FORBIDDEN: [(&str, &str); 14] = [
     ("&&", "`&&`"),
     ("||", "`||`"),
     ("$(", "`$(`"),
     (">>", "`>>`"),
     ("<<", "`<<`"),
     (";", "`;`"),
+    ("&", "`&`"),
     ("|", "`|`"),
+    ("$", "`$`"),
     ("`", "backtick"),
     (">", "`>`"),
     ("<", "`<`"),
@@ -92,6 +95,11 @@ mod tests {
             ("a << b", "`<<`"),
             ("a\nb", "newline"),
             ("a\rb", "carriage return"),
+            ("a & id", "`&`"),
+            ("${IFS}id", "`$`"),
+            ("$HOME", "`$`"),
+            ("x=$((1+1))", "`$(`"),
+            ("x=$[1+1]", "`$`"),
         ];
         for (arg, name) in cases {
             let err = check_argv(&argv(&["echo", "ok", arg])).err().map(|e| e.to_string()).unwrap_or_default();
@@ -105,13 +113,17 @@ mod tests {
 
     #[test]
     fn ordinary_arguments_pass() {
-        assert!(check_argv(&argv(&["ls", "-la", "/workspace", "a&b", "x=$HOME", "{}", "*.log"])).is_ok());
+        assert!(check_argv(&argv(&["ls", "-la", "/workspace", "a=b", "{}", "*.log", "50%", "#1", "~"])).is_ok());
     }
 
     #[test]
     fn command_lines_split_like_a_shell_without_expansion() -> anyhow::Result<()> {
         assert_eq!(split_command("grep -r 'two words' \"/var/log\"")?, ["grep", "-r", "two words", "/var/log"]);
-        assert_eq!(split_command("echo $HOME")?, ["echo", "$HOME"]);
+        assert_eq!(split_command("echo 'a b' c")?, ["echo", "a b", "c"]);
+        for line in ["echo $HOME", "echo '${IFS}'", "sleep 1 & id", "echo \"a&b\""] {
+            let err = split_command(line).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("forbidden token"), "{line:?} reached the sandbox: {err}");
+        }
         assert!(split_command("echo 'a;b'").is_err(), "a quoted token is still refused");
         assert!(split_command("echo 'unbalanced").is_err());
         assert!(split_command("   ").is_err(), "an empty line is an empty argv");

@@ -323,6 +323,7 @@ pub fn call(role: Role) -> CallContext {
         action_id: "0193-e2e-action".into(),
         caller,
         justification: Some("end-to-end test of the built-in tools".into()),
+        category: None,
     }
 }
 

@@ -6,13 +6,16 @@ use anyhow::Context;
 use serde::Deserialize;
 use toolgate_host::policy::Point;
 
-/// What a case expects: the verdict, the reason codes in order, the requirements.
+/// What a case expects: the verdict, the reason codes in order, the requirements, and (action
+/// point) the category the call is decided at, `null` when its command is unclassified.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Want {
     pub allow: bool,
     pub reasons: Vec<String>,
     pub requirements: Vec<String>,
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// One case.
