@@ -210,7 +210,11 @@ async fn audit_chain(config: &Config) -> Check {
         Ok(store) => store,
         Err(e) => return warn("audit chain", format!("cannot open the store (a running server holds it): {e}")),
     };
-    match store.call(|store| audit::verify(store, None)).await {
+    let key = match super::audit::chain_key(config) {
+        Ok(key) => key,
+        Err(e) => return check("audit chain", false, format!("no key to verify it with: {e}")),
+    };
+    match store.call(move |store| audit::verify(store, &key, None)).await {
         Ok(report) => match report.broken {
             None => check("audit chain", true, format!("intact, {} entries", report.entries)),
             Some(b) => check("audit chain", false, format!("broken at entry {}: {}", b.seq, b.reason)),
