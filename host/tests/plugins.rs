@@ -589,6 +589,7 @@ fn toolgate(setup: &Setup, args: &[&str]) -> anyhow::Result<std::process::Output
         .arg(&config)
         .args(args)
         .env("TOOLGATE_LOG", "error")
+        .env("TOOLGATE_AUDIT_KEY_FILE", toolgate_tests::audit_key_file())
         .output()?)
 }
 

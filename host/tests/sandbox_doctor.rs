@@ -22,6 +22,7 @@ fn conforming(data: &str) -> Vec<(&'static str, String)> {
         ("VERIFY_REQUIRED", "true".to_owned()),
         ("TOOLGATE_HTTP_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
         ("TOOLGATE_DATA_DIR", data.to_owned()),
+        ("TOOLGATE_AUDIT_KEY_FILE", toolgate_tests::audit_key_file().display().to_string()),
     ]
 }
 

@@ -224,14 +224,19 @@ impl Fixture {
         let mut host_net_profile =
             SandboxConfig::default().profiles.remove("host-net").context("the default config has `host-net`")?;
         if let Some(listener) = host_net {
-            // The same view of another process's tables: those of a container with a known listener.
+            // Another namespace's tables: a container's with a known listener, read by the kernel
+            // now and copied (a `/proc` path other than `/proc/1/net` is refused as a mount).
             let pid = docker_cli(&["inspect", "--format", "{{.State.Pid}}", &listener.id])?;
-            host_net_profile.mounts = vec![MountConfig {
-                source: format!("/proc/{pid}/net").into(),
-                target: HOST_NET_TARGET.into(),
-                read_only: true,
-                optional: false,
-            }];
+            let tables = dir.path().join("host-net-tables");
+            std::fs::create_dir_all(&tables)?;
+            std::fs::set_permissions(&tables, std::fs::Permissions::from_mode(0o755))?;
+            for table in ["tcp", "tcp6", "udp", "udp6"] {
+                let path = tables.join(table);
+                std::fs::write(&path, std::fs::read(format!("/proc/{pid}/net/{table}"))?)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+            }
+            host_net_profile.mounts =
+                vec![MountConfig { source: tables, target: HOST_NET_TARGET.into(), read_only: true, optional: false }];
         }
         profiles.insert("host-net".into(), host_net_profile);
         let mut edited = Profiles { profiles, base: base_image.clone(), scratch: dir.path().to_path_buf() };
