@@ -60,6 +60,10 @@ pub struct Config {
     pub audit: governance::audit::AuditConfig,
     /// Logs, traces and metrics.
     pub telemetry: telemetry::TelemetryConfig,
+    /// The file this configuration was read from, if any (it may hold the secret: the workspace
+    /// must not expose it). Not a key.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -78,6 +82,7 @@ impl Default for Config {
             governance: Default::default(),
             audit: Default::default(),
             telemetry: Default::default(),
+            file: None,
         }
     }
 }
@@ -187,7 +192,10 @@ impl Config {
             };
             set_from_env(&mut doc, &path, &name, &value)?;
         }
-        Config::deserialize(doc).map_err(|e| ConfigError::Invalid { origin: None, message: e.to_string() })
+        let mut config =
+            Config::deserialize(doc).map_err(|e| ConfigError::Invalid { origin: None, message: e.to_string() })?;
+        config.file = file.map(Path::to_path_buf);
+        Ok(config)
     }
 }
 

@@ -146,6 +146,38 @@ fn a_workspace_that_is_the_root_or_a_system_tree_refuses_to_start() -> anyhow::R
     Ok(())
 }
 
+/// A viewer reads the workspace (`read_file`): it must not hold a file with the server's keys.
+#[test]
+fn a_workspace_holding_the_audit_key_or_the_configuration_file_refuses_to_start() -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = tempfile::tempdir()?;
+    let workspace = dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("keys"))?;
+    let key = workspace.join("keys/audit.key");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&key)?;
+    std::io::Write::write_all(&mut file, toolgate_tests::AUDIT_KEY.as_bytes())?;
+    let (ws, key) = (workspace.display().to_string(), key.display().to_string());
+    let data = dir.path().join("data");
+    let out =
+        run_cli(&data, &[("TOOLGATE_SANDBOX_WORKSPACE", &ws), ("TOOLGATE_AUDIT_KEY_FILE", &key)], &["serve"], "")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with the audit key in the workspace: {stderr}");
+    assert!(stderr.contains("workspace_refused") && stderr.contains("the audit key file"), "{stderr}");
+
+    let config = workspace.join("toolgate.toml");
+    std::fs::write(&config, "")?;
+    let out = run_cli(
+        &data,
+        &[("TOOLGATE_SANDBOX_WORKSPACE", &ws)],
+        &["--config", &config.display().to_string(), "serve"],
+        "",
+    )?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with its configuration file in the workspace: {stderr}");
+    assert!(stderr.contains("workspace_refused") && stderr.contains("the configuration file"), "{stderr}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_temporary_directory_is_a_workspace_the_server_starts_with() -> anyhow::Result<()> {
     let workspace = tempfile::tempdir()?;

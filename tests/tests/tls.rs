@@ -58,3 +58,54 @@ fn unusable_tls_files_refuse_to_start() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be set together"));
     Ok(())
 }
+
+/// A client that opens a connection and never completes the TLS handshake (here: sends half a
+/// record header) is closed after `tls_handshake_timeout_secs`; the read deadline of 30 s only
+/// keeps a broken server from hanging the test.
+#[test]
+fn a_stalled_tls_handshake_is_closed_after_its_deadline() -> anyhow::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let certs = tempfile::tempdir()?;
+    let (cert, key) = openssl_cert(certs.path())?;
+    let server = Server::start(&[
+        ("TOOLGATE_HTTP_TLS_CERT", &cert),
+        ("TOOLGATE_HTTP_TLS_KEY", &key),
+        ("TOOLGATE_HTTP_CONNECTIONS_TLS_HANDSHAKE_TIMEOUT_SECS", "1"),
+    ])?;
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let mut stream = std::net::TcpStream::connect(server.base.trim_start_matches("https://"))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        stream.write_all(&[0x16, 0x03, 0x01])?;
+        stalled.push(stream);
+    }
+    for stream in &mut stalled {
+        let mut buf = [0u8; 512];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => anyhow::bail!("the server kept a stalled handshake open: {e}"),
+            }
+        }
+    }
+    let (ok, response) = curl(&["--cacert", &cert, &server.url("/healthz")])?;
+    assert!(ok && response.contains(" 200"), "the server still serves whole handshakes: {response}");
+    Ok(())
+}
+
+/// With TLS the protocol is what ALPN agreed: HTTP/2 for a client that offers it, HTTP/1.1 for
+/// one that does not.
+#[test]
+fn tls_serves_http2_or_http1_as_alpn_agreed() -> anyhow::Result<()> {
+    let certs = tempfile::tempdir()?;
+    let (cert, key) = openssl_cert(certs.path())?;
+    let server = Server::start(&[("TOOLGATE_HTTP_TLS_CERT", &cert), ("TOOLGATE_HTTP_TLS_KEY", &key)])?;
+    let url = server.url("/healthz");
+    let (ok, response) = curl(&["--cacert", &cert, "--http2", &url])?;
+    assert!(ok && response.starts_with("HTTP/2 200"), "{response}");
+    let (ok, response) = curl(&["--cacert", &cert, "--http1.1", &url])?;
+    assert!(ok && response.starts_with("HTTP/1.1 200"), "{response}");
+    Ok(())
+}

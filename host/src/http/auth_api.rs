@@ -238,18 +238,34 @@ pub async fn refresh(State(state): State<AppState>, auth: Authenticated) -> Resu
     // Tokens from before `auth_time` existed started their session at their own `iat`.
     let auth_time = if claims.auth_time == 0 { claims.iat } else { claims.auth_time };
     let name = auth.caller.name.clone();
-    let (jti, exp) = (claims.jti.clone(), claims.exp);
+    let (jti, exp, generation) = (claims.jti.clone(), claims.exp, claims.r#gen);
     let (user, fresh) = state
         .store
         .call(move |s| {
-            let user = s.user(&name)?;
-            Ok((user, s.consume_token(&jti, exp)?))
+            // The session must still be the token's: a password change, a disable or a role
+            // change committed since the request was authenticated ends it here too.
+            let user = s.user(&name)?.filter(|u| u.generation == generation && !u.disabled);
+            let fresh = if user.is_some() { s.consume_token(&jti, exp)? } else { false };
+            Ok((user, fresh))
         })
         .await?;
-    let user = user.ok_or(AuthError::TokenInvalid)?;
+    let Some(mut user) = user else { return Err(AuthError::TokenRevoked.into()) };
     if !fresh {
+        // One of the two holders of this token stole it: end the session for both.
+        let name = user.username.clone();
+        state.store.call(move |s| s.end_sessions(&name)).await?;
+        record(
+            &state,
+            Level::Warning,
+            "refresh_reused",
+            Who::Caller(&auth.caller),
+            serde_json::json!({ "reason": "token_reused", "sessions": "ended" }),
+        )
+        .await;
         return Err(AuthError::RefreshReused.into());
     }
+    // Issued in the token's own generation, never a newer one it did not authenticate for.
+    user.generation = generation;
     let response = token_response(&state, user, Some(auth_time), StatusCode::OK);
     if let Err(ApiError::Auth(AuthError::SessionOver)) = &response {
         record(

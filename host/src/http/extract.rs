@@ -82,7 +82,14 @@ fn check_origin(parts: &Parts, cors_origins: &[String]) -> Result<(), AuthError>
     if cors_origins.iter().any(|allowed| allowed == origin) {
         return Ok(());
     }
-    let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    // HTTP/1.1 names the server in `Host`; HTTP/2 in the `:authority` pseudo-header, which is
+    // the request URI's authority here.
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
     let authority = origin.split_once("://").map(|(_, rest)| rest);
     if !host.is_empty() && authority.is_some_and(|a| a.eq_ignore_ascii_case(host)) {
         return Ok(());

@@ -64,12 +64,14 @@ pub async fn evaluate(
         gateway.plugins.tool(&name).ok_or_else(|| crate::plugins::PluginError::UnknownTool(body.tool.clone()))?;
     gateway.plugins.check_params(&name, &body.params)?;
     let caller = &auth.caller;
-    let command = crate::governance::command::command_line(tool, &body.params)?;
+    // INVARIANT: the policy, the response and the logs see what execute's policy sees: the
+    // redacted params, and the command split from them.
+    let params = redact(&tool.params_schema, &body.params);
+    let command = crate::governance::command::command_line(tool, &params)?;
     let input = ActionInput {
         caller: CallerInput::from(caller),
         tool: ToolInput::from(tool),
-        // INVARIANT: the policy, the response and the logs see what execute's policy sees.
-        params: redact(&tool.params_schema, &body.params),
+        params,
         justification: body.justification,
         approval: ApprovalState::None,
         dry_run: true,

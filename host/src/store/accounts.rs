@@ -209,6 +209,21 @@ impl Store {
         })
     }
 
+    /// End every session of `username` (a new generation), e.g. when one of its refresh tokens
+    /// was used twice: one of the two users holds a stolen token, and neither is told which.
+    pub fn end_sessions(&self, username: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let mut table = tx.open_table(tables::USERS)?;
+            let mut user: UserRecord = match table.get(username)? {
+                Some(v) => decode("users_v1", v.value())?,
+                None => return Err(StoreError::NoUser(username.to_owned())),
+            };
+            user.generation += 1;
+            table.insert(username, encode("users_v1", &user)?.as_slice())?;
+            Ok(())
+        })
+    }
+
     /// Change an account's role or enabled state as `actor`, in one transaction that checks:
     /// an API key never makes an administrator (creates, promotes or enables one); the last
     /// enabled administrator stays one. Any change starts a new session generation; a grant of

@@ -240,6 +240,7 @@ pub fn adopt(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<A
         let mut count = 0;
         let mut unchecked_from = None;
         let mut keyed_head = false;
+        let mut last_keyed = None;
         for item in table.iter()? {
             let (seq, value) = item?;
             let (seq, bytes) = (seq.value(), value.value());
@@ -277,6 +278,9 @@ pub fn adopt(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<A
                 return broken("its hash differs from the anchor: the log was rewritten".into());
             }
             keyed_head = key.link(&prev, seq, raw) == entry.hash;
+            if keyed_head {
+                last_keyed = Some(seq);
+            }
             prefix.update(bytes);
             prefix.update(b"\n");
             prev = entry.hash;
@@ -287,6 +291,14 @@ pub fn adopt(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<A
         }
         if keyed_head {
             return Ok(Err(ChainError::AlreadyKeyed(count)));
+        }
+        // This log was kept under this very key, and what follows is not signed with it: not
+        // an older log nor another key's, but a rewrite by someone without the key.
+        if let Some(keyed) = last_keyed {
+            let reason = format!(
+                "entry {keyed} is signed with the configured key and this one is not: the log was rewritten after it, adopting it would sign the rewrite"
+            );
+            return Ok(Err(ChainError::Broken { seq: keyed + 1, reason }));
         }
         if let Some(anchor) = anchor.filter(|a| a.seq > count) {
             let reason = format!("the anchor's entry is missing: the log ends at entry {count}");
@@ -321,7 +333,9 @@ mod tests {
     use crate::governance::audit::{self, ChainError, ChainKey};
     use crate::governance::journal::Write;
     use crate::governance::{AuditEvent, Journal};
-    use crate::store::Store;
+    use redb::ReadableTable as _;
+
+    use crate::store::{Store, StoreError};
 
     fn entry(kind: &str) -> Write {
         Write::Audit(Box::new(AuditEvent::new(kind, true, "ok")))
@@ -348,6 +362,39 @@ mod tests {
         assert_eq!((report.entries, report.adopted, report.broken), (4, Some(3), None));
         // The old key no longer verifies the log past its own entries.
         assert_eq!(audit::verify(&store, &old, None)?.broken.map(|b| b.seq), Some(3));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_tail_rewritten_without_the_key_is_never_adopted_under_that_key() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let key = ChainKey::random();
+        let journal = Journal::start(store.clone(), key.clone())?;
+        journal.submit(vec![entry("a"), entry("b"), entry("c")]).await?;
+        drop(journal);
+        // Entry 3 rewritten by someone without the key, chained as an unkeyed log would be.
+        store.write(|tx| {
+            let mut table = tx.open_table(crate::store::tables::AUDIT)?;
+            let prev = {
+                let two = table.get(2)?.map(|v| v.value().to_vec()).unwrap_or_default();
+                serde_json::from_slice::<audit::StoredEntry>(&two).map_err(|e| StoreError::Task(e.to_string()))?.hash
+            };
+            let event = AuditEvent::new("forged", true, "ok");
+            let json = serde_json::to_vec(&event).map_err(|e| StoreError::Task(e.to_string()))?;
+            let hash = audit::chain_hash(&prev, 3, &json);
+            let forged = audit::StoredEntry { seq: 3, prev_hash: prev, hash, event };
+            let bytes = serde_json::to_vec(&forged).map_err(|e| StoreError::Task(e.to_string()))?;
+            table.insert(3, bytes.as_slice())?;
+            Ok(())
+        })?;
+        assert!(matches!(
+            Journal::start(store.clone(), key.clone()).err(),
+            Some(ChainError::ForeignHead { seq: 3, .. })
+        ));
+        let refused = audit::adopt(&store, &key, None);
+        assert!(matches!(&refused, Err(ChainError::Broken { seq: 3, .. })), "{refused:?}");
+        assert_eq!(audit::verify(&store, &key, None)?.broken.map(|b| b.seq), Some(3), "nothing was appended");
         Ok(())
     }
 

@@ -98,10 +98,35 @@ fn parts(rel: &str) -> Result<Vec<&OsStr>, Error> {
     Ok(parts)
 }
 
-/// A handle on the workspace root (the configured root may itself be a symlink).
+/// A handle on the workspace root, opened one component at a time from `/` without following a
+/// symbolic link: the root is the real path checked at start-up, so a directory above it swapped
+/// for a link since (to `/`, say) is refused, not followed.
 fn open_root(root: &Path) -> Result<OwnedFd, Error> {
-    rustix::fs::openat(rustix::fs::CWD, root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::Unavailable(format!("the workspace `{}` is not available: {e}", root.display())))
+    let unavailable = |e: Errno| {
+        if matches!(e, Errno::LOOP | Errno::NOTDIR) {
+            Error::Denied(format!(
+                "workspace_refused: the workspace `{}` no longer leads to itself (a directory on its path was replaced by a link)",
+                root.display()
+            ))
+        } else {
+            Error::Unavailable(format!("the workspace `{}` is not available: {e}", root.display()))
+        }
+    };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let absolute = std::path::absolute(root).map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut dir = rustix::fs::openat(rustix::fs::CWD, "/", flags, Mode::empty()).map_err(unavailable)?;
+    for component in absolute.components() {
+        match component {
+            Component::Normal(part) => {
+                dir = rustix::fs::openat(&dir, part, flags, Mode::empty()).map_err(unavailable)?
+            }
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::Unavailable(format!("the workspace `{}` is not a plain path", root.display())));
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// The directory `dirs` under `dir`, each opened from its parent's handle without following a
@@ -295,6 +320,26 @@ mod tests {
         // A new call through the swapped path is refused.
         assert!(denied(write_file(root.path(), "sub/f", b"x")));
         assert!(denied(read_file(root.path(), "sub/f")));
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_above_the_workspace_swapped_for_a_link_is_refused_not_followed() -> anyhow::Result<()> {
+        let base = tempfile::tempdir()?;
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("secret"), "host file")?;
+        let root = base.path().join("srv/workspace");
+        std::fs::create_dir_all(&root)?;
+        std::fs::write(root.join("notes"), "hi")?;
+        let err = |e: Error| anyhow::anyhow!("{e:?}");
+        assert_eq!(read_file(&root, "notes").map_err(err)?, Some(b"hi".to_vec()));
+        // `srv` (above the checked root) becomes a link to a tree holding `workspace/secret`.
+        std::fs::create_dir(outside.path().join("workspace"))?;
+        std::fs::rename(outside.path().join("secret"), outside.path().join("workspace/secret"))?;
+        std::fs::rename(base.path().join("srv"), base.path().join("old"))?;
+        std::os::unix::fs::symlink(outside.path(), base.path().join("srv"))?;
+        let refused = read_file(&root, "secret");
+        assert!(matches!(&refused, Err(Error::Denied(m)) if m.contains("workspace_refused")), "{refused:?}");
         Ok(())
     }
 
