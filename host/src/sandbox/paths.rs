@@ -13,7 +13,7 @@ use super::{MountConfig, ROOT_PROFILE, SandboxError};
 /// reads the workspace, an admin writes it) and the container engines' state and sockets.
 /// Directories in homes (`/root/.cache/...`, `/home/...`), `/tmp`, `/srv` and `/opt` are fine:
 /// operators and CI put workspaces there; root's credentials are not (so `/root` itself is not).
-const SYSTEM_TREES: [&str; 23] = [
+const SYSTEM_TREES: [&str; 30] = [
     "/etc",
     "/proc",
     "/sys",
@@ -37,13 +37,24 @@ const SYSTEM_TREES: [&str; 23] = [
     "/root/.config",
     "/root/.aws",
     "/root/.kube",
+    "/root/.netrc",
+    "/root/.pgpass",
+    "/root/.git-credentials",
+    "/var/log",
+    "/var/backups",
+    "/var/spool",
+    "/var/mail",
 ];
+
+/// Directories that hold other people's or other services' trees: a workspace may lie inside
+/// one (`/home/ops/workspace`, `/var/lib/toolgate/workspace`) but not be it.
+const SHARED_PARENTS: [&str; 5] = ["/home", "/var/lib", "/mnt", "/media", "/srv"];
 
 /// Host trees no profile may mount, nor anything in them, nor any directory above them (but the
 /// read-only exceptions below). Root's credentials are here, not `/root` as a whole: CI and
 /// operators keep work directories under `/root/.cache`; `/root` itself contains these, so it is
 /// refused.
-const DENIED_TREES: [&str; 12] = [
+const DENIED_TREES: [&str; 17] = [
     "/proc",
     "/sys",
     "/dev",
@@ -56,6 +67,11 @@ const DENIED_TREES: [&str; 12] = [
     "/root/.config",
     "/root/.aws",
     "/root/.kube",
+    "/root/.netrc",
+    "/root/.pgpass",
+    "/root/.git-credentials",
+    "/var/lib/containerd",
+    "/var/lib/kubelet",
 ];
 
 /// Directories no profile may mount whole, nor any directory above them: they hold the engine's
@@ -159,6 +175,9 @@ pub fn recheck_workspace(checked: &Path) -> Result<PathBuf, SandboxError> {
 fn workspace_tree(path: &Path) -> Result<(), String> {
     if path == Path::new("/") {
         return Err("it is the host's root".into());
+    }
+    if SHARED_PARENTS.iter().any(|p| path == Path::new(p)) {
+        return Err(format!("`{}` holds other users' or services' trees: use a directory inside it", path.display()));
     }
     for tree in SYSTEM_TREES {
         let tree = Path::new(tree);
@@ -265,18 +284,34 @@ mod tests {
     #[test]
     fn system_trees_and_the_root_are_refused_as_workspace_and_homes_are_not() -> anyhow::Result<()> {
         let data = tempfile::tempdir()?;
-        for bad in
-            ["/", "/etc", "/etc/ssl", "/proc/1", "/usr/share", "/var", "/run", "/var/run", "/var/lib/docker", "/root"]
-        {
+        for bad in [
+            "/",
+            "/etc",
+            "/etc/ssl",
+            "/proc/1",
+            "/usr/share",
+            "/var",
+            "/run",
+            "/var/run",
+            "/var/lib/docker",
+            "/root",
+            "/home",
+            "/var/lib",
+            "/var/log/apt",
+        ] {
             let err = check_workspace(Path::new(bad), &protected(data.path())).err();
             let message = err.as_ref().map(ToString::to_string).unwrap_or_default();
             assert!(matches!(err, Some(SandboxError::WorkspaceRefused(_))), "{bad}: {err:?}");
             assert!(message.starts_with("workspace_refused: ") && message.contains(&format!("`{bad}`")), "{message}");
         }
         // CI's temporary directories live under /root/.cache: a home is no system tree.
-        for fine in
-            [Path::new("/root/.cache/toolgate-ci/tmp"), Path::new("/home/ops/ws"), Path::new("/tmp"), data.path()]
-        {
+        for fine in [
+            Path::new("/root/.cache/toolgate-ci/tmp"),
+            Path::new("/home/ops/ws"),
+            Path::new("/var/lib/toolgate/workspace"),
+            Path::new("/tmp"),
+            data.path(),
+        ] {
             assert!(workspace_tree(fine).is_ok(), "{}", fine.display());
         }
         let inside = data.path().join("workspace");
