@@ -154,7 +154,7 @@ fn a_workspace_holding_the_audit_key_or_the_configuration_file_refuses_to_start(
     let workspace = dir.path().join("workspace");
     std::fs::create_dir_all(workspace.join("keys"))?;
     let key = workspace.join("keys/audit.key");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(&key)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&key)?;
     std::io::Write::write_all(&mut file, toolgate_tests::AUDIT_KEY.as_bytes())?;
     let (ws, key) = (workspace.display().to_string(), key.display().to_string());
     let data = dir.path().join("data");
