@@ -276,14 +276,20 @@ pub fn cors(origins: &[String]) -> Result<Option<CorsLayer>, HttpError> {
 /// The application: routes, rate limits, body limit, CORS, security headers, JSON fallbacks, and
 /// one `http.request` span per request (with `x-trace-id` in the response).
 pub fn router(state: AppState) -> Result<Router, HttpError> {
-    let mut app: Router<AppState> = Router::new();
-    for route in routes() {
-        let limited =
-            route.handler.layer(middleware::from_fn_with_state((state.clone(), route.class), ratelimit::per_address));
-        app = app.route(route.path, limited);
-    }
     let body_limit = usize::try_from(state.config.http.body_limit_bytes)
         .map_err(|_| HttpError::Config("`http.body_limit_bytes` is too large".into()))?;
+    let body_rules =
+        conn::BodyRules { limit: body_limit, deadline_secs: state.config.http.connections.body_read_timeout_secs };
+    let mut app: Router<AppState> = Router::new();
+    for route in routes() {
+        // The rate limiter first, then the body read within its deadline, then the handler: a
+        // client over its limit gets its 429 before a byte of its body is received.
+        let limited = route
+            .handler
+            .layer(middleware::from_fn_with_state(body_rules, conn::body_deadline))
+            .layer(middleware::from_fn_with_state((state.clone(), route.class), ratelimit::per_address));
+        app = app.route(route.path, limited);
+    }
     let cors = cors(&state.config.cors_origins)?;
     let mut app = app
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
@@ -291,13 +297,8 @@ pub fn router(state: AppState) -> Result<Router, HttpError> {
             ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
         })
         // After every route and the fallbacks, so each request (404s included) gets its span with
-        // the matched route template; outside the rate limiter, so 429s are traced and counted.
-        // Inside the span, so a body too slow is traced; before every extractor, which then reads
-        // a body already received.
-        .layer(middleware::from_fn_with_state(
-            conn::BodyRules { limit: body_limit, deadline_secs: state.config.http.connections.body_read_timeout_secs },
-            conn::body_deadline,
-        ))
+        // the matched route template; outside the rate limiter, so 429s are traced and counted,
+        // and outside the body deadline, so a body too slow is traced.
         .layer(middleware::from_fn(telemetry::http::trace_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);

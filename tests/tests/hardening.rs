@@ -128,6 +128,29 @@ async fn a_request_body_sent_too_slowly_is_cut_off_with_408() -> anyhow::Result<
     Ok(())
 }
 
+/// A client over its rate limit is answered 429 before a byte of its body is read: bodies are
+/// received after the limiter, not before (the body deadline here is far beyond the read
+/// deadline, so a server waiting for the body fails the test).
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_without_its_body_being_awaited() -> anyhow::Result<()> {
+    let server = Server::start(&[
+        ("TOOLGATE_HTTP_RATE_LIMITS_LOGIN_REQUESTS", "1"),
+        ("TOOLGATE_HTTP_CONNECTIONS_BODY_READ_TIMEOUT_SECS", "120"),
+    ])?;
+    let login = json!({"username": "nobody", "password": "wrong-password"});
+    let (status, _) = send(client().post(server.url("/api/v1/auth/login")).json(&login)).await?;
+    assert_ne!(status, StatusCode::TOO_MANY_REQUESTS, "the first attempt is within the limit");
+    let mut stream = connect(&server)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let head = "POST /api/v1/auth/login HTTP/1.1\r\nHost: toolgate\r\ncontent-type: application/json\r\n\
+                content-length: 100000\r\n\r\n";
+    stream.write_all(head.as_bytes())?;
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer)?;
+    assert_eq!(&answer, b"HTTP/1.1 429", "{}", String::from_utf8_lossy(&answer));
+    Ok(())
+}
+
 #[test]
 fn a_workspace_that_is_the_root_or_a_system_tree_refuses_to_start() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

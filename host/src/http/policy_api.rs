@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
+use crate::governance::journal::Write;
 use crate::governance::redact::redact;
-use crate::governance::{AuditEvent, AuditSink as _};
+use crate::governance::{AuditEvent, GovernanceError};
 use crate::model::{Role, ToolName};
 use crate::policy::{ActionInput, ApprovalState, CallerInput, Decision, Point, ToolInput};
 
@@ -83,7 +84,9 @@ pub async fn evaluate(
     event.tool = Some(tool.name.to_string());
     event.category = Some(tool.category);
     event.detail = serde_json::json!({ "dry_run": true, "revision": decision.revision });
-    gateway.journal.record(event);
+    // Answered once its audit entry is committed, like every call; waited out asleep, never
+    // blocking an async worker on a full journal queue.
+    gateway.journal.submit(vec![Write::Audit(Box::new(event))]).await.map_err(GovernanceError::from)?;
     Ok(Json(Evaluation { decision, input }))
 }
 
@@ -123,6 +126,8 @@ pub async fn decide(
     let decision = gateway.policy.decide(body.point, &body.input);
     let mut event = AuditEvent::new("policy_decide", decision.allow, AuditEvent::reason_of(&decision)).by(&auth.caller);
     event.detail = serde_json::json!({ "point": body.point, "dry_run": true, "revision": decision.revision });
-    gateway.journal.record(event);
+    // Answered once its audit entry is committed, like every call; waited out asleep, never
+    // blocking an async worker on a full journal queue.
+    gateway.journal.submit(vec![Write::Audit(Box::new(event))]).await.map_err(GovernanceError::from)?;
     Ok(Json(Decided { decision }))
 }
