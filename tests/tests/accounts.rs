@@ -313,5 +313,15 @@ async fn cli_adds_users_with_the_password_from_stdin() -> anyhow::Result<()> {
     let token = server.login("root2", "Adm1n-pass!").await?;
     let (status, me) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&token)).await?;
     assert_eq!((status, me["role"].as_str()), (StatusCode::OK, Some("admin")));
+    // The account the CLI made is an entry of the audit chain, made by the local operator.
+    let (_, audit) = send(client().get(server.url("/api/v1/audit?last_n=50")).bearer_auth(&token)).await?;
+    let created = audit["entries"].as_array().into_iter().flatten().find(|e| e["kind"] == "user_created");
+    let created = created.ok_or_else(|| anyhow::anyhow!("no user_created entry: {audit}"))?;
+    assert_eq!(
+        (created["actor"].as_str(), created["detail"]["user"].as_str()),
+        (Some("local"), Some("root2")),
+        "{created}"
+    );
+    assert_eq!(created["seq"], 1, "the first entry of the log: {audit}");
     Ok(())
 }

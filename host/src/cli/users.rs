@@ -9,6 +9,8 @@ use anyhow::Context;
 use crate::auth::events::{self, Level};
 use crate::auth::{check_name, password};
 use crate::config::Config;
+use crate::governance::journal::Write as JournalWrite;
+use crate::governance::{AuditEvent, Journal};
 use crate::model::Role;
 use crate::store::{Store, UserRecord};
 
@@ -40,15 +42,17 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
             password::check_policy(&pw)?;
             let log_n = config.auth.scrypt_log_n;
             let hash = tokio::task::spawn_blocking(move || password::hash(&pw, log_n)).await??;
+            // The account event is an entry of the chain, like the API's: the journal is started
+            // (key checked, log continued under it) before anything is stored.
+            let journal = Journal::start(store.clone(), super::audit::chain_key(&config)?)?;
             let user = UserRecord::new(name.clone(), hash, role);
             store.call(move |s| s.insert_user(&user)).await?;
-            events::emit(
-                Level::Info,
-                "user_created",
-                Some(&name),
-                None,
-                serde_json::json!({ "role": role, "via": "cli" }),
-            );
+            let detail = serde_json::json!({ "user": name, "role": role, "via": "cli" });
+            events::emit(Level::Info, "user_created", Some(&name), None, detail.clone());
+            let mut event = AuditEvent::new("user_created", true, "user_created");
+            event.actor = Some("local".into());
+            event.detail = detail;
+            journal.submit(vec![JournalWrite::Audit(Box::new(event))]).await?;
             println!("created user `{name}` with role `{role}`");
         }
         Args::List => {

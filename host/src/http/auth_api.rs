@@ -193,7 +193,10 @@ pub async fn login(
     // address slow that address down, and never lock the owner out from another one. A name no
     // account can have is cut to one bucket per address.
     let name = crate::auth::capped(&body.username);
-    let bucket = format!("login:{name}@{}", ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()));
+    let bucket = format!(
+        "login:{name}@{}",
+        ip.map_or_else(|| "unknown".to_owned(), |ip| super::ratelimit::address_bucket(ip).to_string())
+    );
     state.limits.check(RateClass::Login, &bucket, Some(&name), ip)?;
     let who = Who::Named(Some(&body.username), ip);
     let Some(user) = check_password(&state, &body.username, body.password).await? else {

@@ -146,6 +146,7 @@ impl Admission {
         let counted = if self.exempt.contains(&ip) {
             None
         } else {
+            let ip = super::ratelimit::address_bucket(ip);
             let mut per_ip = self.per_ip.lock().map_err(|_| "per_ip")?;
             let count = per_ip.entry(ip).or_default();
             if *count >= self.max_per_ip {
@@ -490,6 +491,22 @@ pub async fn body_deadline(State(rules): State<BodyRules>, request: Request, nex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_connections_count_against_their_64() {
+        let admission = caps(16, 1, &[]);
+        let (a, b, other): (IpAddr, IpAddr, IpAddr) = (
+            "2001:db8:7:7::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 1].into())),
+            "2001:db8:7:7:ffff::2".parse().unwrap_or(IpAddr::V4([0, 0, 0, 2].into())),
+            "2001:db8:7:8::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 3].into())),
+        );
+        let held = admission.admit(a);
+        assert!(held.is_ok());
+        assert_eq!(admission.admit(b).err(), Some("per_ip"), "a second address of the same /64");
+        assert!(admission.admit(other).is_ok(), "another /64");
+        drop(held);
+        assert!(admission.admit(b).is_ok(), "its slot was given back to the /64");
+    }
 
     fn caps(total: u32, per_ip: u32, exempt: &[IpAddr]) -> Arc<Admission> {
         let config = ConnectionsConfig {

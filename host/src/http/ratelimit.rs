@@ -163,6 +163,18 @@ impl RateLimiters {
     }
 }
 
+/// The unit a per-address limit counts: an IPv4 address, or an IPv6 address's /64 (one host is
+/// given a whole /64 and could otherwise take a fresh address for every request).
+pub fn address_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// The client's address: the socket peer; only when the peer is a trusted proxy
 /// (`http.trusted_proxies`), the nearest untrusted address of `X-Forwarded-For` instead.
 pub fn client_ip(request: &axum::http::request::Parts, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
@@ -197,7 +209,7 @@ pub async fn per_address(
 ) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let ip = client_ip(&parts, &state.trusted_proxies);
-    let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"));
+    let key = ip.map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{}", address_bucket(ip)));
     state.limits.check(class, &key, None, ip)?;
     // The authentication extractor counts the per-user limit in the same class.
     parts.extensions.insert(class);
@@ -207,6 +219,16 @@ pub async fn per_address(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_as_ipv4() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::V4([0, 0, 0, 0].into()));
+        assert_eq!(address_bucket(ip("2001:db8:1:2:aaaa::1")), address_bucket(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(address_bucket(ip("2001:db8:1:2::1")), address_bucket(ip("2001:db8:1:3::1")));
+        assert_eq!(address_bucket(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(address_bucket(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(address_bucket(ip("192.0.2.7")), ip("192.0.2.7"));
+    }
 
     #[test]
     fn a_limit_trips_after_its_burst_and_names_the_wait() -> anyhow::Result<()> {

@@ -11,9 +11,9 @@ use super::{MountConfig, ROOT_PROFILE, SandboxError};
 
 /// Host trees the workspace may not be, contain or lie inside: the machine's own files (a viewer
 /// reads the workspace, an admin writes it) and the container engines' state and sockets.
-/// Directories in homes (`/root/.cache/...`, `/home/...`), `/tmp`, `/srv` and `/opt` are fine:
-/// operators and CI put workspaces there; root's credentials are not (so `/root` itself is not).
-const SYSTEM_TREES: [&str; 30] = [
+/// Directories in homes (`/root/.cache/...`, `/home/...`), `/tmp`, `/srv/...` and `/opt` are
+/// fine: operators and CI put workspaces there; root's credentials ([`ROOT_CREDENTIALS`]) are not.
+const SYSTEM_TREES: [&str; 21] = [
     "/etc",
     "/proc",
     "/sys",
@@ -31,6 +31,16 @@ const SYSTEM_TREES: [&str; 30] = [
     "/var/lib/docker",
     "/var/lib/containerd",
     "/var/lib/kubelet",
+    "/var/log",
+    "/var/backups",
+    "/var/spool",
+    "/var/mail",
+];
+
+/// Root's credentials: neither a workspace nor a mount source may be, hold or lie inside one.
+/// (Not `/root` as a whole: CI and operators keep work directories under `/root/.cache`; `/root`
+/// itself holds these, so it is refused.)
+const ROOT_CREDENTIALS: [&str; 9] = [
     "/root/.ssh",
     "/root/.gnupg",
     "/root/.docker",
@@ -40,10 +50,6 @@ const SYSTEM_TREES: [&str; 30] = [
     "/root/.netrc",
     "/root/.pgpass",
     "/root/.git-credentials",
-    "/var/log",
-    "/var/backups",
-    "/var/spool",
-    "/var/mail",
 ];
 
 /// Directories that hold other people's or other services' trees: a workspace may lie inside
@@ -51,28 +57,9 @@ const SYSTEM_TREES: [&str; 30] = [
 const SHARED_PARENTS: [&str; 5] = ["/home", "/var/lib", "/mnt", "/media", "/srv"];
 
 /// Host trees no profile may mount, nor anything in them, nor any directory above them (but the
-/// read-only exceptions below). Root's credentials are here, not `/root` as a whole: CI and
-/// operators keep work directories under `/root/.cache`; `/root` itself contains these, so it is
-/// refused.
-const DENIED_TREES: [&str; 17] = [
-    "/proc",
-    "/sys",
-    "/dev",
-    "/boot",
-    "/etc",
-    "/var/lib/docker",
-    "/root/.ssh",
-    "/root/.gnupg",
-    "/root/.docker",
-    "/root/.config",
-    "/root/.aws",
-    "/root/.kube",
-    "/root/.netrc",
-    "/root/.pgpass",
-    "/root/.git-credentials",
-    "/var/lib/containerd",
-    "/var/lib/kubelet",
-];
+/// read-only exceptions below), and [`ROOT_CREDENTIALS`] likewise.
+const DENIED_TREES: [&str; 8] =
+    ["/proc", "/sys", "/dev", "/boot", "/etc", "/var/lib/docker", "/var/lib/containerd", "/var/lib/kubelet"];
 
 /// Directories no profile may mount whole, nor any directory above them: they hold the engine's
 /// socket (`/run/docker.sock`, `/run/containerd/containerd.sock`) next to what profiles do mount
@@ -179,7 +166,7 @@ fn workspace_tree(path: &Path) -> Result<(), String> {
     if SHARED_PARENTS.iter().any(|p| path == Path::new(p)) {
         return Err(format!("`{}` holds other users' or services' trees: use a directory inside it", path.display()));
     }
-    for tree in SYSTEM_TREES {
+    for tree in SYSTEM_TREES.iter().chain(&ROOT_CREDENTIALS) {
         let tree = Path::new(tree);
         if path.starts_with(tree) {
             return Err(format!("`{}` is a system tree", tree.display()));
@@ -230,7 +217,7 @@ fn check_source(profile: &str, source: &Path, read_only: bool) -> Result<(), Str
     if source.file_name().is_some_and(|f| DENIED_SOCKETS.iter().any(|s| f == *s)) {
         return Err("it is a container engine's socket".into());
     }
-    let denied = DENIED_TREES.iter().chain(&SOCKET_DIRS);
+    let denied = DENIED_TREES.iter().chain(&ROOT_CREDENTIALS).chain(&SOCKET_DIRS);
     if let Some(tree) = denied.clone().find(|t| Path::new(t).starts_with(source)) {
         return Err(if SOCKET_DIRS.contains(tree) {
             format!("it is or contains `{tree}`, which holds container engine sockets")
@@ -238,7 +225,9 @@ fn check_source(profile: &str, source: &Path, read_only: bool) -> Result<(), Str
             format!("it contains the protected tree `{tree}`")
         });
     }
-    let Some(tree) = DENIED_TREES.iter().find(|t| source.starts_with(t)) else { return Ok(()) };
+    let Some(tree) = DENIED_TREES.iter().chain(&ROOT_CREDENTIALS).find(|t| source.starts_with(t)) else {
+        return Ok(());
+    };
     match READ_ONLY_EXCEPTIONS.iter().find(|(path, _)| source == Path::new(path)) {
         Some((_, only)) if *only != profile => Err(format!("only profile `{only}` may mount it")),
         Some(_) if !read_only => Err("it is mounted read-only or not at all".into()),
