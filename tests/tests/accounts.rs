@@ -13,6 +13,11 @@ async fn first_start_prints_an_admin_password_once_and_it_logs_in() -> anyhow::R
     let token = server.login("admin", &password).await?;
     let (status, me) = send(client().get(server.url("/api/v1/auth/me")).bearer_auth(&token)).await?;
     assert_eq!((status, me["name"].as_str(), me["role"].as_str()), (StatusCode::OK, Some("admin"), Some("admin")));
+    // Its creation is the chain's first entry, made by the system.
+    let (_, audit) = send(client().get(server.url("/api/v1/audit?last_n=50")).bearer_auth(&token)).await?;
+    let first = audit["entries"].as_array().and_then(|e| e.iter().find(|e| e["seq"] == 1)).cloned();
+    let first = first.ok_or_else(|| anyhow::anyhow!("no first entry: {audit}"))?;
+    assert_eq!((first["kind"].as_str(), first["actor"].as_str()), (Some("user_created"), Some("system")), "{first}");
 
     let dir = server.stop()?;
     let again = Server::start_in(dir, &[])?;

@@ -20,6 +20,8 @@ use crate::auth::events::{self, Level};
 use crate::auth::{password, token};
 use crate::config::{Config, Mode, Secret};
 use crate::gateway::Gateway;
+use crate::governance::journal::Write as JournalWrite;
+use crate::governance::{AuditEvent, Journal};
 use crate::http::{self, AppState};
 use crate::model::Role;
 use crate::store::{Store, UserRecord};
@@ -59,7 +61,8 @@ pub async fn run(_args: Args, mut config: Config) -> anyhow::Result<ExitCode> {
             "recovered actions interrupted by a previous stop"
         );
     }
-    create_initial_admin(&store, &state.config.data_dir, state.config.auth.scrypt_log_n).await?;
+    create_initial_admin(&store, &state.gateway.journal, &state.config.data_dir, state.config.auth.scrypt_log_n)
+        .await?;
     let app = http::router(state.clone())?;
     let tls = match (state.config.http.tls_cert.as_str(), state.config.http.tls_key.as_str()) {
         ("", "") => None,
@@ -144,7 +147,7 @@ fn log_audit_head(store: &Store, at: &str) {
 
 /// On an empty store, create `admin` with a random password written to a file only this user
 /// can read, in `data_dir`; the file's path is printed, never the password.
-async fn create_initial_admin(store: &Store, data_dir: &Path, log_n: u8) -> anyhow::Result<()> {
+async fn create_initial_admin(store: &Store, journal: &Journal, data_dir: &Path, log_n: u8) -> anyhow::Result<()> {
     if store.call(|s| s.user_count()).await? > 0 {
         return Ok(());
     }
@@ -156,13 +159,12 @@ async fn create_initial_admin(store: &Store, data_dir: &Path, log_n: u8) -> anyh
     write_private(&file, &format!("{generated}\n"))?;
     let admin = UserRecord::new("admin", hash, Role::Admin);
     store.call(move |s| s.insert_user(&admin)).await?;
-    events::emit(
-        Level::Info,
-        "user_created",
-        Some("admin"),
-        None,
-        serde_json::json!({ "role": "admin", "initial": true }),
-    );
+    let detail = serde_json::json!({ "user": "admin", "role": "admin", "initial": true });
+    events::emit(Level::Info, "user_created", Some("admin"), None, detail.clone());
+    let mut event = AuditEvent::new("user_created", true, "user_created");
+    event.actor = Some("system".into());
+    event.detail = detail;
+    journal.submit(vec![JournalWrite::Audit(Box::new(event))]).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Initial administrator created; its password is in a file only this user can read:")?;
     writeln!(out, "  username: admin")?;
