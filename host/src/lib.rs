@@ -34,6 +34,7 @@ pub mod http;
 pub mod model;
 pub mod plugins;
 pub mod policy;
+pub mod private_fs;
 pub mod sandbox;
 pub mod store;
 pub mod telemetry;

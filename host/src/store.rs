@@ -110,20 +110,13 @@ pub(crate) fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec
 
 /// Create `dir` (and missing parents) for its owner only, or restrict an existing one to its owner.
 pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })?;
-    }
-    restrict(dir, 0o700)
+    crate::private_fs::dir(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })
 }
 
 /// Open (creating it 0600 if missing) a file in the data directory for its owner only.
 pub fn private_file(path: &Path) -> Result<std::fs::File, StoreError> {
     use std::os::unix::fs::OpenOptionsExt;
+    let failed = |source| StoreError::DataDir { path: path.to_owned(), source };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -131,26 +124,9 @@ pub fn private_file(path: &Path) -> Result<std::fs::File, StoreError> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|source| StoreError::DataDir { path: path.to_owned(), source })?;
-    restrict(path, 0o600)?;
+        .map_err(failed)?;
+    crate::private_fs::restrict(path, 0o600).map_err(failed)?;
     Ok(file)
-}
-
-/// Set `path` to `mode` if group or others have any access to it, and say so.
-fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let failed = |source| StoreError::DataDir { path: path.to_owned(), source };
-    let current = std::fs::metadata(path).map_err(failed)?.permissions().mode() & 0o777;
-    if current & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(failed)?;
-        tracing::warn!(
-            path = %path.display(),
-            was = format!("{current:o}"),
-            now = format!("{mode:o}"),
-            "restricted to its owner: it was open to other users"
-        );
-    }
-    Ok(())
 }
 
 impl Store {

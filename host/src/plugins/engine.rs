@@ -3,7 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,7 +137,7 @@ impl Cache {
                 dir.display()
             )));
         }
-        private_dir(dir)?;
+        crate::private_fs::dir(dir).map_err(PluginError::io(dir))?;
         Ok(Cache { dir: dir.to_owned(), key: cache_key(key_file)? })
     }
 
@@ -216,16 +216,6 @@ impl Cache {
     }
 }
 
-/// Create `dir` with mode 0700, or make an existing one 0700.
-fn private_dir(dir: &Path) -> Result<(), PluginError> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(PluginError::io(dir))?;
-    let mode = std::fs::metadata(dir).map_err(PluginError::io(dir))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(PluginError::io(dir))?;
-    }
-    Ok(())
-}
-
 /// The cache key in `file`, created (32 random bytes, 0600) when there is none. Two servers
 /// starting at once agree on one key: the file appears whole, by a hard link, or not at all.
 fn cache_key(file: &Path) -> Result<[u8; 32], PluginError> {
@@ -239,10 +229,7 @@ fn cache_key(file: &Path) -> Result<[u8; 32], PluginError> {
         }
     };
     if let Some(key) = read(file)? {
-        let mode = std::fs::metadata(file).map_err(PluginError::io(file))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(PluginError::io(file))?;
-        }
+        crate::private_fs::restrict(file, 0o600).map_err(PluginError::io(file))?;
         return Ok(key);
     }
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
