@@ -181,10 +181,7 @@ impl Store {
     pub fn update_user(&self, username: &str, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord, StoreError> {
         self.write(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
-            let mut user: UserRecord = match table.get(username)? {
-                Some(v) => decode("users_v1", v.value())?,
-                None => return Err(StoreError::NoUser(username.to_owned())),
-            };
+            let mut user = stored_user(&table, username)?;
             change(&mut user);
             let bytes = encode("users_v1", &user)?;
             table.insert(username, bytes.as_slice())?;
@@ -197,10 +194,7 @@ impl Store {
     pub fn set_password(&self, username: &str, hash: String, jti: &str, exp: u64) -> Result<UserRecord, StoreError> {
         self.write(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
-            let mut user: UserRecord = match table.get(username)? {
-                Some(v) => decode("users_v1", v.value())?,
-                None => return Err(StoreError::NoUser(username.to_owned())),
-            };
+            let mut user = stored_user(&table, username)?;
             user.password_hash = hash;
             user.generation += 1;
             table.insert(username, encode("users_v1", &user)?.as_slice())?;
@@ -212,16 +206,7 @@ impl Store {
     /// End every session of `username` (a new generation), e.g. when one of its refresh tokens
     /// was used twice: one of the two users holds a stolen token, and neither is told which.
     pub fn end_sessions(&self, username: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let mut table = tx.open_table(tables::USERS)?;
-            let mut user: UserRecord = match table.get(username)? {
-                Some(v) => decode("users_v1", v.value())?,
-                None => return Err(StoreError::NoUser(username.to_owned())),
-            };
-            user.generation += 1;
-            table.insert(username, encode("users_v1", &user)?.as_slice())?;
-            Ok(())
-        })
+        self.update_user(username, |user| user.generation += 1).map(|_| ())
     }
 
     /// Change an account's role or enabled state as `actor`, in one transaction that checks:
@@ -233,10 +218,7 @@ impl Store {
         let now = OffsetDateTime::now_utc();
         self.write(|tx| {
             let mut users = tx.open_table(tables::USERS)?;
-            let old: UserRecord = match users.get(username)? {
-                Some(v) => decode("users_v1", v.value())?,
-                None => return Err(StoreError::NoUser(username.to_owned())),
-            };
+            let old = stored_user(&users, username)?;
             let mut user = old.clone();
             if let Some(role) = change.role {
                 user.role = role;
@@ -389,6 +371,14 @@ impl Store {
             table.insert(key.id.as_str(), bytes.as_slice())?;
             Ok(key)
         })
+    }
+}
+
+/// The stored record of `username`, or [`StoreError::NoUser`].
+fn stored_user(table: &redb::Table<'_, &str, &[u8]>, username: &str) -> Result<UserRecord, StoreError> {
+    match table.get(username)? {
+        Some(v) => decode("users_v1", v.value()),
+        None => Err(StoreError::NoUser(username.to_owned())),
     }
 }
 
