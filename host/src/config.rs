@@ -157,6 +157,23 @@ const RUNTIME_VARIABLES: [(&str, &[&str]); 5] = [
 const NOT_KEYS: [&str; 2] = ["TOOLGATE_CONFIG", "TOOLGATE_LOG"];
 
 impl Config {
+    /// Where compiled plugins are cached: `plugins.cache_dir`, `<data_dir>/cache` when empty.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        match self.plugins.cache_dir.as_os_str().is_empty() {
+            true => self.data_dir.join("cache"),
+            false => self.plugins.cache_dir.clone(),
+        }
+    }
+
+    /// The key that authenticates the plugin cache: `plugins.cache_key_file`,
+    /// `<data_dir>/plugin-cache.key` when empty.
+    pub fn plugin_cache_key_file(&self) -> PathBuf {
+        match self.plugins.cache_key_file.as_os_str().is_empty() {
+            true => self.data_dir.join("plugin-cache.key"),
+            false => self.plugins.cache_key_file.clone(),
+        }
+    }
+
     /// Read the configuration from `file` (if any) and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         Self::load_from(file, std::env::vars())

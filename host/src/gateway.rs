@@ -42,21 +42,17 @@ pub enum GatewayError {
 /// that hold its keys (the configuration file may hold the JWT secret; the audit key would let
 /// a reader re-sign the chain).
 pub fn protected_dirs(config: &Config) -> Vec<sandbox::Protected> {
-    let cache = match &config.plugins.cache_dir {
-        dir if dir.as_os_str().is_empty() => config.data_dir.join("cache"),
-        dir => dir.clone(),
-    };
     let dir = |what, path: &std::path::Path, inside_ok| sandbox::Protected { what, path: path.to_owned(), inside_ok };
     let mut protected = vec![
         dir("the data directory", &config.data_dir, true),
-        dir("the compiled plugin cache", &cache, false),
+        dir("the compiled plugin cache", &config.plugin_cache_dir(), false),
         dir("the policy directory", &config.policy.dir, false),
         dir("the plugin directory", &config.plugins.dir, false),
     ];
     let key_files = [
         ("the configuration file", config.file.clone()),
         ("the audit key file", Some(config.audit.key_file.clone())),
-        ("the plugin cache key file", Some(config.plugins.cache_key_file.clone())),
+        ("the plugin cache key file", Some(config.plugin_cache_key_file())),
         ("the TLS key", Some(config.http.tls_key.clone().into())),
         ("the TLS certificate", Some(config.http.tls_cert.clone().into())),
     ];

@@ -152,15 +152,8 @@ impl PluginRuntime {
     /// `plugins.cache_dir` (`<data_dir>/cache` when empty) and authenticated with the key in
     /// `plugins.cache_key_file` (`<data_dir>/plugin-cache.key` when empty).
     pub async fn from_config(config: &crate::config::Config, services: HostServices) -> Result<Self, PluginError> {
-        let cache_dir = match config.plugins.cache_dir.as_os_str().is_empty() {
-            true => config.data_dir.join("cache"),
-            false => config.plugins.cache_dir.clone(),
-        };
-        let key_file = match config.plugins.cache_key_file.as_os_str().is_empty() {
-            true => config.data_dir.join("plugin-cache.key"),
-            false => config.plugins.cache_key_file.clone(),
-        };
-        Self::load_with_key(&config.plugins, &cache_dir, &key_file, services).await
+        Self::load_with_key(&config.plugins, &config.plugin_cache_dir(), &config.plugin_cache_key_file(), services)
+            .await
     }
 
     async fn load_one(
