@@ -57,7 +57,7 @@ pub fn binary() -> anyhow::Result<PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("no workspace root")?;
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(root).args(["build", "--quiet", "-p", "toolgate-host", "--bin", "toolgate"]);
+        cmd.current_dir(root).args(["build", "--quiet", "-p", "toolgate-server", "--bin", "toolgate"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

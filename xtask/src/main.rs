@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
             build_plugins(&root)?;
             run(Command::new(cargo())
                 .current_dir(&root)
-                .args(["run", "--release", "--package", "toolgate-host", "--bin", "toolgate", "--", "serve"])
+                .args(["run", "--release", "--package", "toolgate-server", "--bin", "toolgate", "--", "serve"])
                 .args(&args[1..])
                 .env("TOOLGATE_PLUGINS_DIR", target_dir(&root).join("plugins"))
                 .env("TOOLGATE_POLICY_DIR", root.join("policies"))

@@ -1,0 +1,444 @@
+//! Every built-in tool end to end through the real pieces: the plugins built from `plugins/`
+//! (`cargo xtask plugins`), the repo's exec policy, the sandbox on the real Docker engine with
+//! the fake-host image (`tests/images/fake-host/`: `systemctl`, `journalctl`, `apt-get`,
+//! `dpkg-query` that record their calls and keep state in a mounted directory), and real
+//! containers for the docker tools and the listener `network_listeners` must find.
+
+#[path = "builtins_support/fixture.rs"]
+mod fixture;
+
+use anyhow::Context;
+use fixture::{Fixture, TestContainer, tool_error};
+use serde_json::{Value, json};
+use toolgate_core::model::Role;
+use toolgate_runtime::ToolErrorKind;
+use toolgate_sandbox::MountConfig;
+
+/// Tests of this file that build a [`Fixture`]: the last one to finish removes the test image.
+const TESTS: usize = 12;
+
+async fn fixture() -> anyhow::Result<Fixture> {
+    Fixture::new(TESTS, None).await
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_status_and_logs_read_the_host_units_and_journal() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let status = fx.invoke(Role::Viewer, "systemd_status", json!({"unit": "nginx"})).await?.output;
+    assert_eq!(status["unit"], "nginx.service", "{status}");
+    assert_eq!(status["active_state"], "active", "{status}");
+    assert_eq!(status["sub_state"], "running", "{status}");
+    assert_eq!(status["unit_file_state"], "enabled", "{status}");
+    assert_eq!(status["main_pid"], 640, "{status}");
+    let failed = fx.invoke(Role::Viewer, "systemd_status", json!({"unit": "broken.service"})).await?.output;
+    assert_eq!(failed["active_state"], "failed", "{failed}");
+
+    let logs = fx.invoke(Role::Viewer, "systemd_logs", json!({"unit": "nginx.service", "lines": 5})).await?.output;
+    let entries = logs["entries"].as_array().context("entries")?;
+    assert!(!entries.is_empty() && entries.len() <= 5, "{logs}");
+    assert!(entries.iter().all(|e| e["host"] == "web1"), "{logs}");
+    assert!(entries.iter().any(|e| e["identifier"] == "nginx" || e["identifier"] == "systemd"), "{logs}");
+    assert_eq!(
+        fx.calls(),
+        [
+            "systemctl status --no-pager nginx",
+            "systemctl status --no-pager broken.service",
+            "journalctl -u nginx.service -n 5 --no-pager"
+        ]
+    );
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_restart_gives_a_new_main_pid_and_rollback_restores_the_previous_state() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let params = json!({"unit": "nginx.service"});
+    let out = fx.invoke(Role::Admin, "systemd_restart", params.clone()).await?;
+    assert_eq!(out.output["previous_state"], "active", "{}", out.output);
+    assert_eq!(out.output["active_state"], "active", "{}", out.output);
+    assert!(fx.verify(Role::Admin, "systemd_restart", &params, &out).await?.ok);
+    let status = fx.invoke(Role::Viewer, "systemd_status", params.clone()).await?.output;
+    assert_ne!(status["main_pid"], 640, "a restart starts a new main process: {status}");
+    assert!(fx.calls().contains(&"systemctl restart nginx.service".to_owned()), "{:?}", fx.calls());
+
+    // A stopped unit that the restart started: rollback stops it again.
+    let params = json!({"unit": "postgresql.service"});
+    let out = fx.invoke(Role::Admin, "systemd_restart", params.clone()).await?;
+    assert_eq!(out.output["previous_state"], "inactive", "{}", out.output);
+    assert_eq!(out.output["active_state"], "active", "{}", out.output);
+    fx.rollback(Role::Admin, "systemd_restart", &out).await?;
+    let status = fx.invoke(Role::Viewer, "systemd_status", params.clone()).await?.output;
+    assert_eq!(status["active_state"], "inactive", "{status}");
+    assert!(fx.calls().contains(&"systemctl stop postgresql.service".to_owned()), "{:?}", fx.calls());
+
+    // Restarts are for admins (policies/data.json): an operator's first command is refused.
+    let before = fx.calls().len();
+    let (kind, message) = tool_error(fx.invoke(Role::Operator, "systemd_restart", json!({"unit": "cron"})).await);
+    assert_eq!(kind, ToolErrorKind::Denied, "{message}");
+    assert!(message.contains("command_not_allowed"), "{message}");
+    assert_eq!(fx.calls().len(), before, "{:?}", fx.calls());
+
+    // A unit that fails to start: the tool says so.
+    let (kind, message) = tool_error(fx.invoke(Role::Admin, "systemd_restart", json!({"unit": "broken"})).await);
+    assert_eq!(kind, ToolErrorKind::Failed, "{message}");
+    assert!(message.contains("broken.service"), "{message}");
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_update_reports_sources_and_verifies_without_an_undo() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let out = fx.invoke(Role::Admin, "apt_update", json!({})).await?;
+    let sources = out.output["sources"].as_array().context("sources")?;
+    assert_eq!(sources.len(), 4, "{}", out.output);
+    assert!(sources.iter().any(|s| s["kind"] == "hit") && sources.iter().any(|s| s["kind"] == "get"), "{}", out.output);
+    assert!(out.undo.is_none(), "old package lists cannot be restored");
+    assert!(fx.verify(Role::Admin, "apt_update", &json!({}), &out).await?.ok);
+    assert_eq!(fx.calls(), ["apt-get update -q", "apt-get check -q"]);
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apt_install_installs_with_dependencies_and_rollback_removes_it() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let params = json!({"package": "htop"});
+    let out = fx.invoke(Role::Admin, "apt_install", params.clone()).await?;
+    assert_eq!(out.output["was_installed"], false, "{}", out.output);
+    assert_eq!(out.output["version"], "3.2.2-2", "{}", out.output);
+    let set_up: Vec<&str> =
+        out.output["set_up"].as_array().context("set_up")?.iter().filter_map(|p| p["name"].as_str()).collect();
+    for name in ["htop", "libnl-3-200", "libnl-genl-3-200"] {
+        assert!(set_up.contains(&name), "{set_up:?}");
+    }
+    assert!(fx.verify(Role::Admin, "apt_install", &params, &out).await?.ok);
+    fx.rollback(Role::Admin, "apt_install", &out).await?;
+    assert!(fx.calls().contains(&"apt-get remove -y -q htop".to_owned()), "{:?}", fx.calls());
+    // Removed: installing again installs anew.
+    let again = fx.invoke(Role::Admin, "apt_install", params.clone()).await?;
+    assert_eq!(again.output["was_installed"], false, "{}", again.output);
+
+    // Already installed: nothing to undo.
+    let curl = fx.invoke(Role::Admin, "apt_install", json!({"package": "curl"})).await?;
+    assert_eq!(curl.output["was_installed"], true, "{}", curl.output);
+    assert_eq!(curl.output["already_newest"], "7.88.1-10+deb12u5", "{}", curl.output);
+    assert!(curl.undo.is_none(), "{:?}", curl.undo);
+
+    let (kind, message) =
+        tool_error(fx.invoke(Role::Admin, "apt_install", json!({"package": "no-such-package"})).await);
+    assert_eq!(kind, ToolErrorKind::Failed, "{message}");
+    assert!(message.contains("no-such-package"), "{message}");
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_tools_list_read_logs_restart_verify_and_roll_back() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let name = unique("toolgate-e2e-web");
+    let web = TestContainer::start(&fx.base_image, &name, &["sh", "-c", "echo hello from e2e; exec sleep 300"])?;
+
+    let list = fx.invoke(Role::Viewer, "docker_list_containers", json!({})).await?.output;
+    let listed =
+        list["containers"].as_array().context("containers")?.iter().find(|c| c["name"] == name.as_str()).cloned();
+    let listed = listed.with_context(|| format!("`{name}` not listed: {list}"))?;
+    assert_eq!(listed["state"], "running", "{listed}");
+    assert_eq!(listed["id"], web.id.as_str(), "{listed}");
+
+    // `docker run -d` returns once the container started, not once its `echo` ran: wait for the
+    // line to be logged (bounded), then read it through the tool.
+    for _ in 0..50 {
+        if docker_logs_of(&web.id).contains("hello from e2e") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logs = fx.invoke(Role::Viewer, "docker_logs", json!({"container": name, "tail": 10})).await?.output;
+    assert_eq!(logs["lines"], json!(["hello from e2e"]), "{logs}");
+
+    let params = json!({"container": name});
+    let before = web.inspect("{{.State.StartedAt}}")?;
+    let out = fx.invoke(Role::Admin, "docker_restart", params.clone()).await?;
+    let after = web.inspect("{{.State.StartedAt}}")?;
+    assert_ne!(before, after, "a restart starts the container anew");
+    assert_eq!(out.output["previous_running"], true, "{}", out.output);
+    assert_eq!(out.output["running"], true, "{}", out.output);
+    assert_ne!(out.output["started_at"], out.output["previous_started_at"], "{}", out.output);
+    assert!(fx.verify(Role::Admin, "docker_restart", &params, &out).await?.ok);
+
+    // Stopped since: the same restart no longer verifies.
+    fixture_docker(&["stop", &web.id])?;
+    let verdict = fx.verify(Role::Admin, "docker_restart", &params, &out).await?;
+    assert!(!verdict.ok, "{verdict:?}");
+
+    // Stopped before the restart: rollback stops it again.
+    let out = fx.invoke(Role::Admin, "docker_restart", params.clone()).await?;
+    assert_eq!(out.output["previous_running"], false, "{}", out.output);
+    assert_eq!(web.inspect("{{.State.Running}}")?, "true");
+    fx.rollback(Role::Admin, "docker_restart", &out).await?;
+    assert_eq!(web.inspect("{{.State.Running}}")?, "false");
+
+    let (kind, message) =
+        tool_error(fx.invoke(Role::Viewer, "docker_logs", json!({"container": unique("toolgate-e2e-absent")})).await);
+    assert_ne!(kind, ToolErrorKind::InvalidParams, "{message}");
+    assert!(message.contains("toolgate-e2e-absent"), "{message}");
+    assert!(fx.commands().is_empty(), "the docker tools run no command: {:?}", fx.commands());
+    drop(web);
+    fx.shutdown().await;
+    Ok(())
+}
+
+fn fixture_docker(args: &[&str]) -> anyhow::Result<()> {
+    let out = std::process::Command::new("docker").args(args).output()?;
+    anyhow::ensure!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_write_read_list_verify_and_roll_back() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    std::fs::create_dir_all(fx.workspace.join("conf"))?;
+    std::fs::write(fx.workspace.join("conf/app.ini"), "port = 80\n")?;
+
+    let params = json!({"path": "conf/app.ini", "content": "port = 8080\n"});
+    let out = fx.invoke(Role::Admin, "write_file", params.clone()).await?;
+    assert_eq!(out.output["created"], false, "{}", out.output);
+    assert_eq!(out.output["bytes"], 12, "{}", out.output);
+    assert!(fx.verify(Role::Admin, "write_file", &params, &out).await?.ok);
+    let read = fx.invoke(Role::Viewer, "read_file", json!({"path": "conf/app.ini"})).await?.output;
+    assert_eq!(read["data"], "port = 8080\n", "{read}");
+    assert_eq!(read["sha256"], out.output["sha256"], "{read}");
+    fx.rollback(Role::Admin, "write_file", &out).await?;
+    assert_eq!(std::fs::read_to_string(fx.workspace.join("conf/app.ini"))?, "port = 80\n");
+    let verdict = fx.verify(Role::Admin, "write_file", &params, &out).await?;
+    assert!(!verdict.ok, "rolled back, the write no longer verifies: {verdict:?}");
+
+    // A new file: rollback removes it. Shell syntax in content is data, written as is.
+    let params = json!({"path": "conf/new.txt", "content": "$(id); rm -rf /\n"});
+    let out = fx.invoke(Role::Admin, "write_file", params.clone()).await?;
+    assert_eq!(out.output["created"], true, "{}", out.output);
+    assert_eq!(std::fs::read_to_string(fx.workspace.join("conf/new.txt"))?, "$(id); rm -rf /\n");
+    let list = fx.invoke(Role::Viewer, "list_dir", json!({"path": "conf"})).await?.output;
+    let names: Vec<&str> =
+        list["entries"].as_array().context("entries")?.iter().filter_map(|e| e["name"].as_str()).collect();
+    assert_eq!(names, ["app.ini", "new.txt"], "{list}");
+    fx.rollback(Role::Admin, "write_file", &out).await?;
+    assert!(!fx.workspace.join("conf/new.txt").exists());
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_usage_reports_the_sandbox_filesystems() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let out = fx.invoke(Role::Viewer, "disk_usage", json!({})).await?.output;
+    let filesystems = out["filesystems"].as_array().context("filesystems")?;
+    let workspace =
+        filesystems.iter().find(|f| f["mount"] == "/workspace").with_context(|| format!("no /workspace: {out}"))?;
+    assert!(workspace["size_bytes"].as_u64().unwrap_or(0) > 0, "{workspace}");
+    assert!(filesystems.iter().any(|f| f["mount"] == "/tmp"), "{out}");
+    assert!(
+        fx.commands().iter().any(|(kind, allowed, cmd)| kind == "exec" && *allowed && cmd == "df -P -k"),
+        "{:?}",
+        fx.commands()
+    );
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_listeners_finds_a_listener_in_the_namespace_it_reads() -> anyhow::Result<()> {
+    let base = fixture::sandbox_image().await?;
+    let listener =
+        TestContainer::start_networked(&base, &unique("toolgate-e2e-listener"), &["nc", "-l", "-p", "8080"])?;
+    let fx = Fixture::new(TESTS, Some(&listener)).await?;
+    let out = fx.invoke(Role::Viewer, "network_listeners", json!({})).await?.output;
+    let listeners = out["listeners"].as_array().context("listeners")?;
+    let found = listeners.iter().find(|l| l["port"] == 8080).with_context(|| format!("no listener on 8080: {out}"))?;
+    assert_eq!(found["protocol"].as_str().map(|p| p.starts_with("tcp")), Some(true), "{found}");
+    assert_eq!(found["uid"], 65534, "{found}");
+    drop(listener);
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// The embedded default `host-net` profile, unchanged: the host's `/proc/1/net` read-only in a
+/// container without network. A socket this test process listens on (in the host's network
+/// namespace, like `serve` itself) is among the host's listeners.
+#[tokio::test(flavor = "multi_thread")]
+async fn network_listeners_with_the_default_profile_finds_a_listener_of_this_host() -> anyhow::Result<()> {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = socket.local_addr()?.port();
+    let fx = fixture().await?;
+    let out = fx.invoke(Role::Viewer, "network_listeners", json!({})).await?.output;
+    let listeners = out["listeners"].as_array().context("listeners")?;
+    let found = listeners
+        .iter()
+        .find(|l| l["port"] == port && l["address"] == "127.0.0.1")
+        .with_context(|| format!("no listener on 127.0.0.1:{port}: {out}"))?;
+    assert_eq!(found["protocol"], "tcp", "{found}");
+    assert!(
+        fx.commands()
+            .iter()
+            .any(|(kind, allowed, cmd)| kind == "exec" && *allowed && cmd.starts_with("cat /host/proc/net/tcp")),
+        "{:?}",
+        fx.commands()
+    );
+    drop(socket);
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// A machine without what a profile needs (a host path, a program in the image): the tools of
+/// that profile answer `unavailable` saying what is missing, nothing else is affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_profile_missing_a_host_path_or_a_program_answers_unavailable_and_the_rest_works() -> anyhow::Result<()> {
+    let fx = Fixture::with_profiles(TESTS, None, |p| {
+        let missing = p.scratch.join("no-such-socket");
+        let systemd = p.profiles.get_mut("systemd").context("systemd")?;
+        systemd.mounts.push(MountConfig {
+            source: missing.clone(),
+            target: "/run/dbus/system_bus_socket".into(),
+            read_only: true,
+            optional: false,
+        });
+        // The project's image has no `dpkg-query`; a missing optional path is simply left out.
+        let admin = p.profiles.get_mut("host-admin").context("host-admin")?;
+        admin.image = p.base.clone();
+        admin.mounts = vec![MountConfig {
+            source: p.scratch.join("no-apt-lists"),
+            target: "/var/lib/apt/lists".into(),
+            read_only: true,
+            optional: true,
+        }];
+        Ok(())
+    })
+    .await?;
+    let (kind, message) = tool_error(fx.invoke(Role::Viewer, "systemd_status", json!({"unit": "nginx"})).await);
+    assert_eq!(kind, ToolErrorKind::Unavailable, "{message}");
+    assert!(message.contains("no-such-socket") && message.contains("sandbox.profiles.systemd.mounts"), "{message}");
+
+    let (kind, message) = tool_error(fx.invoke(Role::Admin, "apt_install", json!({"package": "htop"})).await);
+    assert_eq!(kind, ToolErrorKind::Unavailable, "{message}");
+    assert!(
+        message.contains("`dpkg-query` is not in the image") && message.contains("sandbox.profiles.host-admin.image"),
+        "{message}"
+    );
+    assert!(fx.calls().is_empty(), "nothing ran on the fake host: {:?}", fx.calls());
+
+    let out = fx.invoke(Role::Viewer, "disk_usage", json!({})).await?.output;
+    assert!(!out["filesystems"].as_array().context("filesystems")?.is_empty(), "{out}");
+    fx.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_command_follows_the_exec_allowlist_of_each_role() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    std::fs::write(fx.workspace.join("notes.txt"), "hello\n")?;
+    let out = fx.invoke(Role::Viewer, "run_command", json!({"command": "ls"})).await?.output;
+    assert_eq!(out["argv"], json!(["ls"]), "{out}");
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert_eq!(out["stdout"], "notes.txt\n", "the workspace is the working directory: {out}");
+
+    let restart = json!({"command": "systemctl restart nginx.service"});
+    let (kind, message) = tool_error(fx.invoke(Role::Viewer, "run_command", restart.clone()).await);
+    assert_eq!(kind, ToolErrorKind::Denied, "{message}");
+    assert!(message.contains("command_not_allowed"), "{message}");
+    let ran = |fx: &Fixture| fx.commands().iter().filter(|(kind, ..)| kind == "exec").count();
+    assert_eq!(ran(&fx), 1, "the denied command never reached the sandbox: {:?}", fx.commands());
+    assert!(fx.calls().is_empty(), "{:?}", fx.calls());
+
+    // Allowed for an operator: it runs in the sandbox, where the fake host records it.
+    let out = fx.invoke(Role::Operator, "run_command", restart).await?.output;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert_eq!(fx.calls(), ["systemctl restart nginx.service"]);
+    assert_eq!(ran(&fx), 2, "{:?}", fx.commands());
+
+    let (kind, message) = tool_error(fx.invoke(Role::Operator, "run_command", json!({"command": "rm -rf /"})).await);
+    assert_eq!(kind, ToolErrorKind::Denied, "{message}");
+    assert_eq!(ran(&fx), 2, "{:?}", fx.commands());
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// Every string parameter of every tool, with each classic injection: `invalid-params` naming the
+/// field, and nothing reaches the exec policy, the sandbox or the fake host.
+#[tokio::test(flavor = "multi_thread")]
+async fn injections_in_every_string_parameter_are_refused_before_anything_runs() -> anyhow::Result<()> {
+    let fx = fixture().await?;
+    let payloads = ["nginx; rm -rf /", "$(id)", "../..", "nginx\nrm -rf /"];
+    let fields: [(&str, &str, Value); 9] = [
+        ("systemd_status", "unit", json!({})),
+        ("systemd_logs", "unit", json!({})),
+        ("systemd_restart", "unit", json!({})),
+        ("docker_logs", "container", json!({})),
+        ("docker_restart", "container", json!({})),
+        ("apt_install", "package", json!({})),
+        ("run_command", "command", json!({})),
+        ("read_file", "path", json!({})),
+        ("write_file", "path", json!({"content": "x"})),
+    ];
+    for (tool, field, mut params) in fields {
+        for payload in payloads {
+            params[field] = json!(payload);
+            let result = fx.invoke(Role::Admin, tool, params.clone()).await;
+            match (tool, field, payload) {
+                // A command line made only of a relative path is no injection: the allowlist
+                // refuses it (see below, nothing runs either way).
+                ("run_command", _, "../..") => {
+                    assert_eq!(tool_error(result).0, ToolErrorKind::Denied, "{tool} {payload:?}");
+                }
+                // A workspace path goes to the host's file API, never to a shell or an argv:
+                // `$(id)` is an ordinary (odd) file name and is taken literally.
+                ("read_file", _, "$(id)") => {
+                    let (kind, message) = tool_error(result);
+                    assert_ne!(kind, ToolErrorKind::InvalidParams, "{message}");
+                    assert!(message.contains("$(id)"), "{message}");
+                }
+                ("write_file", _, "$(id)") => {
+                    assert_eq!(result?.output["created"], true);
+                    assert_eq!(std::fs::read_to_string(fx.workspace.join("$(id)"))?, "x");
+                }
+                _ => {
+                    let (kind, message) = tool_error(result);
+                    assert_eq!(kind, ToolErrorKind::InvalidParams, "{tool}.{field} = {payload:?}: {message}");
+                    assert!(message.contains(&format!("`{field}`")), "{tool}.{field} = {payload:?}: {message}");
+                }
+            }
+        }
+    }
+    for path in ["/etc/passwd", "conf/../../etc"] {
+        let (kind, message) = tool_error(fx.invoke(Role::Admin, "list_dir", json!({"path": path})).await);
+        assert_eq!(kind, ToolErrorKind::InvalidParams, "{path}: {message}");
+    }
+    let executed: Vec<_> = fx.commands().into_iter().filter(|(kind, ..)| kind == "exec").collect();
+    assert!(executed.is_empty(), "no container may be created: {executed:?}");
+    assert!(fx.commands().iter().all(|(_, allowed, _)| !allowed), "{:?}", fx.commands());
+    assert!(fx.calls().is_empty(), "the fake host saw {:?}", fx.calls());
+    let written: Vec<_> =
+        std::fs::read_dir(&fx.workspace)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    assert_eq!(written, ["$(id)"], "only the literal file name was written");
+    fx.shutdown().await;
+    Ok(())
+}
+
+/// What the Docker CLI says the container logged (empty when it cannot tell).
+fn docker_logs_of(id: &str) -> String {
+    std::process::Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
