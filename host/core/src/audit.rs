@@ -2,12 +2,10 @@
 
 use std::sync::Mutex;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::BoxFuture;
 use crate::model::{AuthMethod, Caller, Category, Role};
 
 /// One audited event: a decision, a command attempt, a step of an action.
@@ -162,9 +160,5 @@ impl Summary {
 pub trait AuditReader: Send + Sync {
     /// Up to `limit` entries `caller` may see, newest first: an admin sees every entry, anyone
     /// else only those they caused.
-    fn visible<'a>(
-        &'a self,
-        caller: &'a Caller,
-        limit: usize,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Summary>, String>> + Send + 'a>>;
+    fn visible<'a>(&'a self, caller: &'a Caller, limit: usize) -> BoxFuture<'a, Result<Vec<Summary>, String>>;
 }

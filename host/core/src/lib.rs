@@ -18,5 +18,11 @@ pub mod private_fs;
 pub mod redact;
 pub mod secret;
 
+use std::future::Future;
+use std::pin::Pin;
+
 pub use audit::{AuditEvent, AuditReader, AuditSink, MemoryAuditSink};
 pub use secret::{Mode, Secret};
+
+/// A boxed future, for the object-safe ports between layers.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

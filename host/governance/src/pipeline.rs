@@ -28,7 +28,7 @@ use toolgate_core::redact::redact;
 use super::GovernanceConfig;
 use toolgate_core::model::{AuthMethod, Caller, Category, Role, ToolName};
 use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, PolicyEngine, RollbackInput, ToolInput};
-use toolgate_runtime::{CallContext, PluginError, PluginRuntime, ToolErrorKind, ToolInfo};
+use toolgate_runtime::{CallContext, PluginError, ToolErrorKind, ToolInfo, Tools};
 use toolgate_store::{Store, StoreError, decode, tables};
 
 /// Why a governance operation could not be carried out. (An action that ran and failed is not
@@ -152,7 +152,7 @@ pub struct Outcome {
 pub struct Governor {
     journal: Arc<Journal>,
     policy: Arc<PolicyEngine>,
-    plugins: Arc<PluginRuntime>,
+    plugins: Arc<dyn Tools>,
     config: GovernanceConfig,
     min_justification_len: usize,
     /// Ids of actions waiting for an approval, so that expiry does not scan the table.
@@ -171,11 +171,12 @@ fn system() -> Caller {
 }
 
 impl Governor {
-    /// A governor over `journal`, deciding with `policy` and running `plugins`.
+    /// A governor over `journal`, deciding with `policy` and running tools through `plugins`
+    /// (the plugin runtime; a fake in the pipeline's own tests).
     pub fn new(
         journal: Arc<Journal>,
         policy: Arc<PolicyEngine>,
-        plugins: Arc<PluginRuntime>,
+        plugins: Arc<dyn Tools>,
         config: GovernanceConfig,
         min_justification_len: u64,
     ) -> Governor {

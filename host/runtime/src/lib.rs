@@ -44,8 +44,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use toolgate_core::model::Caller;
+use toolgate_core::model::ToolName;
 use toolgate_core::redact::Secrets;
-use toolgate_core::{AuditReader, AuditSink};
+use toolgate_core::{AuditReader, AuditSink, BoxFuture};
 use toolgate_policy::ExecPolicy;
 use toolgate_sandbox::{ContainerEngine, Executor};
 
@@ -213,6 +214,75 @@ impl HostServices {
     /// The same services, reading the audit log through `log`.
     pub fn with_audit_log(self, log: Arc<dyn AuditReader>) -> Self {
         Self { audit_log: Some(log), ..self }
+    }
+}
+
+/// The tool port: what the governance pipeline needs from a plugin runtime. [`PluginRuntime`] is
+/// the implementation; the pipeline's in-process tests use a fake.
+pub trait Tools: Send + Sync {
+    /// One tool.
+    fn tool(&self, name: &ToolName) -> Option<&ToolInfo>;
+    /// Check `params` against the tool's schema without running it.
+    fn check_params(&self, tool: &ToolName, params: &serde_json::Value) -> Result<(), PluginError>;
+    /// Validate `params`, then run the tool.
+    fn invoke<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        params: serde_json::Value,
+    ) -> BoxFuture<'a, Result<Invocation, PluginError>>;
+    /// Ask the tool whether the invocation that returned `output` had its effect.
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        params: &'a serde_json::Value,
+        output: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Verdict, PluginError>>;
+    /// Undo an invocation from its undo record; what the tool says it restored.
+    fn rollback<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        undo: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PluginError>>;
+}
+
+impl Tools for PluginRuntime {
+    fn tool(&self, name: &ToolName) -> Option<&ToolInfo> {
+        PluginRuntime::tool(self, name)
+    }
+
+    fn check_params(&self, tool: &ToolName, params: &serde_json::Value) -> Result<(), PluginError> {
+        PluginRuntime::check_params(self, tool, params)
+    }
+
+    fn invoke<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        params: serde_json::Value,
+    ) -> BoxFuture<'a, Result<Invocation, PluginError>> {
+        Box::pin(PluginRuntime::invoke(self, call, tool, params))
+    }
+
+    fn verify<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        params: &'a serde_json::Value,
+        output: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Verdict, PluginError>> {
+        Box::pin(PluginRuntime::verify(self, call, tool, params, output))
+    }
+
+    fn rollback<'a>(
+        &'a self,
+        call: &'a CallContext,
+        tool: &'a ToolName,
+        undo: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PluginError>> {
+        Box::pin(PluginRuntime::rollback(self, call, tool, undo))
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use toolgate_core::BoxFuture;
 use toolgate_core::model::ToolName;
 use toolgate_core::{AuditSink, MemoryAuditSink};
 use toolgate_policy::{Decision, ExecInput, ExecPolicy, Reason};
@@ -15,7 +16,7 @@ use toolgate_runtime::{
     CallContext, HostServices, PluginError, PluginRuntime, PluginSettings, PluginsConfig, Source, ToolErrorKind,
     local_admin,
 };
-use toolgate_sandbox::{BoxFuture, ExecOutput, ExecRequest, Executor, SandboxError};
+use toolgate_sandbox::{ExecOutput, ExecRequest, Executor, SandboxError};
 
 /// Where `cargo xtask plugins` puts fixtures: `<target>/fixtures/`.
 fn fixture(name: &str) -> anyhow::Result<PathBuf> {

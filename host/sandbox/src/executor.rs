@@ -10,7 +10,9 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use super::docker::{Attempt, DockerSandbox};
-use super::{BoxFuture, ExecOutput, ExecRequest, ExecuteMode, Executor, SandboxConfig, SandboxError, check_argv};
+use toolgate_core::BoxFuture;
+
+use super::{ExecOutput, ExecRequest, ExecuteMode, Executor, SandboxConfig, SandboxError, check_argv};
 use toolgate_core::{AuditEvent, AuditSink};
 use toolgate_telemetry::{metrics, span};
 

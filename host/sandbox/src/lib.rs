@@ -26,12 +26,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use toolgate_core::BoxFuture;
 use toolgate_core::model::Caller;
 use toolgate_core::redact::Secrets;
 
@@ -61,9 +60,6 @@ pub const MANAGED_LABEL: &str = "toolgate.managed";
 /// Label on the executor's sandbox containers only (its value names the host process that owns
 /// them): these are reaped when their owner is gone and never shown by [`ContainerEngine`].
 pub const SANDBOX_LABEL: &str = "toolgate.owner";
-
-/// A boxed future, for the object-safe traits of this module.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How commands run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

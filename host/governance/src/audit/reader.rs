@@ -3,12 +3,9 @@
 //! other caller only those it caused (fail closed: an entry without a known actor is an admin's
 //! to read).
 
-use std::future::Future;
-use std::pin::Pin;
-
-use toolgate_core::AuditReader;
 use toolgate_core::audit::Summary;
 use toolgate_core::model::{Caller, Role};
+use toolgate_core::{AuditReader, BoxFuture};
 use toolgate_store::{Store, StoreError};
 
 use super::recent;
@@ -22,11 +19,7 @@ pub const SCAN_LIMIT: usize = 10_000;
 const PAGE: usize = 500;
 
 impl AuditReader for Journal {
-    fn visible<'a>(
-        &'a self,
-        caller: &'a Caller,
-        limit: usize,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Summary>, String>> + Send + 'a>> {
+    fn visible<'a>(&'a self, caller: &'a Caller, limit: usize) -> BoxFuture<'a, Result<Vec<Summary>, String>> {
         Box::pin(async move { visible(self, caller, limit).await.map_err(|e| e.to_string()) })
     }
 }
