@@ -1,0 +1,3 @@
+//! What the governance integration tests share.
+
+pub mod fake_tools;
