@@ -1,3 +1,4 @@
 //! What the governance integration tests share.
 
 pub mod fake_tools;
+pub mod harness;
