@@ -17,14 +17,13 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::action::{ActionRecord, ActionState, UndoRecord, UndoState};
 use toolgate_core::{AuditEvent, AuditSink};
 
 use super::audit;
-use toolgate_store::{Store, StoreError, decode, encode, tables};
+use toolgate_store::{Store, StoreError, Tx};
 use toolgate_telemetry::{metrics, span};
 
 /// Most submissions applied in one transaction.
@@ -385,7 +384,7 @@ fn count_active(writes: &[Write]) {
 /// Apply one submission inside `tx`: check every compare-and-set, then write. The outer error
 /// aborts the whole transaction (storage failure); the inner one refuses this submission only.
 fn apply(
-    tx: &WriteTransaction,
+    tx: &mut Tx<'_>,
     key: &audit::ChainKey,
     writes: &[Write],
     head: &mut (u64, String),
@@ -401,18 +400,15 @@ fn apply(
         }
     }
     let mut committed = Committed::default();
-    let mut audit = tx.open_table(tables::AUDIT)?;
     for write in writes {
         if let Write::Audit(event) = write {
             let seq = head.0 + 1;
             let (bytes, hash) = audit::encode_entry(key, seq, &head.1, event)?;
-            audit.insert(seq, bytes.as_slice())?;
+            tx.append_audit(seq, &bytes)?;
             *head = (seq, hash);
             committed.audit_seqs.push(seq);
         }
     }
-    let mut actions = tx.open_table(tables::ACTIONS)?;
-    let mut undo = tx.open_table(tables::ROLLBACK_LOG)?;
     for write in writes {
         match write {
             Write::Audit(_) => {}
@@ -421,18 +417,16 @@ fn apply(
                 if let Some(seq) = committed.last_seq() {
                     record.audit_seq = Some(seq);
                 }
-                actions.insert(record.id.as_str(), encode("actions_v1", &record)?.as_slice())?;
+                tx.put_action(&record.id, &record)?;
             }
-            Write::Undo { record, .. } => {
-                undo.insert(record.action_id.as_str(), encode("rollback_log_v1", record.as_ref())?.as_slice())?;
-            }
+            Write::Undo { record, .. } => tx.put_undo(&record.action_id, record.as_ref())?,
         }
     }
     Ok(Ok(committed))
 }
 
 fn check_action(
-    tx: &WriteTransaction,
+    tx: &mut Tx<'_>,
     expect: Option<ActionState>,
     record: &ActionRecord,
 ) -> Result<Option<JournalError>, StoreError> {
@@ -442,8 +436,7 @@ fn check_action(
         state: ActionState,
         history: Vec<super::action::Step>,
     }
-    let table = tx.open_table(tables::ACTIONS)?;
-    let stored: Option<Stored> = table.get(record.id.as_str())?.map(|v| decode("actions_v1", v.value())).transpose()?;
+    let stored: Option<Stored> = tx.action(&record.id)?;
     let illegal = |message: String| Ok(Some(JournalError::IllegalStep { id: record.id.clone(), message }));
     let from = match (&stored, expect) {
         (None, None) => 0,
@@ -478,13 +471,11 @@ fn check_action(
 }
 
 fn check_undo(
-    tx: &WriteTransaction,
+    tx: &mut Tx<'_>,
     expect: Option<UndoState>,
     record: &UndoRecord,
 ) -> Result<Option<JournalError>, StoreError> {
-    let table = tx.open_table(tables::ROLLBACK_LOG)?;
-    let stored: Option<UndoRecord> =
-        table.get(record.action_id.as_str())?.map(|v| decode("rollback_log_v1", v.value())).transpose()?;
+    let stored: Option<UndoRecord> = tx.undo(&record.action_id)?;
     let name = |s: Option<UndoState>| match s {
         None => "absent",
         Some(UndoState::Available) => "available",
