@@ -14,14 +14,13 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::{Arc, RwLock};
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use toolgate_core::AuditEvent;
 use toolgate_core::audit::Summary;
-use toolgate_store::{Store, StoreError, tables};
+use toolgate_store::{Store, StoreError};
 
 pub mod chain;
 pub mod key;
@@ -159,15 +158,19 @@ struct RawEntry<'a> {
     event: &'a RawValue,
 }
 
-/// The last entry's sequence number and hash: where the next append continues.
-pub(super) fn head(tx: &redb::WriteTransaction) -> Result<(u64, String), StoreError> {
-    let table = tx.open_table(tables::AUDIT)?;
-    let last = table.last()?;
-    match last {
+impl<'a> RawEntry<'a> {
+    /// The stored entry `bytes`, its event left as it is.
+    fn parse(bytes: &'a [u8]) -> Result<RawEntry<'a>, StoreError> {
+        serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { table: "audit_v1", source })
+    }
+}
+
+/// The last entry's sequence number and hash in `tx`: where the next append continues.
+pub(super) fn head(tx: &mut toolgate_store::Tx<'_>) -> Result<(u64, String), StoreError> {
+    match tx.audit_last()? {
         None => Ok((0, GENESIS.to_owned())),
-        Some((_, v)) => {
-            let entry: RawEntry<'_> = serde_json::from_slice(v.value())
-                .map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
+        Some(last) => {
+            let entry = RawEntry::parse(last.bytes())?;
             Ok((entry.seq, entry.hash))
         }
     }
@@ -180,18 +183,7 @@ pub fn recent<T: serde::de::DeserializeOwned>(
     limit: usize,
     before: Option<u64>,
 ) -> Result<Vec<T>, StoreError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT)?;
-    let range = match before {
-        Some(before) => table.range(..before)?,
-        None => table.range::<u64>(..)?,
-    };
-    let mut out = Vec::with_capacity(limit.min(1024));
-    for item in range.rev().take(limit) {
-        let (_, v) = item?;
-        out.push(toolgate_store::decode("audit_v1", v.value())?);
-    }
-    Ok(out)
+    store.audit_page(before, limit)
 }
 
 /// How many of the newest entries [`Tail`] keeps: the most one `get_audit_log` call returns.
@@ -263,12 +255,9 @@ impl Tail {
 
 /// Write every entry, oldest first, as JSON lines (the stored form); returns how many.
 pub fn export(store: &Store, out: &mut dyn Write) -> Result<u64, ExportError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT)?;
     let mut count = 0;
-    for item in table.iter()? {
-        let (_, v) = item.map_err(StoreError::from)?;
-        out.write_all(v.value()).map_err(ExportError::Write)?;
+    for entry in store.snapshot()?.audit_entries(..)? {
+        out.write_all(entry?.bytes()).map_err(ExportError::Write)?;
         out.write_all(b"\n").map_err(ExportError::Write)?;
         count += 1;
     }
@@ -285,16 +274,4 @@ pub enum ExportError {
     /// The output could not be written.
     #[error("cannot write the export: {0}")]
     Write(std::io::Error),
-}
-
-impl From<redb::TableError> for ExportError {
-    fn from(e: redb::TableError) -> Self {
-        ExportError::Store(e.into())
-    }
-}
-
-impl From<redb::StorageError> for ExportError {
-    fn from(e: redb::StorageError) -> Self {
-        ExportError::Store(e.into())
-    }
 }

@@ -7,7 +7,8 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{Store, StoreError, decode, encode, tables};
+use super::tables::{decode, encode};
+use super::{Store, StoreError, tables};
 use toolgate_core::model::Role;
 
 /// A user account.
@@ -166,7 +167,7 @@ impl Store {
     /// Add a user; refuses an existing name.
     pub fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let bytes = encode("users_v1", user)?;
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
             if table.get(user.username.as_str())?.is_some() {
                 return Err(StoreError::UserExists(user.username.clone()));
@@ -179,7 +180,7 @@ impl Store {
     /// Change a user in place and return the new record (for fields no rule depends on; see
     /// [`Store::change_account`] and [`Store::set_password`] for the others).
     pub fn update_user(&self, username: &str, change: impl FnOnce(&mut UserRecord)) -> Result<UserRecord, StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
             let mut user = stored_user(&table, username)?;
             change(&mut user);
@@ -192,7 +193,7 @@ impl Store {
     /// Set a new password hash and end every session of the user (a new generation); revoke the
     /// token `jti` (valid until `exp`) as well.
     pub fn set_password(&self, username: &str, hash: String, jti: &str, exp: u64) -> Result<UserRecord, StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::USERS)?;
             let mut user = stored_user(&table, username)?;
             user.password_hash = hash;
@@ -216,7 +217,7 @@ impl Store {
     /// whose role it no longer holds (all of them when disabled) are revoked.
     pub fn change_account(&self, username: &str, change: AccountChange, actor: &Actor) -> Result<Changed, StoreError> {
         let now = OffsetDateTime::now_utc();
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut users = tx.open_table(tables::USERS)?;
             let old = stored_user(&users, username)?;
             let mut user = old.clone();
@@ -272,7 +273,7 @@ impl Store {
 
     /// Revoke a token id until `expires_at` (Unix seconds), after which the token is dead anyway.
     pub fn revoke_token(&self, jti: &str, expires_at: u64) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             tx.open_table(tables::REVOKED_TOKENS)?.insert(jti, expires_at)?;
             Ok(())
         })
@@ -281,7 +282,7 @@ impl Store {
     /// Use up a token id: revoke it and answer `true`, or answer `false` when it was already
     /// revoked (a refresh token is good for one refresh, even under concurrent use).
     pub fn consume_token(&self, jti: &str, expires_at: u64) -> Result<bool, StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::REVOKED_TOKENS)?;
             if table.get(jti)?.is_some() {
                 return Ok(false);
@@ -293,7 +294,7 @@ impl Store {
 
     /// Forget revocations of tokens expired before `now` (Unix seconds); returns how many.
     pub fn purge_revoked(&self, now: u64) -> Result<usize, StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::REVOKED_TOKENS)?;
             let mut purged = 0;
             table.retain(|_, exp| {
@@ -308,7 +309,7 @@ impl Store {
     /// Add an API key; refuses a name in use, even by a revoked key.
     pub fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let bytes = encode("api_keys_v1", key)?;
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::API_KEYS)?;
             for entry in table.iter()? {
                 let (_, v) = entry?;
@@ -354,7 +355,7 @@ impl Store {
 
     /// Revoke the API key called `name`; returns it.
     pub fn revoke_api_key(&self, name: &str) -> Result<ApiKeyRecord, StoreError> {
-        self.write(|tx| {
+        self.transact(|tx| {
             let mut table = tx.open_table(tables::API_KEYS)?;
             let mut found = None;
             for entry in table.iter()? {

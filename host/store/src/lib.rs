@@ -1,6 +1,8 @@
-//! Everything durable, in one redb file under `data_dir`. Every table is declared in
-//! `store/tables.rs`; writes are scoped and committed in one place (`Store::write`); async
-//! callers go through [`Store::call`], which runs the blocking work off the async runtime.
+//! Everything durable, in one redb file under `data_dir`, behind domain operations: accounts
+//! ([`accounts`]), the audit log, action records and undo records ([`Snapshot`] to read, [`Tx`] to
+//! write). No redb type crosses this crate's API. Every table is declared in `store/tables.rs`;
+//! writes are scoped and committed in one place ([`Store::write`]); async callers go through
+//! [`Store::call`], which runs the blocking work off the async runtime.
 //!
 //! The data directory is its owner's alone (0700) and so is the database file (0600): it holds
 //! password hashes and the raw parameters of pending actions. Both are created so, and an
@@ -11,12 +13,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
-use serde::{Deserialize, Serialize};
 
 pub mod accounts;
+mod audit;
+mod snapshot;
+// TEMPORARY: public only for `governance/src/pipeline.rs`; private when pipeline.rs is ported.
 pub mod tables;
+mod tx;
 
 pub use accounts::{AccountChange, Actor, ApiKeyRecord, Changed, Session, UserRecord};
+pub use audit::{AuditEntries, AuditEntry};
+pub use snapshot::Snapshot;
+// TEMPORARY: used only by `governance/src/pipeline.rs`; removed when pipeline.rs is ported.
+pub use tables::decode;
+pub use tx::Tx;
 
 /// File name of the database inside `data_dir`.
 pub const DB_FILE: &str = "toolgate.redb";
@@ -53,6 +63,10 @@ pub enum StoreError {
         /// The decoding error.
         source: serde_json::Error,
     },
+    /// An append to the audit log found the entry's sequence number taken: the log is
+    /// append-only, so the transaction is not committed.
+    #[error("audit entry {0} exists already: the audit log is append-only")]
+    AuditSeqTaken(u64),
     /// A user with that name exists already.
     #[error("user `{0}` already exists")]
     UserExists(String),
@@ -100,14 +114,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-pub fn decode<T: for<'de> Deserialize<'de>>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { table, source })
-}
-
-pub fn encode<T: Serialize>(table: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|source| StoreError::Corrupt { table, source })
-}
-
 /// Create `dir` (and missing parents) for its owner only, or restrict an existing one to its owner.
 pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
     toolgate_core::private_fs::dir(dir).map_err(|source| StoreError::DataDir { path: dir.to_owned(), source })
@@ -139,7 +145,7 @@ impl Store {
         let db = Database::builder().set_cache_size(CACHE_BYTES).create_with_backend(backend)?;
         let store = Store { db: Arc::new(db), path };
         // Read transactions fail on tables never written; create them all up front.
-        store.write(|tx| {
+        store.transact(|tx| {
             tx.open_table(tables::USERS)?;
             tx.open_table(tables::REVOKED_TOKENS)?;
             tx.open_table(tables::API_KEYS)?;
@@ -168,15 +174,50 @@ impl Store {
 
     /// The one place writes happen: `f` runs in a write transaction committed only if it succeeds
     /// (durably: redb's default `Immediate` durability). The governance journal batches many
-    /// writes into one call (group commit).
-    pub fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// writes into one call (group commit). One write transaction runs at a time: a check made
+    /// in `f` holds until the commit.
+    pub fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.transact(|tx| Tx::scoped(tx, f))
+    }
+
+    /// [`Store::write`] on redb's own transaction, for the operations of this crate.
+    pub(crate) fn transact<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let tx = self.db.begin_write()?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
     }
 
-    /// A read transaction, for modules that keep their tables' codecs (governance).
+    /// A consistent, read-only view of the store as of now (writes committed later are not in it).
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::new(self.db.begin_read()?))
+    }
+
+    /// Up to `limit` audit entries, newest first, strictly before `before` when given
+    /// (pagination), decoded as `T`. See [`Snapshot::audit_page`].
+    pub fn audit_page<T: serde::de::DeserializeOwned>(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        self.snapshot()?.audit_page(before, limit)
+    }
+
+    /// The action record `id`, decoded as `T`. See [`Snapshot::action`].
+    pub fn action<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        self.snapshot()?.action(id)
+    }
+
+    /// The undo record of action `id`, decoded as `T`. See [`Snapshot::undo`].
+    pub fn undo<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        self.snapshot()?.undo(id)
+    }
+
+    /// TEMPORARY: a raw read transaction, used only by `governance/src/pipeline.rs` until it is
+    /// ported to [`Store::snapshot`] / [`Store::action`] / [`Store::undo`]; removed then.
     pub fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
         Ok(self.db.begin_read()?)
     }

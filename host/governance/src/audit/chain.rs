@@ -7,14 +7,13 @@
 //! audit export` writes, each line with its newline): the entries before the newest adoption are
 //! pinned by it, the entries from it on must each be signed with the key.
 
-use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{Anchor, Break, ChainKey, GENESIS, RawEntry, Verification, chain_hash, encode_entry};
 use toolgate_core::AuditEvent;
 use toolgate_core::model::AuthMethod;
-use toolgate_store::{Store, StoreError, tables};
+use toolgate_store::{AuditEntries, Store, StoreError};
 
 /// The kind of an adoption entry.
 pub const ADOPTED: &str = "audit_chain_adopted";
@@ -99,9 +98,7 @@ fn unsigned_reason(unkeyed: bool) -> String {
 }
 
 /// The newest adoption entry: its seq and its detail (`None` when unreadable).
-fn newest_adoption(
-    table: &impl ReadableTable<u64, &'static [u8]>,
-) -> Result<Option<(u64, Option<Adoption>)>, StoreError> {
+fn newest_adoption(entries: AuditEntries<'_>) -> Result<Option<(u64, Option<Adoption>)>, StoreError> {
     #[derive(Deserialize)]
     struct Kind<'a> {
         #[serde(borrow)]
@@ -115,12 +112,12 @@ fn newest_adoption(
         detail: serde_json::Value,
     }
     let mut newest = None;
-    for item in table.iter()? {
-        let (key, value) = item?;
-        if let Ok(entry) = serde_json::from_slice::<Kind<'_>>(value.value())
+    for stored in entries {
+        let stored = stored?;
+        if let Ok(entry) = serde_json::from_slice::<Kind<'_>>(stored.bytes())
             && entry.event.kind == ADOPTED
         {
-            newest = Some((key.value(), serde_json::from_value(entry.event.detail).ok()));
+            newest = Some((stored.seq(), serde_json::from_value(entry.event.detail).ok()));
         }
     }
     Ok(newest)
@@ -129,18 +126,18 @@ fn newest_adoption(
 /// Check the whole chain with `key`, oldest first, and that it holds `anchor` when given; stops
 /// at the first break. Entries before the newest adoption are checked against it.
 pub fn verify(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<Verification, StoreError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT)?;
-    let adoption = newest_adoption(&table)?;
+    // One snapshot for both passes: entries appended meanwhile are in neither.
+    let snapshot = store.snapshot()?;
+    let adoption = newest_adoption(snapshot.audit_entries(..)?)?;
     let adopted = adoption.as_ref().map(|(seq, _)| *seq);
     let pinned_until = adopted.unwrap_or(0);
     let unkeyed_prefix = matches!(&adoption, Some((_, Some(a))) if a.previous == Previous::Unkeyed);
     let mut prefix = Sha256::new();
     let mut prev = GENESIS.to_owned();
     let mut entries = 0;
-    for item in table.iter()? {
-        let (seq, value) = item?;
-        let (seq, bytes) = (seq.value(), value.value());
+    for stored in snapshot.audit_entries(..)? {
+        let stored = stored?;
+        let (seq, bytes) = (stored.seq(), stored.bytes());
         let expected = entries + 1;
         let broken =
             |reason: String| Ok(Verification { entries, head: None, broken: Some(Break { seq, reason }), adopted });
@@ -204,21 +201,15 @@ pub fn verify(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<
 
 /// The newest entry, if any.
 pub fn newest(store: &Store) -> Result<Option<Anchor>, StoreError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT)?;
-    let Some((_, value)) = table.last()? else { return Ok(None) };
-    let entry: RawEntry<'_> =
-        serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
+    let Some(last) = store.snapshot()?.audit_last()? else { return Ok(None) };
+    let entry = RawEntry::parse(last.bytes())?;
     Ok(Some(Anchor { seq: entry.seq, hash: entry.hash }))
 }
 
 /// Refuse to continue a log whose newest entry is not signed with `key`; returns that entry.
 pub fn check_head(store: &Store, key: &ChainKey) -> Result<Option<Anchor>, ChainError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::AUDIT).map_err(StoreError::from)?;
-    let Some((_, value)) = table.last().map_err(StoreError::from)? else { return Ok(None) };
-    let corrupt = |source| StoreError::Corrupt { table: "audit_v1", source };
-    let entry: RawEntry<'_> = serde_json::from_slice(value.value()).map_err(corrupt)?;
+    let Some(last) = store.snapshot()?.audit_last()? else { return Ok(None) };
+    let entry = RawEntry::parse(last.bytes())?;
     let event = entry.event.get().as_bytes();
     if key.link(&entry.prev_hash, entry.seq, event) == entry.hash {
         return Ok(Some(Anchor { seq: entry.seq, hash: entry.hash }));
@@ -234,16 +225,15 @@ pub fn check_head(store: &Store, key: &ChainKey) -> Result<Option<Anchor>, Chain
 /// server stopped), so it is the only writer.
 pub fn adopt(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<Adopted, ChainError> {
     store.write(|tx| {
-        let mut table = tx.open_table(tables::AUDIT)?;
         let mut prefix = Sha256::new();
         let mut prev = GENESIS.to_owned();
         let mut count = 0;
         let mut unchecked_from = None;
         let mut keyed_head = false;
         let mut last_keyed = None;
-        for item in table.iter()? {
-            let (seq, value) = item?;
-            let (seq, bytes) = (seq.value(), value.value());
+        for stored in tx.audit_entries()? {
+            let stored = stored?;
+            let (seq, bytes) = (stored.seq(), stored.bytes());
             let broken = |reason: String| -> Result<Result<Adopted, ChainError>, StoreError> {
                 Ok(Err(ChainError::Broken { seq, reason }))
             };
@@ -318,7 +308,7 @@ pub fn adopt(store: &Store, key: &ChainKey, anchor: Option<&Anchor>) -> Result<A
             serde_json::to_value(&adoption).map_err(|source| StoreError::Corrupt { table: "audit_v1", source })?;
         let seq = count + 1;
         let (bytes, hash) = encode_entry(key, seq, &prev, &event)?;
-        table.insert(seq, bytes.as_slice())?;
+        tx.append_audit(seq, &bytes)?;
         Ok(Ok(Adopted {
             previous_head: Anchor { seq: count, hash: prev }.to_string(),
             previous,
@@ -333,10 +323,9 @@ mod tests {
     use crate::Journal;
     use crate::audit::{self, ChainError, ChainKey};
     use crate::journal::Write;
-    use redb::ReadableTable as _;
     use toolgate_core::AuditEvent;
 
-    use toolgate_store::{Store, StoreError};
+    use toolgate_store::Store;
 
     fn entry(kind: &str) -> Write {
         Write::Audit(Box::new(AuditEvent::new(kind, true, "ok")))
@@ -372,23 +361,15 @@ mod tests {
         let store = Store::open(dir.path())?;
         let key = ChainKey::random();
         let journal = Journal::start(store.clone(), key.clone())?;
-        journal.submit(vec![entry("a"), entry("b"), entry("c")]).await?;
+        journal.submit(vec![entry("a"), entry("b")]).await?;
         drop(journal);
-        // Entry 3 rewritten by someone without the key, chained as an unkeyed log would be.
-        store.write(|tx| {
-            let mut table = tx.open_table(toolgate_store::tables::AUDIT)?;
-            let prev = {
-                let two = table.get(2)?.map(|v| v.value().to_vec()).unwrap_or_default();
-                serde_json::from_slice::<audit::StoredEntry>(&two).map_err(|e| StoreError::Task(e.to_string()))?.hash
-            };
-            let event = AuditEvent::new("forged", true, "ok");
-            let json = serde_json::to_vec(&event).map_err(|e| StoreError::Task(e.to_string()))?;
-            let hash = audit::chain_hash(&prev, 3, &json);
-            let forged = audit::StoredEntry { seq: 3, prev_hash: prev, hash, event };
-            let bytes = serde_json::to_vec(&forged).map_err(|e| StoreError::Task(e.to_string()))?;
-            table.insert(3, bytes.as_slice())?;
-            Ok(())
-        })?;
+        // Entry 3 written by someone without the key, chained as an unkeyed log would be.
+        let prev = audit::recent::<audit::StoredEntry>(&store, 1, None)?.remove(0).hash;
+        let event = AuditEvent::new("forged", true, "ok");
+        let json = serde_json::to_vec(&event)?;
+        let hash = audit::chain_hash(&prev, 3, &json);
+        let forged = serde_json::to_vec(&audit::StoredEntry { seq: 3, prev_hash: prev, hash, event })?;
+        store.write(|tx| tx.append_audit(3, &forged))?;
         assert!(matches!(
             Journal::start(store.clone(), key.clone()).err(),
             Some(ChainError::ForeignHead { seq: 3, .. })
