@@ -623,6 +623,7 @@ fn cli_lists_plugins_and_calls_a_tool() -> anyhow::Result<()> {
     assert!(stderr.contains("invalid params for `count_words`") && stderr.contains("`/text`"), "{stderr}");
 
     // A call runs its commands through the real exec policy and the real sandbox.
+    toolgate_tests::require_docker()?;
     let out = toolgate(&setup, &["plugins", "call", "run_echo", "--params", r#"{"text": "x"}"#])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let output: serde_json::Value = serde_json::from_slice(&out.stdout)?;
