@@ -1,11 +1,13 @@
-//! Everything durable, in one redb file under `data_dir`. Every table is declared in
-//! `store/tables.rs`; writes are scoped and committed in one place (`Store::write`); async
+//! Everything durable, in one redb file under `data_dir`: accounts ([`accounts`]) and the tables
+//! governance writes through its journal. Every table is declared in [`tables`]; writes are scoped and committed in one place (`Store::write`); async
 //! callers go through [`Store::call`], which runs the blocking work off the async runtime.
 //!
 //! The data directory is its owner's alone (0700) and so is the database file (0600): it holds
 //! password hashes and the raw parameters of pending actions. Both are created so, and an
 //! existing directory or file open to others is restricted when the store opens (a warning
 //! says so); a store whose modes cannot be restricted is not opened.
+//!
+//! Uses only `toolgate-core`; the records of the layers above are stored as JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
