@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use setup::{Setup, call, fixture, settings, still_serves, tool};
+use setup::{Setup, call, still_serves, tool};
 use toolgate_core::BoxFuture;
 use toolgate_policy::{Decision, ExecInput, ExecPolicy, Reason};
-use toolgate_runtime::{PluginError, ToolErrorKind};
+use toolgate_runtime::{PluginError, PluginSettings, ToolErrorKind};
 use toolgate_sandbox::{ExecOutput, ExecRequest, Executor, SandboxError};
 
 #[tokio::test]

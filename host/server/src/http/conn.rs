@@ -100,6 +100,7 @@ impl ConnectionsConfig {
     }
 }
 
+/// Serve `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then let open
 /// connections finish their requests for a while.
 pub async fn serve(
     listener: tokio::net::TcpListener,

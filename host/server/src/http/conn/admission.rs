@@ -100,8 +100,6 @@ impl Admission {
     }
 }
 
-/// Serve `app` on `listener` (over TLS with `tls`) until `shutdown` completes, then let open
-
 #[cfg(test)]
 mod tests {
     use super::*;
