@@ -39,6 +39,7 @@ impl FakeHostImage {
     /// The server builds the project's sandbox image itself on first use: `toolgate doctor` does
     /// that and names it; the fake host goes on top.
     fn build(scratch: &Path) -> anyhow::Result<FakeHostImage> {
+        toolgate_tests::require_docker()?;
         let doctor = run_cli(scratch, &[], &["doctor"], "")?;
         let text = String::from_utf8_lossy(&doctor.stdout).into_owned();
         let base = text

@@ -13,6 +13,7 @@ struct Env {
 
 impl Env {
     async fn start() -> anyhow::Result<Env> {
+        toolgate_tests::docker().await?;
         let server = Server::start(&[("TOOLGATE_HTTP_RATE_LIMITS_EXEC_REQUESTS", "10000")])?;
         let admin = server.admin_token().await?;
         Ok(Env { server, admin })

@@ -1,5 +1,9 @@
-//! Accounts and credentials: scrypt password hashes ([`password`]), HS256 JWTs ([`token`]), API
-//! keys ([`apikey`]), and the security event log ([`events`]).
+//! Credentials and who may vouch for whom: scrypt password hashes ([`password`]), HS256 JWTs
+//! ([`token`]), API keys ([`apikey`]), and account provenance for the two-person rule
+//! ([`provenance`]); the `[auth]` section ([`AuthConfig`]).
+//!
+//! Uses `toolgate-core` and `toolgate-store` (the stored account records it reads). The security
+//! events of logins and key use are written by the server to `toolgate_telemetry::security`.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,6 @@
-//! Governance: the one path every tool call takes, and the durable record of it.
+//! Governance: the one path every tool call takes, and the durable record of it. Uses every host
+//! crate but the server: core, telemetry, store (through one journal), auth (provenance), policy,
+//! sandbox and the runtime (through the `Tools` port).
 //!
 //! - [`pipeline`]: [`Governor`], the execute pipeline (params → action decision → approval →
 //!   invoke → verify → complete or roll back), approvals, manual rollback, crash recovery.

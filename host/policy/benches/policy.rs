@@ -2,7 +2,7 @@
 //! regorus interpreter on a clone of the prepared engine, strict built-in errors) and the
 //! reference OPA engine, in the same run. Prints the median per decision.
 //!
-//! `cargo bench -p toolgate-host --bench policy` (needs `cargo xtask setup` for OPA).
+//! `cargo bench -p toolgate-policy --bench policy` (needs `cargo xtask setup` for OPA).
 
 #[path = "../tests/policy_support/opa.rs"]
 mod opa;

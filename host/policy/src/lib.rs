@@ -17,6 +17,8 @@
 //! - `testing`: `test_*` rules with the semantics of `opa test`, and coverage.
 //! - `watch`: hot reload with `notify`, debounced.
 //! - `diagnostics`: errors as `file:line:col: message` with the line and a caret.
+//!
+//! Uses `toolgate-core` and `toolgate-telemetry` (the `policy.decision` span and its metrics).
 
 use std::path::PathBuf;
 

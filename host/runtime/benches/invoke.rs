@@ -2,7 +2,7 @@
 //! for `well_behaved`'s `echo` and the SDK template's `greet` (a smaller component that makes one
 //! host call, `log`), and of start-up (loading every fixture from a warm compilation cache).
 //!
-//! Needs the fixtures: `cargo xtask plugins`, then `cargo bench -p toolgate-host --bench invoke`.
+//! Needs the fixtures: `cargo xtask plugins`, then `cargo bench -p toolgate-runtime --bench invoke`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //! world (`wit/`), and runs their tools with no authority but the host functions they were
 //! granted.
 //!
+//! Uses `toolgate-core`, `toolgate-telemetry`, `toolgate-policy` (the exec decision of each
+//! command) and `toolgate-sandbox` (the executor and the container engine behind the host
+//! functions); it knows nothing of HTTP, accounts or the audit log's storage.
+//!
 //! # How a call runs
 //!
 //! Every `*.wasm` in [`PluginsConfig::dir`] is compiled once (cached on disk under

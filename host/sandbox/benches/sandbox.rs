@@ -1,5 +1,5 @@
 //! Latency of a sandboxed `echo` through the executor, side by side in one run with the Docker
-//! CLI's `docker run --rm --network=none IMAGE echo`. Run with `cargo bench -p toolgate-host
+//! CLI's `docker run --rm --network=none IMAGE echo`. Run with `cargo bench -p toolgate-sandbox
 //! --bench sandbox` (optionally `-- <iterations>`, default 30).
 //!
 //! Series, interleaved so that machine load hits them alike:

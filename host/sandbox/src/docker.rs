@@ -7,7 +7,11 @@
 //!
 //! Cleanup, also when the host dies mid-run: every container is labelled with its owner (boot id,
 //! pid and process start time) and is removed by the next host that starts and finds its owner
-//! gone; its idle `sleep` also ends on its own, and `AutoRemove` then deletes it.
+//! gone; its idle `sleep` also ends on its own, and `AutoRemove` then deletes it (`cleanup`).
+//! The bind mounts of a container are resolved and checked again at each creation (`mounts`).
+
+mod cleanup;
+mod mounts;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,19 +22,16 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::output::{Capped, finished};
-use super::{
-    ExecOutput, MANAGED_LABEL, MountConfig, ProfileConfig, SANDBOX_LABEL, SandboxConfig, SandboxError, WorkspaceAccess,
-};
+use super::{ExecOutput, MANAGED_LABEL, MountConfig, ProfileConfig, SandboxConfig, SandboxError, WorkspaceAccess};
+use cleanup::{OWNER_LABEL, owner_id, reap_orphans, remove};
+use mounts::{bind, host_mounts};
 use toolgate_core::model::Role;
 
-/// Label holding the owner of a container: `<boot id>:<pid>:<process start time>`.
-const OWNER_LABEL: &str = SANDBOX_LABEL;
 /// Label holding the profile a container was made for.
 const PROFILE_LABEL: &str = "toolgate.profile";
 /// A pooled container older than this is not used (its `sleep` may be about to end).
@@ -427,29 +428,6 @@ impl DockerSandbox {
     }
 }
 
-/// The bind mounts of profile `name`'s host paths, each checked and resolved now (the engine is
-/// given the resolved path). A source missing on this machine leaves an `optional` mount out, and
-/// makes the profile unavailable otherwise: Docker would refuse the container anyway, with a
-/// message naming neither the profile nor the key.
-fn host_mounts(name: &str, profile_mounts: &[MountConfig]) -> Result<Vec<Mount>, SandboxError> {
-    let key = format!("sandbox.profiles.{name}.mounts");
-    let mut mounts = Vec::new();
-    for m in profile_mounts {
-        match std::fs::symlink_metadata(&m.source) {
-            Ok(_) => mounts.push(bind(&super::paths::check_mount(name, &key, m)?, &m.target, m.read_only)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && m.optional => {}
-            Err(e) => {
-                return Err(SandboxError::Unavailable(format!(
-                    "sandbox profile `{name}` mounts `{}`, which this machine does not have ({e}); \
-                     see `sandbox.profiles.{name}.mounts`",
-                    m.source.display()
-                )));
-            }
-        }
-    }
-    Ok(mounts)
-}
-
 /// The engine's answer to a program that is not in the image (exit 126 or 127 and its message)
 /// as `unavailable`: the profile's image lacks the tool, nothing ran.
 fn not_in_image(plan: &Plan, argv: &[String], output: ExecOutput) -> Result<ExecOutput, SandboxError> {
@@ -465,108 +443,4 @@ fn not_in_image(plan: &Plan, argv: &[String], output: ExecOutput) -> Result<Exec
         )));
     }
     Ok(output)
-}
-
-fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
-    Mount {
-        target: Some(target.to_owned()),
-        source: Some(source.display().to_string()),
-        typ: Some(MountType::BIND),
-        read_only: Some(read_only),
-        ..Default::default()
-    }
-}
-
-/// Kill and remove a container; one already gone is fine.
-pub(crate) async fn remove(docker: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default().force(true).build();
-    match docker.remove_container(id, Some(options)).await {
-        Ok(()) => {}
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {}
-        Err(e) => tracing::warn!(container = id, error = %e, "cannot remove sandbox container"),
-    }
-}
-
-/// This process, as written in [`OWNER_LABEL`]: a pid alone could be reused.
-fn owner_id() -> String {
-    format!("{}:{}:{}", boot_id(), std::process::id(), start_time("self").unwrap_or_default())
-}
-
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_owned()).unwrap_or_default()
-}
-
-/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks since boot).
-fn start_time(pid: &str) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19).map(str::to_owned)
-}
-
-/// Whether the host process that created a container is still alive.
-fn owner_alive(owner: &str) -> bool {
-    let mut parts = owner.splitn(3, ':');
-    let (Some(boot), Some(pid), Some(start)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    boot == boot_id() && start_time(pid).as_deref() == Some(start)
-}
-
-/// Remove sandbox containers whose owner is gone (a host killed mid-run), leaving those of
-/// hosts still running (other processes share the engine).
-pub(crate) async fn reap_orphans(docker: &Docker) -> Result<usize, SandboxError> {
-    let filters = HashMap::from([("label", vec![OWNER_LABEL.to_owned()])]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| SandboxError::Unavailable(format!("cannot list containers: {e}")))?;
-    let mut reaped = 0;
-    for c in containers {
-        let owner = c.labels.as_ref().and_then(|l| l.get(OWNER_LABEL)).map(String::as_str).unwrap_or_default();
-        if let Some(id) = c.id.filter(|_| !owner_alive(owner)) {
-            tracing::info!(container = %id, "removing a sandbox container left by a host that is gone");
-            remove(docker, &id).await;
-            reaped += 1;
-        }
-    }
-    Ok(reaped)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn this_process_is_alive_and_a_made_up_owner_is_not() {
-        assert!(owner_alive(&owner_id()));
-        assert!(!owner_alive(&format!("{}:{}:1", boot_id(), std::process::id())));
-        assert!(!owner_alive("other-boot:1:1"));
-        assert!(!owner_alive(""));
-    }
-
-    #[test]
-    fn a_missing_host_path_makes_its_profile_unavailable_unless_optional() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let mount = |source: std::path::PathBuf, optional| super::super::MountConfig {
-            source,
-            target: "/m".into(),
-            read_only: true,
-            optional,
-        };
-        let mut profile = ProfileConfig {
-            mounts: vec![mount(dir.path().to_owned(), false), mount(dir.path().join("gone"), true)],
-            ..ProfileConfig::default()
-        };
-        let mounts = host_mounts("p", &profile.mounts)?;
-        assert_eq!(mounts.len(), 1, "the optional missing path is left out");
-        assert_eq!(mounts[0].read_only, Some(true));
-
-        profile.mounts.push(mount(dir.path().join("needed"), false));
-        let err = host_mounts("p", &profile.mounts).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.starts_with("sandbox unavailable: sandbox profile `p` mounts `"), "{err}");
-        assert!(err.contains("needed") && err.contains("sandbox.profiles.p.mounts"), "{err}");
-        Ok(())
-    }
 }

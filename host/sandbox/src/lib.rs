@@ -3,6 +3,9 @@
 //! profile. Direct execution exists only when an operator chose `EXECUTE_MODE=direct`, in
 //! development mode.
 //!
+//! Uses `toolgate-core` (the audit sink, callers) and `toolgate-telemetry` (the `sandbox.exec`
+//! span and metrics); the exec policy is checked by its caller, the plugin runtime.
+//!
 //! # Layout
 //!
 //! - `argv`: [`check_argv`] and [`split_command`], the checks before anything runs.

@@ -27,6 +27,7 @@ struct Fixture {
 
 /// An executor whose only profile is `profile`, shaped by `tune`.
 async fn fixture(profile: &str, tune: impl FnOnce(&mut SandboxConfig, &mut ProfileConfig)) -> anyhow::Result<Fixture> {
+    docker().await?;
     let workspace = tempfile::tempdir()?;
     // The sandbox user (65534) must be able to write where a profile allows it.
     std::fs::set_permissions(workspace.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
@@ -70,7 +71,7 @@ impl Fixture {
 }
 
 async fn docker() -> anyhow::Result<Docker> {
-    Ok(Docker::connect_with_local_defaults()?.negotiate_version().await?)
+    toolgate_tests::docker().await
 }
 
 /// Every container (running or not) made for `profile`.

@@ -12,7 +12,7 @@ use toolgate_core::MemoryAuditSink;
 use toolgate_sandbox::{ContainerEngine, DockerEngine, SandboxConfig, SecureExecutor, ensure_image};
 
 async fn docker() -> anyhow::Result<Docker> {
-    Ok(Docker::connect_with_local_defaults()?.negotiate_version().await?)
+    toolgate_tests::docker().await
 }
 
 /// Create and start a container of the project's image running `cmd`, with `labels`.

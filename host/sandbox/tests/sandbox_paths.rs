@@ -15,14 +15,15 @@ use toolgate_sandbox::{
 
 /// An executor with one profile, `profile`, that makes a fresh container for every command (no
 /// warm pool: a pooled container was made, and checked, before the swap).
-async fn executor(workspace: &Path, profile: &str, p: ProfileConfig) -> SecureExecutor {
+async fn executor(workspace: &Path, profile: &str, p: ProfileConfig) -> anyhow::Result<SecureExecutor> {
+    toolgate_tests::docker().await?;
     let config = SandboxConfig {
         workspace: workspace.to_owned(),
         pool_size: 0,
         profiles: [(profile.to_owned(), p)].into(),
         ..Default::default()
     };
-    SecureExecutor::connect(&config, Arc::new(MemoryAuditSink::default())).await
+    Ok(SecureExecutor::connect(&config, Arc::new(MemoryAuditSink::default())).await)
 }
 
 async fn run(executor: &SecureExecutor, profile: &str, argv: &[&str]) -> Result<ExecOutput, SandboxError> {
@@ -64,7 +65,7 @@ async fn a_mount_source_link_swapped_after_start_up_is_refused_at_the_next_conta
     std::os::unix::fs::symlink(root.path().join("data"), &link)?;
     let mount = MountConfig { source: link.clone(), target: "/m".into(), read_only: true, optional: false };
     let profile = ProfileConfig { mounts: vec![mount], workspace: WorkspaceAccess::None, ..Default::default() };
-    let executor = executor(root.path(), "paths-mount", profile).await;
+    let executor = executor(root.path(), "paths-mount", profile).await?;
 
     let out = run(&executor, "paths-mount", &["cat", "/m/hello.txt"]).await?;
     assert_eq!((out.exit_code, out.stdout.as_str()), (0, "hi\n"), "{out:?}");
@@ -101,7 +102,7 @@ async fn a_workspace_swapped_for_a_link_after_start_up_is_refused_at_the_next_co
     let workspace = root.path().join("workspace");
     readable_dir(&workspace)?;
     let profile = ProfileConfig { workspace: WorkspaceAccess::Ro, ..Default::default() };
-    let executor = executor(&workspace, "paths-workspace", profile).await;
+    let executor = executor(&workspace, "paths-workspace", profile).await?;
     let out = run(&executor, "paths-workspace", &["cat", "/workspace/hello.txt"]).await?;
     assert_eq!(out.stdout, "hi\n", "{out:?}");
 

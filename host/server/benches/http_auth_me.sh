@@ -3,7 +3,7 @@
 #   1. requests/s and latency percentiles of `GET /api/v1/auth/me` with a valid token (wrk);
 #   2. login latency with the production scrypt parameters (ln=15, r=8, p=1), which is slow on
 #      purpose, measured one login at a time.
-# Usage: host/benches/http_auth_me.sh [duration_secs=10] [connections=32] [logins=20]
+# Usage: host/server/benches/http_auth_me.sh [duration_secs=10] [connections=32] [logins=20]
 # Needs: wrk (apt-get install wrk), curl, python3. Builds `toolgate` in release mode;
 # PROFILE=debug uses target/debug/toolgate instead (dependencies are optimised in dev builds).
 set -euo pipefail

@@ -4,7 +4,7 @@
 # sandbox), 32 keep-alive connections (wrk, 2 threads), every call authenticated (JWT), decided
 # by policy, run as a WebAssembly plugin that reads the audit log, and answered only after its
 # own audit entries are durably committed (group commit, fsync).
-# Usage: host/benches/http_execute.sh [duration_secs=10] [connections=32] [tool=get_audit_log] [params_json]
+# Usage: host/server/benches/http_execute.sh [duration_secs=10] [connections=32] [tool=get_audit_log] [params_json]
 # Needs: wrk (apt-get install wrk), curl, python3, the built-in plugins (`cargo xtask plugins`).
 set -euo pipefail
 DURATION=${1:-10}

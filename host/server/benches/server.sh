@@ -11,7 +11,7 @@ PROFILE=${PROFILE:-release}
 start_server() {
   local bin=${TOOLGATE_BIN:-$TARGET/$PROFILE/toolgate} flag=
   [ "$PROFILE" = release ] && flag=--release
-  [ -n "${TOOLGATE_BIN:-}" ] || cargo build $flag -q -p toolgate-host --bin toolgate --manifest-path "$ROOT/Cargo.toml"
+  [ -n "${TOOLGATE_BIN:-}" ] || cargo build $flag -q -p toolgate-server --bin toolgate --manifest-path "$ROOT/Cargo.toml"
   # The audit key lives outside the data directory, as production mode requires.
   SCRATCH=$(mktemp -d)
   DATA=$SCRATCH/data

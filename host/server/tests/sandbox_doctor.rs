@@ -32,6 +32,7 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 
 #[test]
 fn a_conforming_installation_passes_every_check() -> anyhow::Result<()> {
+    toolgate_tests::require_docker()?;
     let workspace = tempfile::tempdir()?;
     let data = tempfile::tempdir()?;
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700))?;

@@ -2,12 +2,15 @@
 //! ([`accounts`]), the audit log, action records and undo records ([`Snapshot`] to read, [`Tx`] to
 //! write). No redb type crosses this crate's API. Every table is declared in `store/tables.rs`;
 //! writes are scoped and committed in one place ([`Store::write`]); async callers go through
-//! [`Store::call`], which runs the blocking work off the async runtime.
+//! [`Store::call`], which runs the blocking work off the async runtime. It uses only
+//! `toolgate-core`: the record types are its callers', encoded as JSON.
 //!
 //! The data directory is its owner's alone (0700) and so is the database file (0600): it holds
 //! password hashes and the raw parameters of pending actions. Both are created so, and an
 //! existing directory or file open to others is restricted when the store opens (a warning
 //! says so); a store whose modes cannot be restricted is not opened.
+//!
+//! Uses only `toolgate-core`; the records of the layers above are stored as JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

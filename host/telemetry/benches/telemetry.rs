@@ -1,6 +1,6 @@
 //! Cost of recording telemetry on the request path: one metric event, one span.
 //!
-//! `cargo bench -p toolgate-host --bench telemetry`
+//! `cargo bench -p toolgate-telemetry --bench telemetry`
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -61,7 +61,7 @@ async fn images() -> anyhow::Result<(String, String)> {
     static IMAGES: tokio::sync::OnceCell<(String, String)> = tokio::sync::OnceCell::const_new();
     let pair = IMAGES
         .get_or_try_init(|| async {
-            let docker = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
+            let docker = toolgate_tests::docker().await?;
             let base = ensure_image(&docker, Path::new("/bin/busybox")).await?;
             let context = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/fake-host");
             let tag = format!("toolgate-fake-host:{}", context_hash(&context, &base)?);

@@ -5,14 +5,17 @@
 //!
 //! A connection over a cap is closed as soon as it is accepted; one that overstays a deadline is
 //! closed (a body too slow is answered `408 request_timeout` first).
+//!
+//! - `admission`: the caps, counted on accept.
+//! - `activity`: what a connection moved and when, for its idle deadline.
 
-use std::collections::HashMap;
+mod activity;
+mod admission;
+
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -24,12 +27,14 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use super::{ApiError, HttpError};
+use activity::{Activity, Busy, Tracked};
+pub use admission::{Admission, Slot};
 use toolgate_telemetry::security::{self, Level};
 
 /// `[http.connections]`: deadlines and caps against slow or greedy clients.
@@ -92,94 +97,6 @@ impl ConnectionsConfig {
 
     fn secs(value: u64) -> Duration {
         Duration::from_secs(value)
-    }
-}
-
-/// Counts open connections, over all and per address, and refuses those over the caps.
-pub struct Admission {
-    total: Arc<Semaphore>,
-    max_total: u32,
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
-    max_per_ip: u32,
-    exempt: Arc<[IpAddr]>,
-    refusals: AtomicU64,
-    last_report: Mutex<Option<Instant>>,
-}
-
-/// One admitted connection; its place is given back when dropped.
-pub struct Slot {
-    admission: Arc<Admission>,
-    ip: Option<IpAddr>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let (Some(ip), Ok(mut per_ip)) = (self.ip, self.admission.per_ip.lock())
-            && let Some(count) = per_ip.get_mut(&ip)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                per_ip.remove(&ip);
-            }
-        }
-    }
-}
-
-impl Admission {
-    /// Caps from `config`; `exempt` addresses have no per-address cap.
-    pub fn new(config: &ConnectionsConfig, exempt: Arc<[IpAddr]>) -> Arc<Admission> {
-        Arc::new(Admission {
-            total: Arc::new(Semaphore::new(config.max_connections as usize)),
-            max_total: config.max_connections,
-            per_ip: Mutex::new(HashMap::new()),
-            max_per_ip: config.max_connections_per_ip,
-            exempt,
-            refusals: AtomicU64::new(0),
-            last_report: Mutex::new(None),
-        })
-    }
-
-    /// A slot for a connection from `ip`, or why not (`total` or `per_ip`).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, &'static str> {
-        let permit = self.total.clone().try_acquire_owned().map_err(|_| "total")?;
-        let counted = if self.exempt.contains(&ip) {
-            None
-        } else {
-            let ip = super::ratelimit::address_bucket(ip);
-            let mut per_ip = self.per_ip.lock().map_err(|_| "per_ip")?;
-            let count = per_ip.entry(ip).or_default();
-            if *count >= self.max_per_ip {
-                return Err("per_ip");
-            }
-            *count += 1;
-            Some(ip)
-        };
-        Ok(Slot { admission: Arc::clone(self), ip: counted, _permit: permit })
-    }
-
-    /// A security event for a refused connection, at most one a second (with how many were
-    /// refused since): a flood must not become a flood of log lines.
-    fn report(&self, ip: IpAddr, cap: &str) {
-        let refused = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
-        let Ok(mut last) = self.last_report.lock() else { return };
-        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            return;
-        }
-        *last = Some(Instant::now());
-        let limit = if cap == "total" { self.max_total } else { self.max_per_ip };
-        security::emit(
-            Level::Warning,
-            "connection_refused",
-            None,
-            Some(ip),
-            serde_json::json!({ "cap": cap, "limit": limit, "refused_so_far": refused }),
-        );
-    }
-
-    /// Wait until every admitted connection is gone, at most `grace`.
-    async fn drained(&self, grace: Duration) {
-        let _ = tokio::time::timeout(grace, self.total.acquire_many(self.max_total)).await;
     }
 }
 
@@ -351,107 +268,6 @@ fn service(
     })
 }
 
-/// When a connection last moved a byte, and how many of its requests are in flight.
-struct Activity {
-    origin: Instant,
-    last_ms: AtomicU64,
-    busy: AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity { origin: Instant::now(), last_ms: AtomicU64::new(0), busy: AtomicUsize::new(0) }
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(now, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-
-    fn busy(&self) -> usize {
-        self.busy.load(Ordering::Relaxed)
-    }
-}
-
-/// One request in flight, counted until dropped.
-struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn new(activity: &Arc<Activity>) -> Busy {
-        activity.busy.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
-        Busy(Arc::clone(activity))
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
-    }
-}
-
-/// A stream that records each byte moved in its [`Activity`].
-struct Tracked<I> {
-    inner: I,
-    activity: Arc<Activity>,
-}
-
-impl<I> Tracked<I> {
-    fn new(inner: I, activity: &Arc<Activity>) -> Tracked<I> {
-        Tracked { inner, activity: Arc::clone(activity) }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
 /// The body limit and deadline of [`body_deadline`].
 #[derive(Debug, Clone, Copy)]
 pub struct BodyRules {
@@ -487,57 +303,9 @@ pub async fn body_deadline(State(rules): State<BodyRules>, request: Request, nex
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv6_connections_count_against_their_64() {
-        let admission = caps(16, 1, &[]);
-        let (a, b, other): (IpAddr, IpAddr, IpAddr) = (
-            "2001:db8:7:7::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 1].into())),
-            "2001:db8:7:7:ffff::2".parse().unwrap_or(IpAddr::V4([0, 0, 0, 2].into())),
-            "2001:db8:7:8::1".parse().unwrap_or(IpAddr::V4([0, 0, 0, 3].into())),
-        );
-        let held = admission.admit(a);
-        assert!(held.is_ok());
-        assert_eq!(admission.admit(b).err(), Some("per_ip"), "a second address of the same /64");
-        assert!(admission.admit(other).is_ok(), "another /64");
-        drop(held);
-        assert!(admission.admit(b).is_ok(), "its slot was given back to the /64");
-    }
-
-    fn caps(total: u32, per_ip: u32, exempt: &[IpAddr]) -> Arc<Admission> {
-        let config = ConnectionsConfig {
-            max_connections: total,
-            max_connections_per_ip: per_ip,
-            ..ConnectionsConfig::default()
-        };
-        Admission::new(&config, exempt.to_vec().into())
-    }
-
-    #[test]
-    fn connections_over_the_per_address_cap_are_refused_until_one_closes() {
-        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
-        let admission = caps(10, 2, &[]);
-        let first = admission.admit(a);
-        let _second = admission.admit(a);
-        assert!(first.is_ok());
-        assert_eq!(admission.admit(a).err(), Some("per_ip"));
-        assert!(admission.admit(b).is_ok(), "another address has its own count");
-        drop(first);
-        assert!(admission.admit(a).is_ok(), "a closed connection gives its place back");
-    }
-
-    #[test]
-    fn a_trusted_proxy_has_no_per_address_cap_but_counts_in_the_total() {
-        let proxy: IpAddr = [10, 0, 0, 9].into();
-        let admission = caps(3, 1, &[proxy]);
-        let held: Vec<_> = (0..3).map(|_| admission.admit(proxy)).collect();
-        assert!(held.iter().all(Result::is_ok));
-        assert_eq!(admission.admit([10, 0, 0, 1].into()).err(), Some("total"));
-    }
 
     #[test]
     fn zero_deadlines_and_caps_are_refused_by_name() {

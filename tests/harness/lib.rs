@@ -1,5 +1,6 @@
 //! End-to-end test support: start the real `toolgate` binary on a free port with its own data
-//! directory, read what it prints, and talk HTTP to it.
+//! directory, read what it prints, and talk HTTP to it; and the check every test that needs the
+//! Docker engine makes first ([`docker`], [`require_docker`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -385,5 +386,8 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
+mod docker;
 pub mod otlp;
 pub mod prometheus;
+
+pub use docker::{docker, require_docker};
