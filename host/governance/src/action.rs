@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use toolgate_core::Code;
 use toolgate_core::model::{Caller, Category};
 use toolgate_policy::Decision;
 use toolgate_runtime::ToolInfo;
@@ -169,8 +170,10 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActionError {
     /// `tool_failed`, `invalid_params`, `exec_denied`, `unavailable`, `timeout`, `plugin_failed`,
-    /// `plugin_output_too_large`, `verify_failed`, `rollback_failed`, `interrupted`.
-    pub code: String,
+    /// `plugin_output_too_large`, `verify_failed`, `verify_unavailable`, `rollback_failed`,
+    /// `rollback_unavailable`, `interrupted`.
+    #[schema(value_type = String)]
+    pub code: Code,
     /// For people.
     pub message: String,
 }

@@ -12,6 +12,7 @@ use super::super::command::{at_decided_category, command_line};
 use super::super::journal::{JournalError, Write};
 use super::execute::count_call;
 use super::{ExecuteRequest, GovernanceError, Governor, Outcome, system};
+use toolgate_core::Code;
 use toolgate_core::model::{AuthMethod, Caller, Role};
 use toolgate_policy::ApprovalState;
 
@@ -173,7 +174,7 @@ impl Governor {
 
     async fn expire(&self, mut record: ActionRecord) -> Result<(), GovernanceError> {
         let id = record.id.clone();
-        let event = self.event("approval_expired", &record, &system(), false, "approval_expired".into());
+        let event = self.event("approval_expired", &record, &system(), false, Code::ApprovalExpired.into());
         record.enter(ActionState::Expired, Some("system"), None);
         match self.commit(&mut record, Some(ActionState::PendingApproval), vec![Write::Audit(Box::new(event))]).await {
             // Someone decided it meanwhile: nothing to expire.

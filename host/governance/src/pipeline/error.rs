@@ -3,6 +3,7 @@
 
 use super::super::action::{ActionError, ActionState};
 use super::super::journal::JournalError;
+use toolgate_core::Code;
 use toolgate_policy::Decision;
 use toolgate_runtime::{PluginError, ToolErrorKind};
 use toolgate_store::StoreError;
@@ -94,16 +95,16 @@ fn reasons(decision: &Decision) -> String {
 pub(super) fn action_error(error: &PluginError) -> ActionError {
     let code = match error {
         PluginError::InvalidParams { .. } | PluginError::Tool { kind: ToolErrorKind::InvalidParams, .. } => {
-            "invalid_params"
+            Code::InvalidParams
         }
-        PluginError::Tool { kind: ToolErrorKind::Denied, .. } => "exec_denied",
-        PluginError::Tool { kind: ToolErrorKind::Unavailable, .. } => "unavailable",
+        PluginError::Tool { kind: ToolErrorKind::Denied, .. } => Code::ExecDenied,
+        PluginError::Tool { kind: ToolErrorKind::Unavailable, .. } => Code::Unavailable,
         PluginError::Tool { kind: ToolErrorKind::Timeout, .. }
         | PluginError::Timeout { .. }
-        | PluginError::DeadlineExceeded { .. } => "timeout",
-        PluginError::Tool { kind: ToolErrorKind::Failed, .. } => "tool_failed",
-        PluginError::OutputTooLarge { .. } => "plugin_output_too_large",
-        _ => "plugin_failed",
+        | PluginError::DeadlineExceeded { .. } => Code::Timeout,
+        PluginError::Tool { kind: ToolErrorKind::Failed, .. } => Code::ToolFailed,
+        PluginError::OutputTooLarge { .. } => Code::PluginOutputTooLarge,
+        _ => Code::PluginFailed,
     };
-    ActionError { code: code.into(), message: error.to_string() }
+    ActionError { code, message: error.to_string() }
 }

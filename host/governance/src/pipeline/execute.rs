@@ -11,9 +11,10 @@ use super::super::journal::Write;
 use super::error::action_error;
 use super::records::with_decision;
 use super::{ExecuteRequest, GovernanceError, Governor, Outcome, action_write, system};
+use toolgate_core::Code;
 use toolgate_core::model::{Caller, Category, ToolName};
 use toolgate_core::redact::redact;
-use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
+use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, Requirement, ToolInput};
 use toolgate_runtime::{CallContext, PluginError, ToolInfo};
 
 impl Governor {
@@ -51,7 +52,7 @@ impl Governor {
         // the class of its command), for its requirements, its record and its commands.
         let decided = at_decided_category(info, &decision);
         let info = decided.as_ref();
-        let only_approval_missing = !decision.allow && decision.reasons.iter().all(|r| r.code == "approval_required");
+        let only_approval_missing = !decision.allow && decision.only_missing(&[Code::ApprovalRequired]);
         let (allow, note) = (decision.allow, decision.reason_codes());
         let mut record =
             ActionRecord::requested(info, caller, request.params, params_redacted, request.justification, decision);
@@ -73,7 +74,7 @@ impl Governor {
         }
         if let Some(refusal) = self.verify_unavailable(info) {
             record.error = Some(refusal);
-            record.enter(ActionState::Failed, None, Some("verify_unavailable"));
+            record.enter(ActionState::Failed, None, Some(Code::VerifyUnavailable.as_str()));
             let event = self.decision_event("decision", &record, false);
             self.commit(&mut record, None, vec![Write::Audit(Box::new(event))]).await?;
             return Ok(Outcome::of(record));
@@ -95,13 +96,13 @@ impl Governor {
     pub fn verifies(&self, info: &ToolInfo, decision: &Decision) -> bool {
         info.supports_verify
             && (self.config.verify_required && info.category != Category::Read
-                || decision.requirements.iter().any(|r| r == "verify"))
+                || decision.requires(Requirement::Verify))
     }
 
     /// `VERIFY_REQUIRED` asks for a verify the tool cannot do: refuse before anything runs.
     pub(super) fn verify_unavailable(&self, info: &ToolInfo) -> Option<ActionError> {
         (self.config.verify_required && info.category != Category::Read && !info.supports_verify).then(|| ActionError {
-            code: "verify_unavailable".into(),
+            code: Code::VerifyUnavailable,
             message: format!(
                 "VERIFY_REQUIRED is set and tool `{}` cannot verify its effect, so it is not run",
                 info.name
@@ -189,9 +190,9 @@ impl Governor {
                     Ok(verdict) => {
                         let message = format!("verify found the effect missing: {}", verdict.detail);
                         record.verify = Some(verdict);
-                        ActionError { code: "verify_failed".into(), message }
+                        ActionError { code: Code::VerifyFailed, message }
                     }
-                    Err(e) => ActionError { code: "verify_failed".into(), message: format!("verify failed: {e}") },
+                    Err(e) => ActionError { code: Code::VerifyFailed, message: format!("verify failed: {e}") },
                 };
                 self.fail(record, Some(ActionState::Verifying), error, undo, Vec::new()).await.map(|mut o| {
                     o.output = output;
@@ -211,12 +212,12 @@ impl Governor {
         undo: Option<UndoRecord>,
         mut writes: Vec<Write>,
     ) -> Result<Outcome, GovernanceError> {
-        let mut event = self.event("action_failed", &record, &record.caller, false, error.code.clone());
+        let mut event = self.event("action_failed", &record, &record.caller, false, error.code.into());
         event.detail = json!({ "result": "failed", "error": error });
         if from.is_none() {
             with_decision(&mut event.detail, &record);
         }
-        record.enter(ActionState::Failed, None, Some(&error.code));
+        record.enter(ActionState::Failed, None, Some(error.code.as_str()));
         record.error = Some(error);
         writes.push(Write::Audit(Box::new(event)));
         self.commit(&mut record, from, writes).await?;
@@ -233,7 +234,7 @@ pub(super) fn count_call(tool: &str, outcome: &Result<Outcome, GovernanceError>,
         Ok(o) if o.dry_run => "dry_run",
         Ok(o) => o.action.state.as_str(),
         Err(GovernanceError::Plugin(PluginError::UnknownTool(_))) => return,
-        Err(GovernanceError::Plugin(_)) => "invalid_params",
+        Err(GovernanceError::Plugin(_)) => Code::InvalidParams.as_str(),
         Err(_) => "error",
     };
     toolgate_telemetry::metrics::tool_call(tool, status, started.elapsed());

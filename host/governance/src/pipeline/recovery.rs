@@ -6,7 +6,7 @@ use serde_json::json;
 use super::super::action::{ActionError, ActionRecord, ActionState, UndoRecord, UndoState};
 use super::super::journal::Write;
 use super::{GovernanceError, Governor, system};
-use toolgate_core::AuditEvent;
+use toolgate_core::{AuditEvent, Code};
 use toolgate_runtime::PluginError;
 use toolgate_store::{Store, StoreError, decode, tables};
 
@@ -36,7 +36,7 @@ impl Governor {
             toolgate_telemetry::metrics::actions_active(record.state.as_str(), 1);
         }
         for undo in undos {
-            let mut event = AuditEvent::new("rollback_interrupted", false, "interrupted").by(&system());
+            let mut event = AuditEvent::new("rollback_interrupted", false, Code::Interrupted.as_str()).by(&system());
             event.action_id = Some(undo.action_id.clone());
             event.tool = Some(undo.tool.clone());
             event.detail = json!({ "rollback_action": undo.applied_by, "note": "the server stopped while this rollback ran; it is not retried" });
@@ -59,14 +59,14 @@ impl Governor {
             let id = record.id.clone();
             let undo = self.undo(&id).await?.filter(|u| u.state == UndoState::Available);
             let error = ActionError {
-                code: "interrupted".into(),
+                code: Code::Interrupted,
                 message: format!("the server stopped while the action was {}", from.as_str()),
             };
             let mut failed = record.clone();
-            let mut event = self.event("action_interrupted", &failed, &system(), false, "interrupted".into());
+            let mut event = self.event("action_interrupted", &failed, &system(), false, Code::Interrupted.into());
             event.detail =
                 json!({ "result": "failed", "state_at_crash": from.as_str(), "undo_available": undo.is_some() });
-            failed.enter(ActionState::Failed, Some("system"), Some("interrupted"));
+            failed.enter(ActionState::Failed, Some("system"), Some(Code::Interrupted.as_str()));
             failed.error = Some(error);
             self.commit(&mut failed, Some(from), vec![Write::Audit(Box::new(event))]).await?;
             recovery.failed += 1;

@@ -11,6 +11,7 @@ use super::super::command::command_line;
 use super::super::journal::{JournalError, Write};
 use super::error::action_error;
 use super::{GovernanceError, Governor, Outcome, action_write, system};
+use toolgate_core::Code;
 use toolgate_core::model::{AuthMethod, Caller, ToolName};
 use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, RollbackInput, ToolInput};
 use toolgate_runtime::{CallContext, PluginError, ToolErrorKind};
@@ -125,12 +126,12 @@ impl Governor {
                     PluginError::UnknownTool(_) | PluginError::Tool { kind: ToolErrorKind::Unavailable, .. }
                 );
                 let error = action_error(e);
-                let code = if nothing_ran { "rollback_unavailable" } else { "rollback_failed" };
-                let error = ActionError { code: code.into(), message: error.message };
-                let mut event = self.event("rollback_failed", &rollback, caller, false, error.code.clone());
+                let code = if nothing_ran { Code::RollbackUnavailable } else { Code::RollbackFailed };
+                let error = ActionError { code, message: error.message };
+                let mut event = self.event("rollback_failed", &rollback, caller, false, error.code.into());
                 event.detail =
                     json!({ "result": "failed", "rollback_of": original.id, "error": error, "undo_kept": nothing_ran });
-                rollback.enter(ActionState::Failed, None, Some(&error.code));
+                rollback.enter(ActionState::Failed, None, Some(error.code.as_str()));
                 rollback.error = Some(error);
                 original.undo_available = nothing_ran;
                 (if nothing_ran { UndoState::Available } else { UndoState::Failed }, event)
