@@ -9,10 +9,12 @@
 //!   [`AuditReader`] port through which a plugin reads the log.
 //! - [`redact`]: parameters marked secret in a tool's schema, and scrubbing them from text.
 //! - [`private_fs`]: directories and files only the server's user may read.
+//! - [`code`]: [`Code`], the stable codes the host produces or compares across layers.
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod code;
 pub mod model;
 pub mod private_fs;
 pub mod redact;
@@ -22,6 +24,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use audit::{AuditEvent, AuditReader, AuditSink, MemoryAuditSink};
+pub use code::Code;
 pub use secret::{Mode, Secret};
 
 /// A boxed future, for the object-safe ports between layers.

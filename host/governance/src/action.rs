@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use toolgate_core::Code;
 use toolgate_core::model::{Caller, Category};
 use toolgate_policy::Decision;
+use toolgate_runtime::ToolInfo;
 
 /// Where an action stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -168,8 +170,10 @@ pub struct Approval {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ActionError {
     /// `tool_failed`, `invalid_params`, `exec_denied`, `unavailable`, `timeout`, `plugin_failed`,
-    /// `plugin_output_too_large`, `verify_failed`, `rollback_failed`, `interrupted`.
-    pub code: String,
+    /// `plugin_output_too_large`, `verify_failed`, `verify_unavailable`, `rollback_failed`,
+    /// `rollback_unavailable`, `interrupted`.
+    #[schema(value_type = String)]
+    pub code: Code,
     /// For people.
     pub message: String,
 }
@@ -226,6 +230,74 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
+    /// A call of `tool` by `caller` as the pipeline checked and decided it, `requested`.
+    pub fn requested(
+        tool: &ToolInfo,
+        caller: &Caller,
+        params: serde_json::Value,
+        params_redacted: serde_json::Value,
+        justification: Option<String>,
+        decision: Decision,
+    ) -> ActionRecord {
+        let mut record = ActionRecord::new(
+            Operation::Execute,
+            tool.name.to_string(),
+            tool.plugin.to_string(),
+            tool.category,
+            caller,
+        );
+        record.params = params;
+        record.params_redacted = params_redacted;
+        record.justification = justification;
+        record.decision = Some(decision);
+        record
+    }
+
+    /// The undoing of `original` by `caller`, `requested`: its tool, at the category it ran at.
+    pub fn rollback_of(original: &ActionRecord, caller: &Caller, justification: Option<&str>) -> ActionRecord {
+        let mut record = ActionRecord::new(
+            Operation::Rollback,
+            original.tool.clone(),
+            original.plugin.clone(),
+            original.category,
+            caller,
+        );
+        record.rollback_of = Some(original.id.clone());
+        record.params_redacted = serde_json::json!({ "rollback_of": original.id });
+        record.justification = justification.map(str::to_owned);
+        record
+    }
+
+    /// A new action (id, trace, first step), with nothing decided or run yet.
+    fn new(operation: Operation, tool: String, plugin: String, category: Category, caller: &Caller) -> ActionRecord {
+        let mut record = ActionRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            operation,
+            rollback_of: None,
+            tool,
+            plugin,
+            category,
+            caller: caller.clone(),
+            params: serde_json::Value::Null,
+            params_redacted: serde_json::Value::Null,
+            justification: None,
+            state: ActionState::Requested,
+            history: Vec::new(),
+            decision: None,
+            approval: None,
+            output: None,
+            verify: None,
+            error: None,
+            undo_available: false,
+            rolled_back_by: None,
+            trace_id: toolgate_telemetry::current_trace_id(),
+            audit_seq: None,
+            binding_salt: String::new(),
+        };
+        record.enter(ActionState::Requested, None, None);
+        record
+    }
+
     /// Move to `state` (appends to the history; the journal checks the step is legal).
     pub fn enter(&mut self, state: ActionState, by: Option<&str>, note: Option<&str>) {
         self.state = state;

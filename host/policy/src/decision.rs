@@ -1,8 +1,47 @@
-//! Reading a decision document strictly. Anything but `{allow: bool, reasons: [{code, message}],
-//! requirements: [string]}` is malformed, and a malformed answer is a denial.
+//! Reading a decision document strictly, and what the host asks of a [`Decision`].
+//!
+//! Anything but `{allow: bool, reasons: [{code, message}], requirements: [requirement]}` is
+//! malformed (a requirement is one of `verify`, `rollback`, `approval`, `justification`), and a
+//! malformed answer is a denial.
 
-use super::{Decision, POLICY_ERROR, PolicyError, Reason};
+use super::{Decision, PolicyError, Reason, Requirement};
+use toolgate_core::Code;
 use toolgate_core::model::Category;
+
+impl Decision {
+    /// Whether the action must also satisfy `requirement`.
+    pub fn requires(&self, requirement: Requirement) -> bool {
+        self.requirements.contains(&requirement)
+    }
+
+    /// Whether every reason is one of `codes`: all that stands between the caller and the action
+    /// is what those codes ask for (true of a decision without reasons).
+    pub fn only_missing(&self, codes: &[Code]) -> bool {
+        self.reasons.iter().all(|r| codes.iter().any(|c| r.is(*c)))
+    }
+
+    /// The reason a denial answers with: what the caller can do least about (see
+    /// [`denial_rank`]); the first of equal rank, in the decision's order. `None` without reasons.
+    pub fn weightiest_reason(&self) -> Option<&Reason> {
+        self.reasons.iter().min_by_key(|r| denial_rank(r))
+    }
+}
+
+/// Rank of a denial reason, lowest first: what the caller can do least about comes first (Rego
+/// sorts reasons by code, so a viewer calling a CRITICAL tool would otherwise read
+/// `approval_required`).
+fn denial_rank(reason: &Reason) -> u8 {
+    match Code::parse(&reason.code) {
+        Some(Code::RoleInsufficient) => 0,
+        Some(Code::PolicyError) => 1,
+        Some(Code::JustificationRequired) => 3,
+        Some(Code::ApprovalRequired | Code::ApprovalRejected | Code::ApprovalExpired) => 4,
+        // An operator's own `approval_*` code is about the approval too.
+        None if reason.code.starts_with("approval_") => 4,
+        // Codes of operators' own rules: nothing says the caller can satisfy them.
+        _ => 2,
+    }
+}
 
 /// Turn the value of a decision rule into a [`Decision`], or say why it is malformed.
 pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, String> {
@@ -32,7 +71,12 @@ pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
         .as_array()
         .ok_or("`requirements` is not an array")?
         .iter()
-        .map(|r| r.as_str().map(str::to_owned).ok_or_else(|| format!("a requirement is not a string: {r}")))
+        .map(|r| {
+            let name = r.as_str().ok_or_else(|| format!("a requirement is not a string: {r}"))?;
+            Requirement::parse(name).ok_or_else(|| {
+                format!("a requirement is not one of `verify`, `rollback`, `approval`, `justification`: {r}")
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if !allow && reasons.is_empty() {
         return Err("the decision denies without a reason".into());
@@ -50,10 +94,10 @@ pub(super) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
 pub(super) fn policy_error(revision: &str, cause: &str) -> Decision {
     Decision {
         allow: false,
-        reasons: vec![Reason {
-            code: POLICY_ERROR.into(),
-            message: format!("the policy could not decide, so the request is refused: {cause}"),
-        }],
+        reasons: vec![Reason::new(
+            Code::PolicyError,
+            format!("the policy could not decide, so the request is refused: {cause}"),
+        )],
         requirements: Vec::new(),
         category: None,
         revision: revision.to_owned(),
@@ -93,4 +137,63 @@ fn bounded(line: &str) -> String {
         return line.to_owned();
     }
     line.chars().take(MAX_CAUSE).chain(['…']).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial(codes: &[&str]) -> Decision {
+        let reasons = codes.iter().map(|c| Reason { code: (*c).to_owned(), message: format!("{c}!") }).collect();
+        Decision { allow: false, reasons, requirements: vec![], category: None, revision: "sha256:0".to_owned() }
+    }
+
+    #[test]
+    fn a_denial_answers_with_its_weightiest_reason() {
+        let cases: [(&[&str], Option<&str>); 7] = [
+            (&["approval_required", "justification_required", "role_insufficient"], Some("role_insufficient")),
+            (&["approval_required", "policy_error"], Some("policy_error")),
+            (&["approval_expired", "justification_required", "maintenance_window"], Some("maintenance_window")),
+            (&["approval_required", "justification_required"], Some("justification_required")),
+            (&["approval_rejected", "approval_required"], Some("approval_rejected")),
+            (&["approval_by_cab", "change_freeze"], Some("change_freeze")),
+            (&[], None),
+        ];
+        for (codes, want) in cases {
+            let decision = denial(codes);
+            assert_eq!(decision.weightiest_reason().map(|r| r.code.as_str()), want, "{codes:?}");
+        }
+    }
+
+    #[test]
+    fn only_missing_names_what_stands_in_the_way() {
+        let approval = [Code::ApprovalRequired];
+        assert!(denial(&["approval_required"]).only_missing(&approval));
+        assert!(!denial(&["approval_required", "justification_required"]).only_missing(&approval));
+        assert!(!denial(&["approval_required_by_cab"]).only_missing(&approval), "an operator's code is not ours");
+        let actionable = [Code::JustificationRequired, Code::ApprovalRequired];
+        assert!(denial(&["approval_required", "justification_required"]).only_missing(&actionable));
+        assert!(denial(&[]).only_missing(&actionable));
+    }
+
+    #[test]
+    fn requirements_have_the_policy_names_and_unknown_ones_are_malformed() -> Result<(), String> {
+        for requirement in Requirement::ALL {
+            let json = serde_json::to_value(requirement).map_err(|e| e.to_string())?;
+            assert_eq!(json, serde_json::json!(requirement.as_str()));
+            assert_eq!(serde_json::from_value::<Requirement>(json).ok(), Some(requirement));
+        }
+        let names: Vec<&str> = Requirement::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, ["verify", "rollback", "approval", "justification"]);
+        let doc = |requirements: serde_json::Value| {
+            let json = serde_json::json!({ "allow": true, "reasons": [], "requirements": requirements });
+            regorus::Value::from_json_str(&json.to_string()).map_err(|e| e.to_string())
+        };
+        let decision = parse(&doc(serde_json::json!(["justification", "verify"]))?, "r")?;
+        assert!(decision.requires(Requirement::Verify) && decision.requires(Requirement::Justification));
+        assert!(!decision.requires(Requirement::Approval));
+        let err = parse(&doc(serde_json::json!(["verfy"]))?, "r").err().unwrap_or_default();
+        assert!(err.contains("verfy"), "{err}");
+        Ok(())
+    }
 }

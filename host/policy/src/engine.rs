@@ -88,7 +88,7 @@ impl PolicyEngine {
     }
 
     /// Decide at `point` on a raw input document. Never fails: any error is a denial with the
-    /// reason code [`POLICY_ERROR`](super::POLICY_ERROR), and its cause is logged.
+    /// reason code [`Code::PolicyError`](toolgate_core::Code::PolicyError), and its cause is logged.
     pub fn decide(&self, point: Point, input: &serde_json::Value) -> Decision {
         traced(point, || self.active().decide(point, input))
     }

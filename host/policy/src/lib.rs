@@ -13,7 +13,8 @@
 //!   the server, `toolgate policy eval` and `toolgate policy test` alike.
 //! - `engine`: [`PolicyEngine`], the active set behind a lock, swapped whole on reload;
 //!   [`PolicyEngine::decide_action`] and [`ExecPolicy::decide_exec`].
-//! - `decision`: strict reading of decision documents (fail closed).
+//! - `decision`: strict reading of decision documents (fail closed), and what the host asks of
+//!   a [`Decision`]: its requirements, its weightiest reason.
 //! - `testing`: `test_*` rules with the semantics of `opa test`, and coverage.
 //! - `watch`: hot reload with `notify`, debounced.
 //! - `diagnostics`: errors as `file:line:col: message` with the line and a caret.
@@ -24,6 +25,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use toolgate_core::Code;
 use toolgate_core::model::{AuthMethod, Caller, Category, Role};
 
 /// `[policy]`: where the policy set lives and how it is checked.
@@ -154,10 +156,59 @@ pub struct ExecInput {
 /// One reason of a decision: a stable machine code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
-    /// Stable code, e.g. `role_insufficient`, `justification_required`, `command_not_allowed`.
+    /// Stable code, e.g. `role_insufficient`, `justification_required`, `command_not_allowed`:
+    /// any code the policy gives (an operator's rule has codes of its own), so the host compares
+    /// it through [`Reason::is`] and [`Code`].
     pub code: String,
     /// For people.
     pub message: String,
+}
+
+impl Reason {
+    /// A reason with one of the host's own codes.
+    pub fn new(code: Code, message: String) -> Reason {
+        Reason { code: code.as_str().to_owned(), message }
+    }
+
+    /// Whether its code is `code`.
+    pub fn is(&self, code: Code) -> bool {
+        self.code == code.as_str()
+    }
+}
+
+/// What must also happen when an action runs, as the policy's `requirements` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Requirement {
+    /// The effect is verified after the call.
+    Verify,
+    /// The call is rolled back if verify fails, and can be rolled back by an admin.
+    Rollback,
+    /// A second admin approves each call.
+    Approval,
+    /// The caller gives a justification.
+    Justification,
+}
+
+impl Requirement {
+    /// Every requirement.
+    pub const ALL: [Requirement; 4] =
+        [Requirement::Verify, Requirement::Rollback, Requirement::Approval, Requirement::Justification];
+
+    /// The wire name (`verify`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Requirement::Verify => "verify",
+            Requirement::Rollback => "rollback",
+            Requirement::Approval => "approval",
+            Requirement::Justification => "justification",
+        }
+    }
+
+    /// The requirement named `s`.
+    pub fn parse(s: &str) -> Option<Requirement> {
+        Requirement::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// A policy decision: a document, not a boolean.
@@ -168,7 +219,7 @@ pub struct Decision {
     /// Why (for a denial, at least one reason).
     pub reasons: Vec<Reason>,
     /// What must also happen: `verify`, `rollback`, `approval`, `justification`.
-    pub requirements: Vec<String>,
+    pub requirements: Vec<Requirement>,
     /// The category the action was decided at (the `action` point; `None` elsewhere, or when
     /// the policy could not classify the call): the tool's own, or, for a tool whose category
     /// follows the command it runs, that command's class. The call runs at this category.
@@ -206,11 +257,6 @@ pub use engine::PolicyEngine;
 pub use set::{Point, PolicySet};
 pub use testing::{FileCoverage, TestOutcome, TestReport};
 pub use watch::PolicyWatcher;
-
-/// Host-generated reason code of every fail-closed denial: the policy is missing, failed (a
-/// built-in's error included), or answered something malformed. The reason's message names the
-/// cause (the rule and the engine's first line); the full error is logged.
-pub const POLICY_ERROR: &str = "policy_error";
 
 /// Why a policy set could not be loaded, validated or evaluated.
 #[derive(Debug, thiserror::Error)]

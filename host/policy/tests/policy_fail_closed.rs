@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use toolgate_core::Code;
 use toolgate_core::model::{AuthMethod, Category, Role};
 use toolgate_policy::{
-    ActionInput, ApprovalState, CallerInput, Decision, ExecInput, ExecPolicy, POLICY_ERROR, PolicyConfig, PolicyEngine,
-    PolicyError, ToolInput,
+    ActionInput, ApprovalState, CallerInput, Decision, ExecInput, ExecPolicy, PolicyConfig, PolicyEngine, PolicyError,
+    Requirement, ToolInput,
 };
 
 const EXEC_OK: &str = r#"package toolgate.exec
@@ -63,7 +64,7 @@ fn action(role: Role, category: Category, justification: Option<&str>) -> Action
 }
 
 fn is_policy_error(d: &Decision) -> bool {
-    !d.allow && d.reasons.len() == 1 && d.reasons[0].code == POLICY_ERROR && !d.revision.is_empty()
+    !d.allow && d.reasons.len() == 1 && d.reasons[0].is(Code::PolicyError) && !d.revision.is_empty()
 }
 
 /// Load a set whose action decision is `body`, and decide one action.
@@ -78,7 +79,7 @@ fn decide_with(body: &str) -> anyhow::Result<Decision> {
 fn a_well_formed_allow_is_returned_as_is() -> anyhow::Result<()> {
     let d = decide_with(r#"decision := {"allow": true, "reasons": [], "requirements": ["verify"]}"#)?;
     assert!(d.allow, "{d:?}");
-    assert_eq!(d.requirements, ["verify"]);
+    assert_eq!(d.requirements, [Requirement::Verify]);
     Ok(())
 }
 
@@ -157,6 +158,7 @@ fn malformed_documents_deny() -> anyhow::Result<()> {
         r#"decision := {"allow": true, "reasons": "none", "requirements": []}"#,
         r#"decision := {"allow": true, "reasons": []}"#,
         r#"decision := {"allow": true, "reasons": [], "requirements": [1]}"#,
+        r#"decision := {"allow": true, "reasons": [], "requirements": ["verfy"]}"#,
         r#"decision := {"allow": false, "reasons": [], "requirements": []}"#,
     ];
     for body in malformed {

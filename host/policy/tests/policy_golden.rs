@@ -16,7 +16,7 @@ fn want_of(d: &Decision) -> Want {
     Want {
         allow: d.allow,
         reasons: d.reasons.iter().map(|r| r.code.clone()).collect(),
-        requirements: d.requirements.clone(),
+        requirements: d.requirements.iter().map(|r| r.as_str().to_owned()).collect(),
         category: d.category.map(|c| c.to_string()),
     }
 }

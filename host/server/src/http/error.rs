@@ -10,13 +10,14 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use toolgate_auth::AuthError;
-use toolgate_governance::{GovernanceError, JournalError};
-use toolgate_policy::POLICY_ERROR;
+use toolgate_core::Code;
+use toolgate_governance::{ActionState, GovernanceError, JournalError};
+use toolgate_policy::Decision;
 use toolgate_runtime::PluginError;
 use toolgate_store::StoreError;
 
 use super::ratelimit::RateClass;
-use super::tools_api::ActionResponse;
+use super::tools_api::{ActionResponse, ActionStatus};
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -144,12 +145,12 @@ impl ApiError {
                     G::Plugin(e) => plugin_status(e),
                     G::NoAction(_) => (S::NOT_FOUND, "action_not_found"),
                     G::NotPending { .. } => (S::CONFLICT, "not_pending"),
-                    G::ApprovalExpired(_) => (S::CONFLICT, "approval_expired"),
+                    G::ApprovalExpired(_) => (S::CONFLICT, Code::ApprovalExpired.as_str()),
                     G::SelfApproval => (S::FORBIDDEN, "self_approval"),
                     G::ConflictOfInterest(_) => (S::FORBIDDEN, "approval_conflict_of_interest"),
                     G::ApprovalRefused { .. } => (S::FORBIDDEN, "approval_refused"),
                     G::ApprovalMismatch(_) => (S::CONFLICT, "approval_mismatch"),
-                    G::JustificationRequired(_) => (S::FORBIDDEN, "justification_required"),
+                    G::JustificationRequired(_) => (S::FORBIDDEN, Code::JustificationRequired.as_str()),
                     G::NotRollbackable { .. } => (S::CONFLICT, "not_rollbackable"),
                     G::NoUndo(_) => (S::CONFLICT, "no_undo_record"),
                     G::AlreadyRolledBack { .. } => (S::CONFLICT, "already_rolled_back"),
@@ -193,43 +194,32 @@ impl ApiError {
 fn plugin_status(e: &PluginError) -> (StatusCode, &'static str) {
     match e {
         PluginError::UnknownTool(_) => (StatusCode::NOT_FOUND, "unknown_tool"),
-        PluginError::InvalidParams { .. } => (StatusCode::BAD_REQUEST, "invalid_params"),
+        PluginError::InvalidParams { .. } => (StatusCode::BAD_REQUEST, Code::InvalidParams.as_str()),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
 /// An action that did not complete: a denial is 403 with the decision's weightiest reason as the
-/// code (see [`denial_rank`]); a failure's status follows its cause (the action's `error.code`).
+/// code (see [`Decision::weightiest_reason`]); a failure's status follows its cause (the action's
+/// `error.code`).
 fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
     use StatusCode as S;
-    if action.status == "denied" {
-        let reason = action.decision.as_ref().and_then(|d| d.reasons.iter().min_by_key(|r| denial_rank(&r.code)));
+    if action.status == ActionStatus::State(ActionState::Denied) {
+        let reason = action.decision.as_ref().and_then(Decision::weightiest_reason);
         return (S::FORBIDDEN, reason.map_or("denied", |r| r.code.as_str()));
     }
-    let code = action.error.as_ref().map_or("failed", |e| e.code.as_str());
+    let Some(code) = action.error.as_ref().map(|e| e.code) else {
+        return (S::CONFLICT, "failed");
+    };
     let status = match code {
-        "invalid_params" => S::BAD_REQUEST,
-        "exec_denied" => S::FORBIDDEN,
-        "unavailable" | "rollback_unavailable" => S::SERVICE_UNAVAILABLE,
-        "timeout" => S::GATEWAY_TIMEOUT,
-        "plugin_failed" | "plugin_output_too_large" => S::INTERNAL_SERVER_ERROR,
+        Code::InvalidParams => S::BAD_REQUEST,
+        Code::ExecDenied => S::FORBIDDEN,
+        Code::Unavailable | Code::RollbackUnavailable => S::SERVICE_UNAVAILABLE,
+        Code::Timeout => S::GATEWAY_TIMEOUT,
+        Code::PluginFailed | Code::PluginOutputTooLarge => S::INTERNAL_SERVER_ERROR,
         _ => S::CONFLICT,
     };
-    (status, code)
-}
-
-/// Rank of a denial reason, lowest first: what the caller can do least about comes first (Rego
-/// sorts reasons by code, so a viewer calling a CRITICAL tool would otherwise read
-/// `approval_required`). Equal ranks keep the decision's order.
-fn denial_rank(code: &str) -> u8 {
-    match code {
-        "role_insufficient" => 0,
-        POLICY_ERROR => 1,
-        "justification_required" => 3,
-        c if c.starts_with("approval_") => 4,
-        // Codes of operators' own rules: nothing says the caller can satisfy them.
-        _ => 2,
-    }
+    (status, code.as_str())
 }
 
 fn action_message(action: &ActionResponse) -> String {
@@ -302,7 +292,8 @@ impl<T: Serialize> IntoResponse for Json<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use toolgate_policy::{Decision, Reason};
+    use toolgate_governance::action::ActionError;
+    use toolgate_policy::Reason;
 
     async fn body(err: ApiError) -> anyhow::Result<(StatusCode, Value, Option<HeaderValue>)> {
         let response = err.into_response();
@@ -338,7 +329,7 @@ mod tests {
         let reasons = codes.iter().map(|c| Reason { code: (*c).to_owned(), message: format!("{c}!") }).collect();
         ApiError::Action(Box::new(ActionResponse {
             action_id: "a1".to_owned(),
-            status: "denied".to_owned(),
+            status: ActionStatus::State(ActionState::Denied),
             decision: Some(Decision {
                 allow: false,
                 reasons,
@@ -356,19 +347,34 @@ mod tests {
         }))
     }
 
+    /// Which reason weighs most is the decision's to say (its tests hold the table); the
+    /// answer is 403 with that reason's code, `denied` without one.
     #[test]
     fn a_denial_answers_with_its_weightiest_reason() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 3] = [
             (&["approval_required", "justification_required", "role_insufficient"], "role_insufficient"),
-            (&["approval_required", "policy_error"], "policy_error"),
-            (&["approval_expired", "justification_required", "maintenance_window"], "maintenance_window"),
-            (&["approval_required", "justification_required"], "justification_required"),
-            (&["approval_rejected", "approval_required"], "approval_rejected"),
+            (&["approval_expired", "maintenance_window"], "maintenance_window"),
             (&[], "denied"),
         ];
         for (codes, want) in cases {
             assert_eq!(denied(codes).status(), (StatusCode::FORBIDDEN, want), "{codes:?}");
         }
+    }
+
+    #[test]
+    fn a_failure_answers_with_its_code_and_the_status_of_its_cause() {
+        let failed = |code: Code| {
+            let ApiError::Action(mut action) = denied(&[]) else { unreachable!() };
+            action.status = ActionStatus::State(ActionState::Failed);
+            action.error = Some(ActionError { code, message: "m".to_owned() });
+            ApiError::Action(action).status().0
+        };
+        assert_eq!(failed(Code::Timeout), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(failed(Code::RollbackUnavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(failed(Code::VerifyFailed), StatusCode::CONFLICT);
+        let ApiError::Action(action) = denied(&[]) else { unreachable!() };
+        let json = serde_json::to_value(&action).unwrap_or_default();
+        assert_eq!(json["status"], "denied", "the status is the state's wire name");
     }
 
     #[test]

@@ -2,20 +2,21 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Json};
 use super::extract::Authenticated;
+use toolgate_core::Code;
 use toolgate_governance::ExecuteRequest;
 use toolgate_governance::action::{ActionError, ActionState, Approval};
 use toolgate_governance::pipeline::Outcome;
-use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, ToolInput};
+use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, Requirement, ToolInput};
 use toolgate_runtime::Verdict;
 
 /// Reason codes a caller can do something about: the tool is still listed for them.
-const ACTIONABLE: [&str; 2] = ["justification_required", "approval_required"];
+const ACTIONABLE: [Code; 2] = [Code::JustificationRequired, Code::ApprovalRequired];
 
 /// What a tool requires of a call, from the policy's decision for this caller.
 #[derive(Debug, Serialize, ToSchema)]
@@ -77,10 +78,9 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             command: None,
             rollback: None,
         });
-        if !decision.reasons.iter().all(|r| ACTIONABLE.contains(&r.code.as_str())) {
+        if !decision.only_missing(&ACTIONABLE) {
             continue;
         }
-        let needs = |r: &str| decision.requirements.iter().any(|x| x == r);
         let verify = gateway.governor.verifies(&tool, &decision);
         tools.push(ToolView {
             name: tool.name.to_string(),
@@ -90,10 +90,10 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
             params_schema: tool.params_schema,
             output_schema: tool.output_schema,
             requires: Requires {
-                justification: needs("justification"),
-                approval: needs("approval"),
+                justification: decision.requires(Requirement::Justification),
+                approval: decision.requires(Requirement::Approval),
                 verify,
-                rollback: needs("rollback"),
+                rollback: decision.requires(Requirement::Rollback),
             },
         });
     }
@@ -128,7 +128,8 @@ pub struct ActionResponse {
     pub action_id: String,
     /// `completed`, `pending_approval`, `denied`, `failed`, `rolled_back`, `rejected`, or
     /// `dry_run`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ActionStatus,
     /// The action decision: `allow`, `reasons` (codes and messages), `requirements`, `category`
     /// (the category the call runs at), `revision`.
     #[schema(value_type = Option<Object>)]
@@ -156,12 +157,44 @@ pub struct ActionResponse {
     pub trace_id: Option<String>,
 }
 
+/// Where an action stands after a call, as the response names it: its state, or `dry_run`
+/// (a dry run is no action, so it has no state of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionStatus {
+    /// Decided only; nothing ran.
+    DryRun,
+    /// The action's state.
+    State(ActionState),
+}
+
+impl ActionStatus {
+    /// The wire name: `dry_run`, or the state's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionStatus::DryRun => "dry_run",
+            ActionStatus::State(state) => state.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for ActionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ActionStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl From<Outcome> for ActionResponse {
     fn from(outcome: Outcome) -> Self {
         let action = outcome.action;
         ActionResponse {
             action_id: action.id,
-            status: if outcome.dry_run { "dry_run".to_owned() } else { action.state.as_str().to_owned() },
+            status: if outcome.dry_run { ActionStatus::DryRun } else { ActionStatus::State(action.state) },
             decision: action.decision,
             output: outcome.output,
             verify: action.verify,
@@ -178,14 +211,13 @@ impl From<Outcome> for ActionResponse {
 /// 202 when it waits for an approval; everything else is an error whose status and code depend
 /// on why (see [`ApiError::Action`]).
 pub fn respond(outcome: Outcome) -> Result<(StatusCode, Json<ActionResponse>), ApiError> {
-    let state = outcome.action.state;
-    let dry_run = outcome.dry_run;
     let response = ActionResponse::from(outcome);
-    match state {
-        _ if dry_run => Ok((StatusCode::OK, Json(response))),
-        ActionState::Completed | ActionState::Rejected => Ok((StatusCode::OK, Json(response))),
-        ActionState::PendingApproval => Ok((StatusCode::ACCEPTED, Json(response))),
-        _ => Err(ApiError::Action(Box::new(response))),
+    match response.status {
+        ActionStatus::DryRun | ActionStatus::State(ActionState::Completed | ActionState::Rejected) => {
+            Ok((StatusCode::OK, Json(response)))
+        }
+        ActionStatus::State(ActionState::PendingApproval) => Ok((StatusCode::ACCEPTED, Json(response))),
+        ActionStatus::State(_) => Err(ApiError::Action(Box::new(response))),
     }
 }
 
