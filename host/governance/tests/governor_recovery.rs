@@ -223,12 +223,10 @@ async fn recovery_marks_a_rollback_a_crash_interrupted_failed_and_never_applies_
     Ok(())
 }
 
-/// BUG (reported, not fixed here): after `rollback_interrupted`, recovery marks the undo record
-/// failed but leaves the original action's `undo_available: true`, so the API offers a rollback
-/// that `POST /actions/{id}/rollback` then refuses (`AlreadyRolledBack`, "failed"). Every other
-/// path that spends an undo record clears the flag with it.
+/// After `rollback_interrupted` the undo record is spent, so the original no longer offers a
+/// rollback (it did, and `POST /actions/{id}/rollback` then refused it): as on every other path
+/// that spends an undo record.
 #[tokio::test]
-#[ignore = "BUG: recovery's rollback_interrupted branch leaves the original's undo_available true"]
 async fn after_an_interrupted_rollback_the_action_no_longer_offers_a_rollback() -> anyhow::Result<()> {
     let (h, original, _) = crash_during_a_rollback().await?;
     h.governor.recover().await?;

@@ -20,15 +20,12 @@ use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 pub mod accounts;
 mod audit;
 mod snapshot;
-// TEMPORARY: public only for `governance/src/pipeline.rs`; private when pipeline.rs is ported.
-pub mod tables;
+mod tables;
 mod tx;
 
 pub use accounts::{AccountChange, Actor, ApiKeyRecord, Changed, Session, UserRecord};
 pub use audit::{AuditEntries, AuditEntry};
 pub use snapshot::Snapshot;
-// TEMPORARY: used only by `governance/src/pipeline.rs`; removed when pipeline.rs is ported.
-pub use tables::decode;
 pub use tx::Tx;
 
 /// File name of the database inside `data_dir`.
@@ -217,12 +214,6 @@ impl Store {
     /// The undo record of action `id`, decoded as `T`. See [`Snapshot::undo`].
     pub fn undo<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
         self.snapshot()?.undo(id)
-    }
-
-    /// TEMPORARY: a raw read transaction, used only by `governance/src/pipeline.rs` until it is
-    /// ported to [`Store::snapshot`] / [`Store::action`] / [`Store::undo`]; removed then.
-    pub fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
     }
 
     /// Readiness: the file is still there and a read transaction works.

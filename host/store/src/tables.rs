@@ -41,7 +41,7 @@ pub const ACTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("actions_
 pub const ROLLBACK_LOG: TableDefinition<&str, &[u8]> = TableDefinition::new("rollback_log_v1");
 
 /// Decode a record of `table`.
-pub fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(crate) fn decode<T: DeserializeOwned>(table: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt { table, source })
 }
 

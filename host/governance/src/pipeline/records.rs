@@ -1,8 +1,5 @@
 //! What the pipeline writes about an action besides its record (its audit events), and reads
 //! of action and undo records.
-//!
-//! The raw table reads are small functions of their own ([`read_action`], [`read_undo`],
-//! [`all_actions`]), so that each becomes one store call in one place.
 
 use serde_json::{Value, json};
 
@@ -11,7 +8,6 @@ use super::{GovernanceError, Governor};
 use toolgate_core::AuditEvent;
 use toolgate_core::model::Caller;
 use toolgate_policy::Decision;
-use toolgate_store::{Store, StoreError, decode, tables};
 
 impl Governor {
     /// An audit event about `record`, acted by `actor`.
@@ -62,18 +58,21 @@ impl Governor {
     /// One action.
     pub async fn action(&self, id: &str) -> Result<Option<ActionRecord>, GovernanceError> {
         let id = id.to_owned();
-        Ok(self.store().call(move |s| read_action(s, &id)).await?)
+        Ok(self.store().call(move |s| s.action(&id)).await?)
     }
 
     /// The undo record of action `id`.
     pub(super) async fn undo(&self, id: &str) -> Result<Option<UndoRecord>, GovernanceError> {
         let id = id.to_owned();
-        Ok(self.store().call(move |s| read_undo(s, &id)).await?)
+        Ok(self.store().call(move |s| s.undo(&id)).await?)
     }
 
     /// Actions, newest first, matching `filter`, at most `limit`, strictly older than `before`.
     pub async fn actions(&self, filter: ActionFilter) -> Result<Vec<ActionRecord>, GovernanceError> {
-        Ok(self.store().call(move |s| all_actions(s, &filter)).await?)
+        Ok(self
+            .store()
+            .call(move |s| s.snapshot()?.actions_page(filter.before.as_deref(), filter.limit, |r| filter.matches(r)))
+            .await?)
     }
 }
 
@@ -105,37 +104,4 @@ impl ActionFilter {
             && self.tool.as_ref().is_none_or(|t| *t == record.tool)
             && self.actor.as_ref().is_none_or(|a| *a == record.caller.name)
     }
-}
-
-fn read_action(store: &Store, id: &str) -> Result<Option<ActionRecord>, StoreError> {
-    let tx = store.read()?;
-    let table = tx.open_table(tables::ACTIONS)?;
-    table.get(id)?.map(|v| decode("actions_v1", v.value())).transpose()
-}
-
-fn read_undo(s: &Store, id: &str) -> Result<Option<UndoRecord>, StoreError> {
-    let tx = s.read()?;
-    let table = tx.open_table(tables::ROLLBACK_LOG)?;
-    table.get(id)?.map(|v| decode("rollback_log_v1", v.value())).transpose()
-}
-
-fn all_actions(s: &Store, filter: &ActionFilter) -> Result<Vec<ActionRecord>, StoreError> {
-    let tx = s.read()?;
-    let table = tx.open_table(tables::ACTIONS)?;
-    let range = match filter.before.as_deref() {
-        Some(before) => table.range(..before)?,
-        None => table.range::<&str>(..)?,
-    };
-    let mut out = Vec::new();
-    for item in range.rev() {
-        if out.len() >= filter.limit {
-            break;
-        }
-        let (_, v) = item?;
-        let record: ActionRecord = decode("actions_v1", v.value())?;
-        if filter.matches(&record) {
-            out.push(record);
-        }
-    }
-    Ok(out)
 }

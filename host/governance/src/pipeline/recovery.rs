@@ -1,14 +1,12 @@
 //! Start-up recovery: what a crash left open is closed, with an audit entry each.
 
-use redb::ReadableTable;
 use serde_json::json;
 
 use super::super::action::{ActionError, ActionRecord, ActionState, UndoRecord, UndoState};
 use super::super::journal::Write;
-use super::{GovernanceError, Governor, system};
+use super::{GovernanceError, Governor, action_write, system};
 use toolgate_core::{AuditEvent, Code};
 use toolgate_runtime::PluginError;
-use toolgate_store::{Store, StoreError, decode, tables};
 
 /// What start-up recovery did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,7 +27,16 @@ impl Governor {
     /// undo record is available; undo records left being applied are marked failed (applying them
     /// again could do harm). Pending approvals are tracked again. Returns what was done.
     pub async fn recover(&self) -> Result<Recovery, GovernanceError> {
-        let (actions, undos) = self.store().call(open_actions_and_applying_undos).await?;
+        let (actions, undos) = self
+            .store()
+            .call(|s| {
+                // One snapshot: the undo records as of the actions read.
+                let snapshot = s.snapshot()?;
+                let actions = snapshot.actions(|r: &ActionRecord| r.state.is_open())?;
+                let undos = snapshot.undo_records(|u: &UndoRecord| u.state == UndoState::Applying)?;
+                Ok((actions, undos))
+            })
+            .await?;
         let mut recovery = Recovery::default();
         // The gauge starts at zero in this process: count what a previous one left open.
         for record in &actions {
@@ -41,12 +48,17 @@ impl Governor {
             event.tool = Some(undo.tool.clone());
             event.detail = json!({ "rollback_action": undo.applied_by, "note": "the server stopped while this rollback ran; it is not retried" });
             let record = UndoRecord { state: UndoState::Failed, ..undo.clone() };
-            self.journal
-                .submit(vec![
-                    Write::Audit(Box::new(event)),
-                    Write::Undo { expect: Some(UndoState::Applying), record: Box::new(record) },
-                ])
-                .await?;
+            let mut writes = vec![
+                Write::Audit(Box::new(event)),
+                Write::Undo { expect: Some(UndoState::Applying), record: Box::new(record) },
+            ];
+            // The undo record is spent: the original no longer offers a rollback, as on every
+            // other path that spends one.
+            if let Some(mut original) = self.action(&undo.action_id).await?.filter(|o| o.undo_available) {
+                original.undo_available = false;
+                writes.push(action_write(Some(original.state), &original));
+            }
+            self.journal.submit(writes).await?;
             recovery.undo_failed += 1;
         }
         for record in actions {
@@ -86,26 +98,4 @@ impl Governor {
         self.journal.flush().await?;
         Ok(recovery)
     }
-}
-
-/// The actions still open and the undo records left being applied.
-fn open_actions_and_applying_undos(s: &Store) -> Result<(Vec<ActionRecord>, Vec<UndoRecord>), StoreError> {
-    let tx = s.read()?;
-    let mut actions = Vec::new();
-    for item in tx.open_table(tables::ACTIONS)?.iter()? {
-        let (_, v) = item?;
-        let record: ActionRecord = decode("actions_v1", v.value())?;
-        if record.state.is_open() {
-            actions.push(record);
-        }
-    }
-    let mut undos = Vec::new();
-    for item in tx.open_table(tables::ROLLBACK_LOG)?.iter()? {
-        let (_, v) = item?;
-        let undo: UndoRecord = decode("rollback_log_v1", v.value())?;
-        if undo.state == UndoState::Applying {
-            undos.push(undo);
-        }
-    }
-    Ok((actions, undos))
 }
