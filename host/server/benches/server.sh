@@ -4,7 +4,7 @@
 # with the extra environment given, removes both on exit, and sets URL and PASSWORD (the initial
 # admin's, read from the file whose path it prints). `login_token`
 # prints a token for that admin.
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PROFILE=${PROFILE:-release}
 
