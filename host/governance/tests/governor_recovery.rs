@@ -14,34 +14,21 @@ mod support;
 use support::harness::*;
 
 /// An action record as the pipeline writes it, in `states` (from `requested`).
-fn in_flight(tool: &str, category: Category, who: &Caller, states: &[ActionState]) -> ActionRecord {
-    ActionRecord {
-        id: uuid::Uuid::now_v7().to_string(),
-        operation: Operation::Execute,
-        rollback_of: None,
-        tool: tool.into(),
-        plugin: "fake".into(),
-        category,
-        caller: who.clone(),
-        params: json!({ "unit": "nginx" }),
-        params_redacted: json!({ "unit": "nginx" }),
-        justification: Some(WHY.into()),
-        state: states.last().copied().unwrap_or(ActionState::Requested),
-        history: states
-            .iter()
-            .map(|&state| Step { state, at: OffsetDateTime::now_utc(), by: None, note: None })
-            .collect(),
-        decision: None,
-        approval: None,
-        output: None,
-        verify: None,
-        error: None,
-        undo_available: false,
-        rolled_back_by: None,
-        trace_id: None,
-        audit_seq: None,
-        binding_salt: String::new(),
+fn in_flight(tool: &str, category: Category, who: &Caller, states: &[ActionState]) -> anyhow::Result<ActionRecord> {
+    let decision = toolgate_policy::Decision {
+        allow: true,
+        reasons: Vec::new(),
+        requirements: Vec::new(),
+        category: Some(category),
+        revision: String::new(),
+    };
+    let params = json!({ "unit": "nginx" });
+    let tool = FakeTool::new(tool, category)?;
+    let mut record = ActionRecord::requested(tool.info(), who, params.clone(), params, Some(WHY.into()), decision);
+    for &state in states.iter().skip(1) {
+        record.enter(state, None, None);
     }
+    Ok(record)
 }
 
 fn audit_write(kind: &str, record: &ActionRecord) -> Write {
@@ -63,7 +50,7 @@ async fn recovery_fails_an_action_a_crash_left_running_and_tracks_pending_approv
     let h = Harness::new()?;
     let pending = h.run(&alice(), CRITICAL, Some(WHY)).await?.action.id;
     // The crash point: the decision and the `running` state are committed, the tool is running.
-    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running]);
+    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running])?;
     h.journal
         .submit(vec![
             audit_write("decision", &running),
@@ -106,7 +93,7 @@ async fn recovery_rolls_back_an_action_a_crash_left_verifying() -> anyhow::Resul
     let h = Harness::new()?;
     // The crash point: the invocation returned an undo record, committed with `verifying`, and
     // the server stopped while verify ran.
-    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running]);
+    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running])?;
     h.journal
         .submit(vec![
             audit_write("decision", &running),
@@ -172,7 +159,7 @@ async fn crash_during_a_rollback() -> anyhow::Result<(Harness, ActionRecord, Act
     let original = h.stored(&h.run(&alice(), SENSITIVE, Some(WHY)).await?.action.id).await?;
     ensure!(original.undo_available, "{original:?}");
     let mut rollback =
-        in_flight(SENSITIVE, Category::Sensitive, &bob(), &[ActionState::Requested, ActionState::Running]);
+        in_flight(SENSITIVE, Category::Sensitive, &bob(), &[ActionState::Requested, ActionState::Running])?;
     rollback.operation = Operation::Rollback;
     rollback.rollback_of = Some(original.id.clone());
     rollback.params = Value::Null;

@@ -91,6 +91,11 @@ impl FakeTool {
         })
     }
 
+    /// The tool as the runtime describes it.
+    pub fn info(&self) -> &ToolInfo {
+        &self.info
+    }
+
     /// Without `verify` (and `rollback`) support.
     pub fn without_verify(mut self) -> FakeTool {
         self.info.supports_verify = false;
