@@ -13,22 +13,28 @@ mod support;
 
 use support::harness::*;
 
-/// An action record as the pipeline writes it, in `states` (from `requested`).
-fn in_flight(tool: &str, category: Category, who: &Caller, states: &[ActionState]) -> anyhow::Result<ActionRecord> {
+/// The crash point of an execute: alice's SENSITIVE call decided and `running`, committed as the
+/// pipeline commits it before the tool runs. Returns the record.
+async fn commit_running(h: &Harness) -> anyhow::Result<ActionRecord> {
     let decision = toolgate_policy::Decision {
         allow: true,
         reasons: Vec::new(),
         requirements: Vec::new(),
-        category: Some(category),
+        category: Some(Category::Sensitive),
         revision: String::new(),
     };
     let params = json!({ "unit": "nginx" });
-    let tool = FakeTool::new(tool, category)?;
-    let mut record = ActionRecord::requested(tool.info(), who, params.clone(), params, Some(WHY.into()), decision);
-    for &state in states.iter().skip(1) {
-        record.enter(state, None, None);
-    }
-    Ok(record)
+    let tool = FakeTool::new(SENSITIVE, Category::Sensitive)?;
+    let mut running =
+        ActionRecord::requested(tool.info(), &alice(), params.clone(), params, Some(WHY.into()), decision);
+    running.enter(ActionState::Running, None, None);
+    h.journal
+        .submit(vec![
+            audit_write("decision", &running),
+            Write::Action { expect: None, record: Box::new(running.clone()) },
+        ])
+        .await?;
+    Ok(running)
 }
 
 fn audit_write(kind: &str, record: &ActionRecord) -> Write {
@@ -38,25 +44,12 @@ fn audit_write(kind: &str, record: &ActionRecord) -> Write {
     Write::Audit(Box::new(event))
 }
 
-fn advanced(record: &ActionRecord, state: ActionState) -> ActionRecord {
-    let mut next = record.clone();
-    next.state = state;
-    next.history.push(Step { state, at: OffsetDateTime::now_utc(), by: None, note: None });
-    next
-}
-
 #[tokio::test]
 async fn recovery_fails_an_action_a_crash_left_running_and_tracks_pending_approvals_again() -> anyhow::Result<()> {
     let h = Harness::new()?;
     let pending = h.run(&alice(), CRITICAL, Some(WHY)).await?.action.id;
     // The crash point: the decision and the `running` state are committed, the tool is running.
-    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running])?;
-    h.journal
-        .submit(vec![
-            audit_write("decision", &running),
-            Write::Action { expect: None, record: Box::new(running.clone()) },
-        ])
-        .await?;
+    let running = commit_running(&h).await?;
 
     let h = h.restart()?;
     let recovery = h.governor.recover().await?;
@@ -93,14 +86,9 @@ async fn recovery_rolls_back_an_action_a_crash_left_verifying() -> anyhow::Resul
     let h = Harness::new()?;
     // The crash point: the invocation returned an undo record, committed with `verifying`, and
     // the server stopped while verify ran.
-    let running = in_flight(SENSITIVE, Category::Sensitive, &alice(), &[ActionState::Requested, ActionState::Running])?;
-    h.journal
-        .submit(vec![
-            audit_write("decision", &running),
-            Write::Action { expect: None, record: Box::new(running.clone()) },
-        ])
-        .await?;
-    let mut verifying = advanced(&running, ActionState::Verifying);
+    let running = commit_running(&h).await?;
+    let mut verifying = running.clone();
+    verifying.enter(ActionState::Verifying, None, None);
     verifying.undo_available = true;
     verifying.output = Some(json!({ "done": SENSITIVE }));
     let undo = UndoRecord {
@@ -158,12 +146,8 @@ async fn crash_during_a_rollback() -> anyhow::Result<(Harness, ActionRecord, Act
     let h = Harness::new()?;
     let original = h.stored(&h.run(&alice(), SENSITIVE, Some(WHY)).await?.action.id).await?;
     ensure!(original.undo_available, "{original:?}");
-    let mut rollback =
-        in_flight(SENSITIVE, Category::Sensitive, &bob(), &[ActionState::Requested, ActionState::Running])?;
-    rollback.operation = Operation::Rollback;
-    rollback.rollback_of = Some(original.id.clone());
-    rollback.params = Value::Null;
-    rollback.params_redacted = json!({ "rollback_of": original.id });
+    let mut rollback = ActionRecord::rollback_of(&original, &bob(), Some(WHY));
+    rollback.enter(ActionState::Running, None, None);
     let claimed = UndoRecord {
         action_id: original.id.clone(),
         tool: SENSITIVE.into(),
