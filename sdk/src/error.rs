@@ -21,6 +21,15 @@ pub enum Error {
     /// The operation ran out of time.
     #[error("timeout: {0}")]
     Timeout(String),
+    /// The exec policy keeps this caller off the object (a unit or package outside its list).
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// The object does not exist (a unit, a package).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The system refused (polkit); the message is the system's.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl Error {
@@ -52,7 +61,14 @@ impl Error {
     /// The human message, without the case.
     pub fn message(&self) -> &str {
         match self {
-            Self::InvalidParams(m) | Self::Denied(m) | Self::Failed(m) | Self::Unavailable(m) | Self::Timeout(m) => m,
+            Self::InvalidParams(m)
+            | Self::Denied(m)
+            | Self::Failed(m)
+            | Self::Unavailable(m)
+            | Self::Timeout(m)
+            | Self::NotAllowed(m)
+            | Self::NotFound(m)
+            | Self::PermissionDenied(m) => m,
         }
     }
 }
@@ -65,6 +81,9 @@ impl From<WitError> for Error {
             WitError::Failed(m) => Self::Failed(m),
             WitError::Unavailable(m) => Self::Unavailable(m),
             WitError::Timeout(m) => Self::Timeout(m),
+            WitError::NotAllowed(m) => Self::NotAllowed(m),
+            WitError::NotFound(m) => Self::NotFound(m),
+            WitError::PermissionDenied(m) => Self::PermissionDenied(m),
         }
     }
 }
@@ -77,6 +96,9 @@ impl From<Error> for WitError {
             Error::Failed(m) => Self::Failed(m),
             Error::Unavailable(m) => Self::Unavailable(m),
             Error::Timeout(m) => Self::Timeout(m),
+            Error::NotAllowed(m) => Self::NotAllowed(m),
+            Error::NotFound(m) => Self::NotFound(m),
+            Error::PermissionDenied(m) => Self::PermissionDenied(m),
         }
     }
 }

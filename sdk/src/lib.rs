@@ -6,7 +6,8 @@
 //! - [`Tool`] (module `tool`): what a tool is; [`WithUndo`] for tools that can be rolled back.
 //! - [`plugin!`] and [`Plugin`] (module `plugin`): the manifest and the dispatch by tool name.
 //! - [`Error`] (module `error`): the WIT `error` variant, with constructors.
-//! - Host interfaces: [`sandbox`], [`containers`], [`workspace`], [`audit`], [`log`], [`context`].
+//! - Host interfaces: [`sandbox`], [`containers`], [`workspace`], [`audit`], [`log`], [`context`],
+//!   and since contract 0.2.0 [`services`], [`packages`], [`filesystems`].
 //! - [`bindings`]: the raw `wit-bindgen` output, for what the SDK does not wrap.
 
 // Lets the generated code name this crate the same way from inside it and from plugin crates.
@@ -16,9 +17,12 @@ pub mod audit;
 pub mod containers;
 pub mod context;
 mod error;
+pub mod filesystems;
 pub mod log;
+pub mod packages;
 mod plugin;
 pub mod sandbox;
+pub mod services;
 pub mod text;
 mod tool;
 pub mod workspace;
@@ -121,7 +125,7 @@ macro_rules! plugin {
             }
         }
 
-        // Only a component has these exports; the symbol names (`toolgate:plugin/tool@0.1.0#invoke`)
+        // Only a component has these exports; the symbol names (`toolgate:plugin/tool@0.2.0#invoke`)
         // would break a native linker's export list, and native builds (tests) need none.
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_plugin!(__ToolgatePlugin with_types_in $crate::bindings);

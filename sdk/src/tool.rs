@@ -26,6 +26,16 @@ pub enum Capability {
     WorkspaceWrite,
     /// Read the audit log, scoped to the caller ([`crate::audit`] `recent`).
     AuditRead,
+    /// Read systemd units' state ([`crate::services`] `status`).
+    ServicesRead,
+    /// Start, stop and restart systemd units ([`crate::services`] `start`, `stop`, `restart`).
+    ServicesManage,
+    /// Resolve packages and refresh the lists ([`crate::packages`] `resolve`, `refresh`).
+    PackagesRead,
+    /// Install and remove packages ([`crate::packages`] `install`, `remove`).
+    PackagesManage,
+    /// List the host's file systems ([`crate::filesystems`] `list`).
+    FilesystemsRead,
 }
 
 impl From<Capability> for WitCapability {
@@ -37,6 +47,11 @@ impl From<Capability> for WitCapability {
             Capability::WorkspaceRead => Self::WorkspaceRead,
             Capability::WorkspaceWrite => Self::WorkspaceWrite,
             Capability::AuditRead => Self::AuditRead,
+            Capability::ServicesRead => Self::ServicesRead,
+            Capability::ServicesManage => Self::ServicesManage,
+            Capability::PackagesRead => Self::PackagesRead,
+            Capability::PackagesManage => Self::PackagesManage,
+            Capability::FilesystemsRead => Self::FilesystemsRead,
         }
     }
 }

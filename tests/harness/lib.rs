@@ -228,14 +228,16 @@ impl Server {
 
     /// Start on `data_dir` (e.g. to restart on the same store).
     pub fn start_in(data_dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        let cmd = command(data_dir.path(), env)?;
+        Server::spawn(cmd, data_dir)
+    }
+
+    /// Run `cmd serve`, its stderr in a file of `data_dir`, and wait for its listening line.
+    fn spawn(mut cmd: Command, data_dir: tempfile::TempDir) -> anyhow::Result<Server> {
         let stderr_path = data_dir.path().join(format!("stderr-{}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_path)?;
-        let mut child = command(data_dir.path(), env)?
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .context("cannot start toolgate")?;
+        let mut child =
+            cmd.arg("serve").stdout(Stdio::piped()).stderr(stderr).spawn().context("cannot start toolgate")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -386,8 +388,10 @@ pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
+pub mod debian;
 mod docker;
 pub mod otlp;
 pub mod prometheus;
+pub mod service_user;
 
 pub use docker::{docker, require_docker};

@@ -2,8 +2,12 @@
 //!
 //! - `setup`: install what the build needs on a fresh machine: the `wasm32-wasip2` target (rustup,
 //!   or the offline archive in `../shared/toolchain/`), Debian's `busybox-static` for the
-//!   sandbox image, and the reference OPA engine (`<target>/opa/libopabridge.so`, from the PyPI
-//!   wheel `opa-golib-python-bindings`) that the policy tests use as an oracle.
+//!   sandbox image, the reference OPA engine (`<target>/opa/libopabridge.so`, from the PyPI
+//!   wheel `opa-golib-python-bindings`) that the policy tests use as an oracle, and the Debian
+//!   images (`images`).
+//! - `images`: build the Debian images offline with `debootstrap` when their recipe changed: the
+//!   sandbox image `toolgate-debian` and the tests' booting system `toolgate-test-debian-system`;
+//!   each reference is written to `<target>/images/<repository>.ref` (see `images.rs`).
 //! - `plugins`: build every guest component into the target directory: built-in plugins into
 //!   `plugins/`, the SDK template and test fixtures into `fixtures/`, each named after its crate's
 //!   directory (`tests/fixtures/well_behaved/` -> `fixtures/well_behaved.wasm`).
@@ -16,6 +20,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
+mod images;
+
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() -> anyhow::Result<()> {
@@ -23,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let root = workspace_root()?;
     match args.first().map(String::as_str) {
         Some("setup") => setup(&root),
+        Some("images") => images::ensure_images(&root),
         Some("plugins") => {
             setup(&root)?;
             build_plugins(&root)
@@ -47,7 +54,7 @@ fn main() -> anyhow::Result<()> {
                 .env_remove("TOOLGATE_MODE")
                 .env("TOOLGATE_MODE", std::env::var("TOOLGATE_MODE").unwrap_or_else(|_| "development".into())))
         }
-        _ => bail!("usage: cargo xtask <setup|plugins|test|serve> [args for cargo test or toolgate serve]"),
+        _ => bail!("usage: cargo xtask <setup|images|plugins|test|serve> [args for cargo test or toolgate serve]"),
     }
 }
 
@@ -79,7 +86,8 @@ fn setup(root: &Path) -> anyhow::Result<()> {
     ensure_debian_package("busybox-static", Path::new("/bin/busybox"))?;
     // The OpenAPI document is validated by an independent implementation in the tests.
     ensure_python_module("openapi_spec_validator", "openapi-spec-validator")?;
-    ensure_opa(root)
+    ensure_opa(root)?;
+    images::ensure_images(root)
 }
 
 fn ensure_python_module(module: &str, package: &str) -> anyhow::Result<()> {

@@ -31,6 +31,12 @@ pub enum Code {
     InvalidParams,
     /// The exec policy refused a command the tool ran.
     ExecDenied,
+    /// The exec policy keeps the caller off a unit or package the tool touched.
+    NotAllowed,
+    /// A unit or package the tool named does not exist.
+    NotFound,
+    /// The system refused the tool's call (polkit), with the system's message.
+    PermissionDenied,
     /// The sandbox or the engine is down.
     Unavailable,
     /// The tool ran out of time.
@@ -55,7 +61,7 @@ pub enum Code {
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 21] = [
         Code::ApprovalRequired,
         Code::ApprovalRejected,
         Code::ApprovalExpired,
@@ -64,6 +70,9 @@ impl Code {
         Code::PolicyError,
         Code::InvalidParams,
         Code::ExecDenied,
+        Code::NotAllowed,
+        Code::NotFound,
+        Code::PermissionDenied,
         Code::Unavailable,
         Code::Timeout,
         Code::ToolFailed,
@@ -87,6 +96,9 @@ impl Code {
             Code::PolicyError => "policy_error",
             Code::InvalidParams => "invalid_params",
             Code::ExecDenied => "exec_denied",
+            Code::NotAllowed => "not_allowed",
+            Code::NotFound => "not_found",
+            Code::PermissionDenied => "permission_denied",
             Code::Unavailable => "unavailable",
             Code::Timeout => "timeout",
             Code::ToolFailed => "tool_failed",

@@ -6,7 +6,7 @@ use super::decision;
 use super::set::{Point, PolicySet};
 use super::testing;
 use super::watch::PolicyWatcher;
-use super::{ActionInput, Decision, ExecInput, ExecPolicy, PolicyConfig, PolicyError};
+use super::{ActionInput, Decision, ExecInput, ExecPolicy, HostCallInput, PolicyConfig, PolicyError};
 use toolgate_telemetry::{metrics, span};
 
 /// Decides actions and commands with the active policy set; reloads it on demand.
@@ -127,6 +127,13 @@ impl ExecPolicy for PolicyEngine {
         traced(Point::Exec, || match serde_json::to_value(input) {
             Ok(input) => self.active().decide(Point::Exec, &input),
             Err(e) => self.refuse(Point::Exec, &PolicyError::Input(e.to_string())),
+        })
+    }
+
+    fn decide_host_call(&self, input: &HostCallInput) -> Decision {
+        traced(Point::Host, || match serde_json::to_value(input) {
+            Ok(input) => self.active().decide(Point::Host, &input),
+            Err(e) => self.refuse(Point::Host, &PolicyError::Input(e.to_string())),
         })
     }
 }

@@ -1,10 +1,12 @@
-//! Rego policy, evaluated in-process by regorus, at two decision points:
+//! Rego policy, evaluated in-process by regorus, at three decision points:
 //!
 //! - `action` (`data.toolgate.action.decision`): may this caller run this tool now?
 //! - `exec` (`data.toolgate.exec.decision`): may this plugin, for this tool and caller, run this
 //!   argv under this sandbox profile?
+//! - `host` (`data.toolgate.host.decision`): may this plugin, for this tool and caller, make this
+//!   call on the host's systemd or package manager, on these units or packages?
 //!
-//! The input documents are [`ActionInput`] and [`ExecInput`], serialised as they are; their
+//! The input documents are [`ActionInput`], [`ExecInput`] and [`HostCallInput`], serialised as they are; their
 //! exact shape is documented in `policies/README.md`. A decision is a [`Decision`] document, and
 //! the host denies whenever the policy is missing, fails, or answers anything malformed.
 //!
@@ -153,6 +155,23 @@ pub struct ExecInput {
     pub profile: String,
 }
 
+/// Input of the `host` decision point: one call of the `services` or `packages` interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCallInput {
+    /// On whose behalf the plugin calls.
+    pub caller: CallerInput,
+    /// The tool being invoked.
+    pub tool: ToolInput,
+    /// `services` or `packages`.
+    pub interface: String,
+    /// The function: `status`, `start`, `stop`, `restart`, `refresh`, `resolve`, `install`, `remove`.
+    pub method: String,
+    /// `read` (status, refresh, resolve) or `manage` (start, stop, restart, install, remove).
+    pub access: String,
+    /// The units or packages it touches, as the plugin named them (none for `refresh`).
+    pub objects: Vec<String>,
+}
+
 /// One reason of a decision: a stable machine code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reason {
@@ -239,10 +258,13 @@ impl Decision {
     }
 }
 
-/// The exec decision point, as the plugin runtime calls it before every command.
+/// The exec and host decision points, as the plugin runtime calls them before every command and
+/// every call of the host's systemd or package manager.
 pub trait ExecPolicy: Send + Sync {
     /// Decide; never panics, and denies on any failure to evaluate.
     fn decide_exec(&self, input: &ExecInput) -> Decision;
+    /// Decide a host call the same way.
+    fn decide_host_call(&self, input: &HostCallInput) -> Decision;
 }
 
 mod decision;

@@ -17,25 +17,29 @@ pub enum Point {
     Action,
     /// May this plugin run this argv under this profile?
     Exec,
+    /// May this plugin make this call on the host's systemd or package manager?
+    Host,
 }
 
 impl Point {
     /// Both points.
-    pub const ALL: [Point; 2] = [Point::Action, Point::Exec];
+    pub const ALL: [Point; 3] = [Point::Action, Point::Exec, Point::Host];
 
     /// The rule whose value is the decision document.
     pub fn rule(self) -> &'static str {
         match self {
             Point::Action => "data.toolgate.action.decision",
             Point::Exec => "data.toolgate.exec.decision",
+            Point::Host => "data.toolgate.host.decision",
         }
     }
 
-    /// `action` or `exec`.
+    /// `action`, `exec` or `host`.
     pub fn as_str(self) -> &'static str {
         match self {
             Point::Action => "action",
             Point::Exec => "exec",
+            Point::Host => "host",
         }
     }
 }
@@ -46,7 +50,8 @@ impl std::str::FromStr for Point {
         match s {
             "action" => Ok(Point::Action),
             "exec" => Ok(Point::Exec),
-            _ => Err(format!("unknown decision point `{s}`: expected action or exec")),
+            "host" => Ok(Point::Host),
+            _ => Err(format!("unknown decision point `{s}`: expected action, exec or host")),
         }
     }
 }

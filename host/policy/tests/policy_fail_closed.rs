@@ -21,6 +21,8 @@ reasons := [] if input.argv == ["echo", "hi"]
 else := [{"code": "command_not_allowed", "message": "only echo hi"}]
 "#;
 
+const HOST_NONE: &str = "package toolgate.host\n\ndecision := {\"allow\": false, \"reasons\": [{\"code\": \"not_allowed\", \"message\": \"no host calls\"}], \"requirements\": []}\n";
+
 fn action_rego(decision_body: &str) -> String {
     format!("package toolgate.action\n\n{decision_body}\n")
 }
@@ -28,6 +30,7 @@ fn action_rego(decision_body: &str) -> String {
 fn write_set(dir: &Path, action: &str) -> anyhow::Result<()> {
     std::fs::write(dir.join("action.rego"), action_rego(action))?;
     std::fs::write(dir.join("exec.rego"), EXEC_OK)?;
+    std::fs::write(dir.join("host.rego"), HOST_NONE)?;
     Ok(())
 }
 
@@ -172,6 +175,7 @@ fn malformed_documents_deny() -> anyhow::Result<()> {
 fn a_set_without_a_decision_rule_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("exec.rego"), EXEC_OK)?;
+    std::fs::write(dir.path().join("host.rego"), HOST_NONE)?;
     std::fs::write(dir.path().join("action.rego"), "package toolgate.action\n\nallow := true\n")?;
     let err = PolicyEngine::load(&config(dir.path())).err();
     assert!(matches!(&err, Some(PolicyError::MissingRule(rule)) if rule == "data.toolgate.action.decision"), "{err:?}");

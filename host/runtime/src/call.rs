@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 use wasmtime::{Engine, Store};
 
 use super::bindings::exports::toolgate::plugin::tool::{InvokeResult, Manifest, Verdict as WitVerdict};
-use super::bindings::{Error as WitError, PluginPre};
+use super::bindings::{Error as WitError, Pre};
 use super::state::{self, CallInfo, HostState};
 use super::types::ToolErrorKind;
 use super::{HostServices, PluginError};
@@ -28,7 +28,7 @@ const MIB: u64 = 1024 * 1024;
 /// A loaded plugin: its instantiation template and limits.
 pub struct Plugin {
     pub name: PluginName,
-    pub pre: PluginPre<HostState>,
+    pub pre: Pre<HostState>,
     pub memory_cap: usize,
     /// Plugin execution time of one call.
     pub timeout: Duration,
@@ -135,16 +135,36 @@ async fn execute(
     tool: &str,
     op: Op,
 ) -> wasmtime::Result<Result<Outcome, WitError>> {
-    let instance = plugin.pre.instantiate_async(&mut *store).await?;
-    let exports = instance.toolgate_plugin_tool();
-    Ok(match op {
-        Op::Manifest => Ok(Outcome::Manifest(Box::new(exports.call_get_manifest(&mut *store).await?))),
-        Op::Invoke(params) => exports.call_invoke(&mut *store, tool, &params).await?.map(Outcome::Invoke),
-        Op::Verify(params, output) => {
-            exports.call_verify(&mut *store, tool, &params, &output).await?.map(Outcome::Verify)
+    match &plugin.pre {
+        Pre::Current(pre) => {
+            let exports = pre.instantiate_async(&mut *store).await?;
+            let exports = exports.toolgate_plugin_tool();
+            Ok(match op {
+                Op::Manifest => Ok(Outcome::Manifest(Box::new(exports.call_get_manifest(&mut *store).await?))),
+                Op::Invoke(params) => exports.call_invoke(&mut *store, tool, &params).await?.map(Outcome::Invoke),
+                Op::Verify(params, output) => {
+                    exports.call_verify(&mut *store, tool, &params, &output).await?.map(Outcome::Verify)
+                }
+                Op::Rollback(undo) => exports.call_rollback(&mut *store, tool, &undo).await?.map(Outcome::Rollback),
+            })
         }
-        Op::Rollback(undo) => exports.call_rollback(&mut *store, tool, &undo).await?.map(Outcome::Rollback),
-    })
+        // A 0.1.0 component: the same calls, its answers read into the current types.
+        Pre::V0_1(pre) => {
+            let exports = pre.instantiate_async(&mut *store).await?;
+            let exports = exports.toolgate_plugin_tool();
+            let outcome = match op {
+                Op::Manifest => Ok(Outcome::Manifest(Box::new(exports.call_get_manifest(&mut *store).await?.into()))),
+                Op::Invoke(params) => {
+                    exports.call_invoke(&mut *store, tool, &params).await?.map(|r| Outcome::Invoke(r.into()))
+                }
+                Op::Verify(params, output) => {
+                    exports.call_verify(&mut *store, tool, &params, &output).await?.map(|v| Outcome::Verify(v.into()))
+                }
+                Op::Rollback(undo) => exports.call_rollback(&mut *store, tool, &undo).await?.map(Outcome::Rollback),
+            };
+            Ok(outcome.map_err(Into::into))
+        }
+    }
 }
 
 /// Refuse an answer above the cap before anything parses it.
@@ -217,6 +237,9 @@ fn tool_error(tool: &str, err: WitError) -> PluginError {
         WitError::Failed(m) => (ToolErrorKind::Failed, m),
         WitError::Unavailable(m) => (ToolErrorKind::Unavailable, m),
         WitError::Timeout(m) => (ToolErrorKind::Timeout, m),
+        WitError::NotAllowed(m) => (ToolErrorKind::NotAllowed, m),
+        WitError::NotFound(m) => (ToolErrorKind::NotFound, m),
+        WitError::PermissionDenied(m) => (ToolErrorKind::PermissionDenied, m),
     };
     PluginError::Tool { tool: tool.to_owned(), kind, message }
 }

@@ -14,6 +14,7 @@ mod containers;
 mod context;
 mod log;
 mod sandbox;
+mod system;
 mod workspace;
 
 impl super::bindings::toolgate::plugin::types::Host for super::state::HostState {}

@@ -36,7 +36,7 @@
 //! - `call`: one call on the plugin pool, its deadlines and its output cap.
 //! - `state`: what each `Store` holds, its memory limiter and deadline accounting.
 //! - `host`: one file per host interface (`sandbox`, `containers`, `workspace`, `audit`, `log`,
-//!   `context`).
+//!   `context`), and `system` for `services`, `packages` and `filesystems`.
 //! - `runtime`: [`PluginRuntime`], loading and calling.
 //! - `types`: the values its API takes and returns.
 
@@ -139,23 +139,25 @@ impl PluginsConfig {
 }
 
 /// Every built-in plugin gets its grants by default, so that all eight load on any machine.
-/// `systemd`, `network` and `apt` run in the profiles of the default `[sandbox]` that show them
-/// the host read-only (`systemd`, `host-net`, `host-admin`); where the host lacks what a profile
-/// mounts (no systemd, not Debian), their tools answer `unavailable` saying so. An operator
-/// revokes a plugin with `grants = []` (see `toolgate.example.toml`).
+/// `systemd` and `apt` act through the host's systemd and PackageKit (`services-*`,
+/// `packages-*`: the exec policy's `host` point decides which units and packages), `disk` reads
+/// the host's mount table; `systemd_logs` and `network` read the host in the `journal` and
+/// `host-net` sandbox profiles. Where the host lacks what they need (no systemd, no PackageKit),
+/// their tools answer `unavailable` saying so. An operator revokes a plugin with `grants = []`
+/// (see `toolgate.example.toml`).
 fn default_grants() -> BTreeMap<String, PluginSettings> {
     let grant = |grants: &[&str]| PluginSettings {
         grants: grants.iter().map(|g| (*g).to_owned()).collect(),
         ..Default::default()
     };
     BTreeMap::from([
-        ("apt".to_owned(), grant(&["exec:host-admin"])),
+        ("apt".to_owned(), grant(&["packages-read", "packages-manage"])),
         ("command".to_owned(), grant(&["exec:default"])),
-        ("disk".to_owned(), grant(&["exec:default"])),
+        ("disk".to_owned(), grant(&["filesystems-read"])),
         ("docker".to_owned(), grant(&["containers-read", "containers-manage"])),
         ("files".to_owned(), grant(&["workspace-read", "workspace-write"])),
         ("network".to_owned(), grant(&["exec:host-net"])),
-        ("systemd".to_owned(), grant(&["exec:systemd"])),
+        ("systemd".to_owned(), grant(&["services-read", "services-manage", "exec:journal"])),
         // Reads are scoped to the caller by the host: a viewer sees only their own entries.
         ("audit".to_owned(), grant(&["audit-read"])),
     ])
@@ -199,6 +201,12 @@ pub struct HostServices {
     pub workspace: PathBuf,
     /// The audit log the `audit` interface reads.
     pub audit_log: Option<Arc<dyn AuditReader>>,
+    /// systemd, for the `services` interface.
+    pub systemd: Option<Arc<dyn toolgate_system::Services>>,
+    /// PackageKit, for the `packages` interface.
+    pub packagekit: Option<Arc<dyn toolgate_system::Packages>>,
+    /// The host's mount table, for the `filesystems` interface.
+    pub filesystems: Option<Arc<dyn toolgate_system::Filesystems>>,
 }
 
 impl HostServices {
@@ -212,6 +220,9 @@ impl HostServices {
             audit,
             workspace: workspace.into(),
             audit_log: None,
+            systemd: None,
+            packagekit: None,
+            filesystems: None,
         }
     }
 

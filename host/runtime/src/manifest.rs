@@ -14,8 +14,8 @@ use super::bindings::{self, Category as WitCategory};
 use toolgate_core::model::{Category, PluginName, ToolName};
 use toolgate_core::redact::may_mark_secrets;
 
-/// An authority a tool needs from the host, written in grants as `exec:<profile>`,
-/// `containers-read`, `containers-manage`, `workspace-read`, `workspace-write`, `audit-read`.
+/// An authority a tool needs from the host, written in grants as `exec:<profile>` or one of the
+/// names of [`Capability::NAMED`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Capability {
     /// Run commands in the named sandbox profile.
@@ -30,17 +30,42 @@ pub enum Capability {
     WorkspaceWrite,
     /// Read the audit log, scoped to the caller.
     AuditRead,
+    /// Read systemd units' state.
+    ServicesRead,
+    /// Start, stop and restart systemd units.
+    ServicesManage,
+    /// Resolve packages, refresh the package lists.
+    PackagesRead,
+    /// Install and remove packages.
+    PackagesManage,
+    /// List the host's file systems.
+    FilesystemsRead,
+}
+
+impl Capability {
+    /// Every capability but `exec:<profile>`, by its grant name.
+    pub const NAMED: [(&'static str, Capability); 10] = [
+        ("containers-read", Capability::ContainersRead),
+        ("containers-manage", Capability::ContainersManage),
+        ("workspace-read", Capability::WorkspaceRead),
+        ("workspace-write", Capability::WorkspaceWrite),
+        ("audit-read", Capability::AuditRead),
+        ("services-read", Capability::ServicesRead),
+        ("services-manage", Capability::ServicesManage),
+        ("packages-read", Capability::PackagesRead),
+        ("packages-manage", Capability::PackagesManage),
+        ("filesystems-read", Capability::FilesystemsRead),
+    ];
 }
 
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Capability::Exec(profile) => write!(f, "exec:{profile}"),
-            Capability::ContainersRead => f.write_str("containers-read"),
-            Capability::ContainersManage => f.write_str("containers-manage"),
-            Capability::WorkspaceRead => f.write_str("workspace-read"),
-            Capability::WorkspaceWrite => f.write_str("workspace-write"),
-            Capability::AuditRead => f.write_str("audit-read"),
+            named => {
+                let name = Capability::NAMED.iter().find(|(_, c)| c == named).map_or("", |(n, _)| n);
+                f.write_str(name)
+            }
         }
     }
 }
@@ -54,19 +79,15 @@ impl Serialize for Capability {
 impl FromStr for Capability {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "containers-read" => Ok(Capability::ContainersRead),
-            "containers-manage" => Ok(Capability::ContainersManage),
-            "workspace-read" => Ok(Capability::WorkspaceRead),
-            "workspace-write" => Ok(Capability::WorkspaceWrite),
-            "audit-read" => Ok(Capability::AuditRead),
-            _ => match s.strip_prefix("exec:") {
-                Some(profile) if valid_profile(profile) => Ok(Capability::Exec(profile.to_owned())),
-                _ => Err(format!(
-                    "unknown capability `{s}`: expected exec:<profile>, containers-read, containers-manage, \
-                     workspace-read, workspace-write or audit-read"
-                )),
-            },
+        if let Some((_, c)) = Capability::NAMED.iter().find(|(n, _)| *n == s) {
+            return Ok(c.clone());
+        }
+        match s.strip_prefix("exec:") {
+            Some(profile) if valid_profile(profile) => Ok(Capability::Exec(profile.to_owned())),
+            _ => {
+                let names: Vec<&str> = Capability::NAMED.iter().map(|(n, _)| *n).collect();
+                Err(format!("unknown capability `{s}`: expected exec:<profile> or one of {}", names.join(", ")))
+            }
         }
     }
 }
@@ -74,14 +95,20 @@ impl FromStr for Capability {
 impl TryFrom<&bindings::Capability> for Capability {
     type Error = String;
     fn try_from(c: &bindings::Capability) -> Result<Self, Self::Error> {
+        use bindings::Capability as W;
         Ok(match c {
-            bindings::Capability::Exec(profile) if valid_profile(profile) => Capability::Exec(profile.clone()),
-            bindings::Capability::Exec(profile) => return Err(format!("invalid sandbox profile name `{profile}`")),
-            bindings::Capability::ContainersRead => Capability::ContainersRead,
-            bindings::Capability::ContainersManage => Capability::ContainersManage,
-            bindings::Capability::WorkspaceRead => Capability::WorkspaceRead,
-            bindings::Capability::WorkspaceWrite => Capability::WorkspaceWrite,
-            bindings::Capability::AuditRead => Capability::AuditRead,
+            W::Exec(profile) if valid_profile(profile) => Capability::Exec(profile.clone()),
+            W::Exec(profile) => return Err(format!("invalid sandbox profile name `{profile}`")),
+            W::ContainersRead => Capability::ContainersRead,
+            W::ContainersManage => Capability::ContainersManage,
+            W::WorkspaceRead => Capability::WorkspaceRead,
+            W::WorkspaceWrite => Capability::WorkspaceWrite,
+            W::AuditRead => Capability::AuditRead,
+            W::ServicesRead => Capability::ServicesRead,
+            W::ServicesManage => Capability::ServicesManage,
+            W::PackagesRead => Capability::PackagesRead,
+            W::PackagesManage => Capability::PackagesManage,
+            W::FilesystemsRead => Capability::FilesystemsRead,
         })
     }
 }

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::bindings::{Plugin as Bindings, PluginPre};
+use super::bindings::{Plugin as Bindings, Pre, v0_1};
 use super::call::{self, Job, Op, Outcome, Plugin};
 use super::engine::{self, Cache, Ticker};
 use super::identity;
@@ -100,6 +100,7 @@ impl PluginRuntime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         Bindings::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .and_then(|()| v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
         let mut runtime = PluginRuntime {
@@ -178,7 +179,7 @@ impl PluginRuntime {
             other => other,
         })?;
         let pre = linker.instantiate_pre(&compiled.component).map_err(|e| compile_err(format!("{e:#}")))?;
-        let pre = PluginPre::new(pre).map_err(|e| compile_err(format!("{e:#}")))?;
+        let pre = Pre::new(pre).map_err(|e| compile_err(format!("{e:#}")))?;
         let timeout_ms = settings.timeout_ms.unwrap_or(config.timeout_ms);
         let deadline_ms = settings.deadline_ms.unwrap_or(config.deadline_ms);
         let memory_mib = settings.memory_mib.unwrap_or(config.memory_mib);

@@ -59,6 +59,12 @@ pub enum ToolErrorKind {
     Unavailable,
     /// Ran out of time.
     Timeout,
+    /// The exec policy keeps this caller off the object (a unit or package outside its allowlist).
+    NotAllowed,
+    /// The object does not exist.
+    NotFound,
+    /// The system refused (polkit).
+    PermissionDenied,
 }
 
 impl std::fmt::Display for ToolErrorKind {
@@ -69,6 +75,9 @@ impl std::fmt::Display for ToolErrorKind {
             ToolErrorKind::Failed => "failed",
             ToolErrorKind::Unavailable => "unavailable",
             ToolErrorKind::Timeout => "timeout",
+            ToolErrorKind::NotAllowed => "not-allowed",
+            ToolErrorKind::NotFound => "not-found",
+            ToolErrorKind::PermissionDenied => "permission-denied",
         })
     }
 }

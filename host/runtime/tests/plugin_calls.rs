@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use setup::{Setup, call, still_serves, tool};
 use toolgate_core::BoxFuture;
-use toolgate_policy::{Decision, ExecInput, ExecPolicy, Reason};
+use toolgate_policy::{Decision, ExecInput, ExecPolicy, HostCallInput, Reason};
 use toolgate_runtime::{PluginError, PluginSettings, ToolErrorKind};
 use toolgate_sandbox::{ExecOutput, ExecRequest, Executor, SandboxError};
 
@@ -195,6 +195,11 @@ impl ExecPolicy for EchoOnly {
         };
         Decision { allow, reasons, requirements: vec![], category: None, revision: "test".into() }
     }
+
+    fn decide_host_call(&self, _: &HostCallInput) -> Decision {
+        let reasons = vec![Reason { code: "not_allowed".into(), message: "no host calls".into() }];
+        Decision { allow: false, reasons, requirements: vec![], category: None, revision: "test".into() }
+    }
 }
 
 /// Answers like a sandbox whose command took `delay`, to show host time is not plugin time.
@@ -300,5 +305,33 @@ async fn the_wall_clock_deadline_stops_a_spinning_plugin_too() -> anyhow::Result
     let runtime = setup.load().await?;
     let err = runtime.invoke(&call(), &tool("spin"), json!({})).await.err();
     assert!(matches!(err, Some(PluginError::DeadlineExceeded { limit_ms: 300, .. })), "{err:?}");
+    still_serves(&runtime).await
+}
+
+/// A component built against the frozen `toolgate:plugin@0.1.0` contract (raw wit-bindgen, no
+/// SDK) loads beside current ones, its host calls work, and its error cases keep their meaning.
+#[tokio::test]
+async fn a_plugin_of_contract_0_1_0_keeps_working() -> anyhow::Result<()> {
+    let mut setup = Setup::new(&["contract_v0_1", "well_behaved"])?;
+    setup.config.plugin.insert("contract_v0_1".into(), setup::settings(&["workspace-read"]));
+    std::fs::write(setup.workspace().join("notes.txt"), "hi")?;
+    let runtime = setup.load().await?;
+    let refused: Vec<String> = runtime.report().refused.iter().map(|r| format!("{:?}", r.error)).collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    let spec = runtime.tool(&tool("v01_whoami")).context("v01_whoami listed")?;
+    assert_eq!(spec.plugin.as_str(), "contract_v0_1");
+    assert_eq!(spec.capabilities.iter().map(ToString::to_string).collect::<Vec<_>>(), ["workspace-read"]);
+    let out = runtime.invoke(&call(), &tool("v01_whoami"), json!({})).await?.output;
+    assert_eq!(out, json!({ "caller": "local", "role": "admin", "tool": "v01_whoami", "entries": ["notes.txt"] }));
+    for (case, kind) in [
+        ("invalid-params", ToolErrorKind::InvalidParams),
+        ("denied", ToolErrorKind::Denied),
+        ("unavailable", ToolErrorKind::Unavailable),
+        ("timeout", ToolErrorKind::Timeout),
+        ("failed", ToolErrorKind::Failed),
+    ] {
+        let err = runtime.invoke(&call(), &tool("v01_fail"), json!({ "case": case })).await.err();
+        assert!(matches!(&err, Some(PluginError::Tool { kind: k, .. }) if *k == kind), "{case}: {err:?}");
+    }
     still_serves(&runtime).await
 }

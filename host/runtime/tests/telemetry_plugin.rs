@@ -1,4 +1,4 @@
-//! The plugin half of a request's trace, through the real pieces: the built-in `disk` plugin
+//! The plugin half of a request's trace, through the real pieces: the built-in `network` plugin
 //! (`cargo xtask plugins`), the repo's exec policy and the sandbox on the real Docker engine,
 //! exported to an OTLP collector inside the test.
 //!
@@ -26,15 +26,14 @@ async fn a_sandboxed_tool_call_nests_host_call_exec_policy_and_sandbox_exec_unde
     let collector = OtlpReceiver::start()?;
     let config = TelemetryConfig { otlp_endpoint: collector.endpoint(), batch_delay_ms: 50, ..Default::default() };
     let guard = telemetry::init(&config)?;
-    // 0: never the last user of the fake-host image, so it is kept for `builtins.rs`.
-    let fx = fixture::Fixture::new(0, None).await?;
+    let fx = fixture::Fixture::new(None).await?;
     let before = prometheus::parse(&metrics::render())?;
 
     // The request span the HTTP layer would open; everything below must be its descendant.
     let request = span::http("POST", "/api/v1/tools/{tool}/execute");
     let trace_id = telemetry::trace_id_of(&request).context("no trace id")?;
-    let out = fx.invoke(Role::Viewer, "disk_usage", json!({})).instrument(request.clone()).await?;
-    assert!(out.output["filesystems"].is_array(), "{}", out.output);
+    let out = fx.invoke(Role::Viewer, "network_listeners", json!({})).instrument(request.clone()).await?;
+    assert!(out.output["listeners"].is_array(), "{}", out.output);
     drop(request);
     guard.flush()?;
 
@@ -48,8 +47,8 @@ async fn a_sandboxed_tool_call_nests_host_call_exec_policy_and_sandbox_exec_unde
 
     let invoke = one(&spans, span::PLUGIN, |_| true)?;
     assert_eq!(invoke.parent_span_id, root.span_id);
-    assert_eq!(invoke.attr(attr::PLUGIN), Some("disk"));
-    assert_eq!(invoke.attr(attr::TOOL), Some("disk_usage"));
+    assert_eq!(invoke.attr(attr::PLUGIN), Some("network"));
+    assert_eq!(invoke.attr(attr::TOOL), Some("network_listeners"));
     assert_eq!(invoke.attr(attr::CATEGORY), Some("READ"));
     assert_eq!(invoke.attr(attr::TOOL_STATUS), Some("ok"));
     assert!(invoke.attr(attr::DURATION_MS).and_then(|d| d.parse::<f64>().ok()).is_some_and(|d| d > 0.0));
@@ -66,21 +65,21 @@ async fn a_sandboxed_tool_call_nests_host_call_exec_policy_and_sandbox_exec_unde
 
     let exec = one(&spans, span::SANDBOX_EXEC, |_| true)?;
     assert_eq!(exec.parent_span_id, host.span_id);
-    assert_eq!(exec.attr(attr::ARGV0), Some("df"));
-    assert_eq!(exec.attr(attr::PROFILE), Some("default"));
+    assert_eq!(exec.attr(attr::ARGV0), Some("cat"));
+    assert_eq!(exec.attr(attr::PROFILE), Some("host-net"));
     assert_eq!(exec.attr(attr::EXIT_CODE), Some("0"));
     let container = exec.attr(attr::CONTAINER_ID).context("no container id")?;
     assert!(container.len() >= 12 && container.chars().all(|c| c.is_ascii_hexdigit()), "{container}");
-    // Only argv[0]: the arguments (`df -P -k`) may carry secrets in other tools.
-    assert!(spans.iter().flat_map(|s| s.attributes.values()).all(|v| !v.contains("-P")), "{spans:#?}");
+    // Only argv[0]: the arguments (`/host/proc/net/tcp ...`) may carry secrets in other tools.
+    assert!(spans.iter().flat_map(|s| s.attributes.values()).all(|v| !v.contains("/host/proc")), "{spans:#?}");
 
     let after = prometheus::parse(&metrics::render())?;
     let delta = |name: &str, labels: &[(&str, &str)]| {
         prometheus::value(&after, name, labels) - prometheus::value(&before, name, labels)
     };
-    let invoke_ok = [("op", "invoke"), ("status", "ok"), ("tool", "disk_usage")];
+    let invoke_ok = [("op", "invoke"), ("status", "ok"), ("tool", "network_listeners")];
     assert_eq!(delta("toolgate_plugin_call_duration_seconds_count", &invoke_ok), 1.0);
-    let exec_ok = [("exit_code", "0"), ("profile", "default")];
+    let exec_ok = [("exit_code", "0"), ("profile", "host-net")];
     assert_eq!(delta("toolgate_sandbox_exec_duration_seconds_count", &exec_ok), 1.0);
     assert_eq!(delta("toolgate_policy_decisions_total", &[("outcome", "allow"), ("point", "exec")]), 1.0);
     fx.shutdown().await;

@@ -53,6 +53,37 @@ pub(crate) struct Plan {
     mounts: Vec<MountConfig>,
 }
 
+/// The numeric ids of a profile's supplementary `groups`: numbers as they are, names looked up in
+/// the host's `/etc/group` (the container's own group file does not know the host's groups).
+fn host_groups(profile: &str, groups: &[String]) -> Result<Vec<String>, SandboxError> {
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .iter()
+        .map(|group| {
+            let gid = if group.bytes().all(|b| b.is_ascii_digit()) {
+                Some(group.clone())
+            } else {
+                table.lines().find_map(|line| {
+                    let mut fields = line.split(':');
+                    (fields.next() == Some(group.as_str())).then(|| fields.nth(1).unwrap_or_default().to_owned())
+                })
+            };
+            match gid {
+                Some(gid) if gid.parse::<u32>().is_ok_and(|g| g != 0) => Ok(gid),
+                Some(_) => Err(SandboxError::Config(format!(
+                    "`sandbox.profiles.{profile}.groups`: group `{group}` is root's group or not a number"
+                ))),
+                None => Err(SandboxError::Unavailable(format!(
+                    "profile `{profile}` needs the group `{group}`, which this host does not have (sandbox.profiles.{profile}.groups)"
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// What one sandboxed run gave, with the container it used (for the audit log).
 #[derive(Debug)]
 pub(crate) struct Attempt {
@@ -149,6 +180,7 @@ impl DockerSandbox {
             access = WorkspaceAccess::Ro;
         }
         let mounts = self.mounts_now(name, &profile.mounts, access)?;
+        let groups = host_groups(name, &profile.groups)?;
         let network = if profile.network.is_empty() { &self.config.network } else { &profile.network };
         let image = [&profile.image, &self.config.image, &self.default_image]
             .into_iter()
@@ -178,6 +210,7 @@ impl DockerSandbox {
                 format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", profile.tmp_mib),
             )])),
             mounts: Some(mounts),
+            group_add: (!groups.is_empty()).then_some(groups),
             auto_remove: Some(true),
             ..Default::default()
         };

@@ -17,7 +17,7 @@
 //! - `engine`: [`DockerEngine`], the [`ContainerEngine`] over the host's other containers.
 //! - `validate`: [`validate`], the start-up refusals (`ALLOW_DIRECT_FALLBACK` outside development...).
 //! - `paths`: [`check_workspace`] and the mount checks, at start-up and at each container creation.
-//! - `profiles`: the profiles of the default configuration (`systemd`, `host-net`, `host-admin`).
+//! - `profiles`: the profiles of the default configuration (`journal`, `host-net`, `host-admin`).
 //!
 //! # Wiring (serve)
 //!
@@ -53,7 +53,7 @@ pub use engine::DockerEngine;
 pub use executor::{Availability, SecureExecutor};
 pub use image::{DEFAULT_IMAGE_REPOSITORY, ensure_image, image_context};
 pub use paths::{Protected, check_workspace};
-pub use profiles::{HOST_NET_TARGET, ROOT_PROFILE};
+pub use profiles::{DEBIAN_IMAGE, HOST_NET_TARGET, ROOT_PROFILE};
 pub use validate::validate;
 
 /// Label on every container and image the executor creates, so that they can be found and
@@ -90,7 +90,7 @@ pub struct SandboxConfig {
     /// The workspace directory that profiles mount and the workspace host interface serves.
     pub workspace: std::path::PathBuf,
     /// Named sandbox profiles. By default `default` and those of the built-in plugins that reach
-    /// into the host: `systemd`, `host-net` and `host-admin` (see `toolgate.example.toml`).
+    /// into the host: `journal`, `host-net` and `host-admin` (see `toolgate.example.toml`).
     pub profiles: BTreeMap<String, ProfileConfig>,
     /// Image of profiles that name none; empty means the project's own image, built on first use
     /// from `/bin/busybox` ([`ensure_image`]).
@@ -129,7 +129,7 @@ impl Default for SandboxConfig {
 pub struct ProfileConfig {
     /// Image to run; `sandbox.image` (or the project's image) when empty.
     pub image: String,
-    /// Extra bind mounts, e.g. the host's systemd socket read-only for `systemd_status`.
+    /// Extra bind mounts, e.g. the host's journal read-only for `systemd_logs`.
     pub mounts: Vec<MountConfig>,
     /// Docker network; `sandbox.network` (`SANDBOX_NETWORK`) when empty. `host` is refused.
     pub network: String,
@@ -143,6 +143,10 @@ pub struct ProfileConfig {
     pub pids_limit: i64,
     /// `uid:gid` the command runs as; never root, unless `allow_root`.
     pub user: String,
+    /// Supplementary groups of the command, by the host's group name (resolved in the host's
+    /// `/etc/group` when a container is made) or number, e.g. `["systemd-journal"]` to read the
+    /// journal. Group 0 (root) is refused.
+    pub groups: Vec<String>,
     /// Opt-in to `user = "0:0"`, accepted only on profile `host-admin` (apt needs root to install),
     /// without the workspace, and said loudly at start-up. Capabilities stay dropped.
     pub allow_root: bool,
@@ -164,6 +168,7 @@ impl Default for ProfileConfig {
             memory_mib: 512,
             pids_limit: 128,
             user: "65534:65534".into(),
+            groups: Vec::new(),
             allow_root: false,
             tmp_mib: 64,
             timeout_secs: 0,

@@ -63,7 +63,7 @@ const DENIED_TREES: [&str; 8] =
 
 /// Directories no profile may mount whole, nor any directory above them: they hold the engine's
 /// socket (`/run/docker.sock`, `/run/containerd/containerd.sock`) next to what profiles do mount
-/// from them (`/run/dbus/system_bus_socket`, `/run/systemd/system`).
+/// from them (an operator's profile may mount `/run/systemd/journal` or another single socket).
 const SOCKET_DIRS: [&str; 6] = ["/run", "/var/run", "/run/containerd", "/run/docker", "/run/podman", "/run/user"];
 
 /// Engine sockets, wherever they are: one of those is root on the host.
@@ -76,7 +76,7 @@ const READ_ONLY_EXCEPTIONS: [(&str, &str); 3] = [
     // tables of pid 1's namespace, which is what `ss -ltnup` reads, for `network_listeners`.
     ("/proc/1/net", "host-net"),
     // 32 hex digits naming the machine, no secret: `journalctl` finds the host's journal by it.
-    ("/etc/machine-id", "systemd"),
+    ("/etc/machine-id", "journal"),
     // apt's sources and settings (no keys to anything: repository signing keys are public).
     ("/etc/apt", ROOT_PROFILE),
 ];

@@ -1,5 +1,6 @@
 //! The sandbox profiles of the embedded default configuration: `default`, and one per built-in
-//! plugin that reaches into the host (`systemd`, `host-net`, `host-admin`). Each mounts only the
+//! plugin command that reads the host (`journal`, `host-net`), and `host-admin`, the one profile
+//! that may opt in to root (no built-in tool uses it since packages go through PackageKit). Each mounts only the
 //! exact host paths its tools read, read-only, as nobody, without network; `validate` holds the
 //! list of the few paths under denied trees they may mount, and why.
 //!
@@ -21,11 +22,16 @@ pub const HOST_NET_TARGET: &str = "/host/proc/net";
 /// The one profile that may opt in to running commands as root (`allow_root = true`).
 pub const ROOT_PROFILE: &str = "host-admin";
 
+/// The image of the `journal` profile: a minimal Debian 12 with `journalctl`, built offline from
+/// Debian's packages by `cargo xtask images` (see `deploy/README.md` for a server). Missing, the
+/// profile's commands answer `unavailable` naming it.
+pub const DEBIAN_IMAGE: &str = "toolgate-debian:12";
+
 fn ro(source: &str, required: bool) -> MountConfig {
     MountConfig { source: source.into(), target: source.to_owned(), read_only: true, optional: !required }
 }
 
-/// `default`, `systemd`, `host-net` and `host-admin`, as [`super::SandboxConfig::default`] declares them.
+/// `default`, `journal`, `host-net` and `host-admin`, as [`super::SandboxConfig::default`] declares them.
 pub(super) fn builtin() -> BTreeMap<String, ProfileConfig> {
     let host = |mounts: Vec<MountConfig>| ProfileConfig {
         mounts,
@@ -33,19 +39,19 @@ pub(super) fn builtin() -> BTreeMap<String, ProfileConfig> {
         workspace: WorkspaceAccess::None,
         ..ProfileConfig::default()
     };
-    let systemd = host(vec![
-        // `systemctl` as a non-root user asks systemd over the system D-Bus; polkit on the host
-        // decides whether that uid may restart a unit. Read-only does not limit what is asked
-        // through a socket: the exec policy's argv allowlist does.
-        ro("/run/dbus/system_bus_socket", true),
-        // Its presence is how `systemctl` knows systemd is the host's init (`sd_booted`).
-        ro("/run/systemd/system", true),
-        // The journal: persistent, volatile, or both; `journalctl` picks the host's files by its
-        // machine id. Reading them needs the `systemd-journal` group (set `user`'s gid).
-        ro("/var/log/journal", false),
-        ro("/run/log/journal", false),
-        ro("/etc/machine-id", true),
-    ]);
+    let journal = ProfileConfig {
+        // `journalctl` of Debian 12's systemd; busybox has none.
+        image: DEBIAN_IMAGE.into(),
+        // Reading the journal's files needs the host's `systemd-journal` group.
+        groups: vec!["systemd-journal".into()],
+        ..host(vec![
+            // The journal: persistent, volatile, or both; `journalctl` picks the host's files by
+            // its machine id.
+            ro("/var/log/journal", false),
+            ro("/run/log/journal", false),
+            ro("/etc/machine-id", true),
+        ])
+    };
     let host_net = host(vec![MountConfig {
         // The socket tables of the host's network namespace (pid 1's), without joining it:
         // the container keeps no network at all.
@@ -62,7 +68,7 @@ pub(super) fn builtin() -> BTreeMap<String, ProfileConfig> {
     ]);
     BTreeMap::from([
         ("default".to_owned(), ProfileConfig::default()),
-        ("systemd".to_owned(), systemd),
+        ("journal".to_owned(), journal),
         ("host-net".to_owned(), host_net),
         (ROOT_PROFILE.to_owned(), host_admin),
     ])

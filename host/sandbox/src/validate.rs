@@ -70,6 +70,11 @@ pub fn validate(sandbox: &SandboxConfig, mode: Mode) -> Result<Vec<String>, Sand
                 p.user
             ));
         }
+        if let Some(g) =
+            p.groups.iter().find(|g| matches!(g.as_str(), "0" | "root" | "docker" | "sudo" | "disk" | "shadow"))
+        {
+            return bad(format!("`{}`: group `{g}` is refused: it is root-equivalent or reads secrets", key("groups")));
+        }
         for m in &p.mounts {
             check_mount(name, &key("mounts"), m)?;
         }
@@ -162,7 +167,7 @@ mod tests {
     #[test]
     fn the_default_profiles_pass_without_a_warning() {
         let config = Config::default();
-        for profile in ["default", "systemd", "host-net", "host-admin"] {
+        for profile in ["default", "journal", "host-net", "host-admin"] {
             assert!(config.sandbox.profiles.contains_key(profile), "{profile}");
         }
         assert_eq!(validate(&config).ok(), Some(Vec::new()));
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn system_paths_are_allowed_only_as_the_exact_read_only_exceptions_of_their_profile() {
         for (profile, source) in
-            [("host-net", "/proc/1/net"), ("systemd", "/etc/machine-id"), ("host-admin", "/etc/apt")]
+            [("host-net", "/proc/1/net"), ("journal", "/etc/machine-id"), ("host-admin", "/etc/apt")]
         {
             assert_eq!(with_mount(profile, mount(source, true)), None, "{profile}: {source}");
             let err = with_mount(profile, mount(source, false)).unwrap_or_default();
@@ -208,7 +213,7 @@ mod tests {
             "/run/containerd",
             "/run/user",
         ] {
-            for profile in ["host-net", "systemd", "host-admin", "default"] {
+            for profile in ["host-net", "journal", "host-admin", "default"] {
                 let err = with_mount(profile, mount(source, true)).unwrap_or_default();
                 assert!(err.contains("sandbox.profiles.") && err.contains("is refused"), "{profile}: {source}: {err}");
             }
@@ -244,7 +249,7 @@ mod tests {
         assert!(err.contains("sandbox.profiles.host-admin.user") && err.contains("allow_root"), "{err}");
         let err = run("host-admin", |p| p.user = "root".into()).err().unwrap_or_default();
         assert!(err.contains("sandbox.profiles.host-admin.user"), "{err}");
-        for profile in ["systemd", "default", "host-admin2"] {
+        for profile in ["journal", "default", "host-admin2"] {
             let err = run(profile, root_admin).err().unwrap_or_default();
             assert!(err.contains(&format!("sandbox.profiles.{profile}.allow_root")), "{err}");
         }

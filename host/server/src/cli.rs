@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod audit;
+pub mod deploy;
 pub mod doctor;
 pub mod plugins;
 pub mod policy;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Verify or export the audit log.
     #[command(subcommand)]
     Audit(audit::Args),
+    /// Write what a server needs beside the binary (polkit rules).
+    #[command(subcommand)]
+    Deploy(deploy::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code.
@@ -69,6 +73,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let config = Config::load(cli.config.as_deref())?;
         return policy::run(args, &config.policy);
     }
+    if let Command::Deploy(args) = cli.command {
+        init_logging();
+        let config = Config::load(cli.config.as_deref())?;
+        return deploy::run(args, &config.policy);
+    }
     let config = Config::load(cli.config.as_deref())?;
     // Kept until the command returns: dropping it flushes queued spans and metrics.
     let _telemetry = toolgate_telemetry::init(&config.telemetry)?;
@@ -80,7 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Users(args) => users::run(args, config).await,
             Command::Doctor(args) => doctor::run(args, config).await,
             Command::Audit(args) => audit::run(args, config).await,
-            Command::Policy(_) => unreachable_policy(),
+            Command::Policy(_) | Command::Deploy(_) => unreachable_policy(),
         }
     })
 }

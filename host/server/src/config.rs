@@ -44,6 +44,9 @@ pub struct Config {
     pub policy: toolgate_policy::PolicyConfig,
     /// Command execution and sandbox profiles.
     pub sandbox: toolgate_sandbox::SandboxConfig,
+    /// The host's systemd, PackageKit and mount table (the `services`, `packages` and
+    /// `filesystems` host interfaces).
+    pub system: toolgate_system::SystemConfig,
     /// Verify, approval and audit settings.
     pub governance: toolgate_governance::GovernanceConfig,
     /// The audit log's chain key.
@@ -69,6 +72,7 @@ impl Default for Config {
             plugins: Default::default(),
             policy: Default::default(),
             sandbox: Default::default(),
+            system: Default::default(),
             governance: Default::default(),
             audit: Default::default(),
             telemetry: Default::default(),
@@ -305,7 +309,7 @@ mod tests {
         assert_eq!(names, ["apt", "audit", "command", "disk", "docker", "files", "network", "systemd"]);
         let profiles: Vec<&str> =
             config.plugins.plugin.values().flat_map(|p| &p.grants).filter_map(|g| g.strip_prefix("exec:")).collect();
-        assert_eq!(profiles.len(), 5, "{profiles:?}");
+        assert_eq!(profiles, ["exec:default", "exec:host-net", "exec:journal"].map(|p| &p[5..]), "{profiles:?}");
         for profile in profiles {
             assert!(config.sandbox.profiles.contains_key(profile), "`exec:{profile}` granted, profile not declared");
         }

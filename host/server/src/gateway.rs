@@ -17,6 +17,7 @@ use toolgate_policy::{PolicyEngine, PolicyError};
 use toolgate_runtime::{HostServices, PluginError, PluginRuntime};
 use toolgate_sandbox::{self as sandbox, Availability, DockerEngine, SandboxError, SecureExecutor};
 use toolgate_store::{Store, StoreError};
+use toolgate_system::{HostFilesystems, SystemBus};
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,7 @@ impl Gateway {
         let journal = Arc::new(Journal::start(store.clone(), key)?);
         let audit: Arc<dyn AuditSink> = journal.clone();
         let executor = Arc::new(SecureExecutor::connect(&sandbox_config, audit.clone()).await);
+        let bus = Arc::new(SystemBus::new(&config.system));
         let services = HostServices {
             executor: Some(executor.clone()),
             containers: Some(Arc::new(DockerEngine::connect().await)),
@@ -109,6 +111,11 @@ impl Gateway {
             audit,
             workspace: sandbox_config.workspace.clone(),
             audit_log: Some(journal.clone()),
+            // The bus is opened on first use (and again after it breaks): a host without one
+            // starts, and its tools answer `unavailable`.
+            systemd: Some(bus.clone()),
+            packagekit: Some(bus),
+            filesystems: Some(Arc::new(HostFilesystems::new(&config.system.mount_table))),
         };
         let plugins = Arc::new(PluginRuntime::from_config(&config.plugins, &config.data_dir, services).await?);
         let report = plugins.report();

@@ -25,13 +25,17 @@
 //! 4. [`toolgate_governance`]: the one path every tool call takes: action decision, approval,
 //!    invoke, verify, complete or roll back, crash recovery; action records and the hash-chained
 //!    audit log, written by one journal (group commit).
-//! 5. [`toolgate_policy`]: the Rego decision points, `action` (may this caller run this tool now?)
-//!    and `exec` (may this plugin run this argv?), evaluated in-process by regorus; fail closed.
+//! 5. [`toolgate_policy`]: the Rego decision points, `action` (may this caller run this tool now?),
+//!    `exec` (may this plugin run this argv?) and `host` (may it touch this unit or package?),
+//!    evaluated in-process by regorus; fail closed.
 //! 6. [`toolgate_runtime`]: the wasmtime runtime that loads tool components and implements the
 //!    host side of the WIT world (`wit/`): a plugin has no authority but the host functions it was
 //!    granted.
 //! 7. [`toolgate_sandbox`]: the secure executor behind the `sandbox` host function: argv checks,
 //!    the exec decision, then one locked-down Docker container per command.
+//! 7b. [`toolgate_system`]: the host system behind the `services`, `packages` and `filesystems`
+//!    host functions: systemd and PackageKit over the system D-Bus (polkit decides on the host),
+//!    the host's mount table.
 //! 8. [`toolgate_store`]: everything durable, in one redb file, behind domain operations
 //!    (accounts, the governance tables).
 //! 9. [`toolgate_core`]: what every layer shares: identifiers and roles, the audit event and its
@@ -39,7 +43,8 @@
 //!    below), so that every arrow points down.
 //!
 //! Dependencies point down a plan, not down this list: telemetry and store use core only; auth
-//! uses store; policy and sandbox use telemetry; the runtime uses policy and sandbox; governance
+//! uses store; policy and sandbox use telemetry; system uses core; the runtime uses policy,
+//! sandbox and system; governance
 //! uses all of those; this crate uses everything. The plan is one table, `ALLOWED` in this
 //! crate's `tests/layering.rs`, checked against `cargo metadata`; a new edge is made there first.
 

@@ -19,9 +19,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["core", "store"]),
     ("policy", &["core", "telemetry"]),
     ("sandbox", &["core", "telemetry"]),
-    ("runtime", &["core", "telemetry", "policy", "sandbox"]),
+    ("system", &["core"]),
+    ("runtime", &["core", "telemetry", "policy", "sandbox", "system"]),
     ("governance", &["core", "telemetry", "store", "auth", "policy", "sandbox", "runtime"]),
-    ("server", &["core", "telemetry", "store", "auth", "policy", "sandbox", "runtime", "governance"]),
+    ("server", &["core", "telemetry", "store", "auth", "policy", "sandbox", "system", "runtime", "governance"]),
 ];
 
 /// Outside the host, the only Toolgate crate a host crate may use, and only in its tests: the

@@ -82,7 +82,7 @@ fn check_points_at_the_error_with_a_caret() -> anyhow::Result<()> {
     let dir = copy_of_policies()?;
     let ok = toolgate(&["policy", "check", dir.path().to_str().unwrap_or_default()])?;
     assert!(
-        ok.status.success() && text(&ok.stdout).starts_with("ok: 5 files, revision sha256:"),
+        ok.status.success() && text(&ok.stdout).starts_with("ok: 7 files, revision sha256:"),
         "{}",
         text(&ok.stderr)
     );

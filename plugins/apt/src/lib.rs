@@ -1,41 +1,31 @@
-//! Built-in plugin `apt`: `apt-get update` and `apt-get install` in the `host-admin` sandbox
-//! profile, which shows the host's dpkg and apt state (read-only, as nobody, by default: installing
-//! needs the profile's explicit `allow_root` opt-in; see `toolgate.example.toml`).
+//! Built-in plugin `apt`: the host's package lists and packages through the host's `packages`
+//! interface (PackageKit's D-Bus API, authorised by polkit on the host: no root, no `apt-get` in
+//! a container).
 //!
 //! # Layout
 //! - this file: the two tools;
-//! - `package`: Debian's package name grammar, checked before anything runs;
-//! - `parse`: parsers of `apt-get` and `dpkg-query` output;
-//! - `exec`: running a command and keeping its raw text, capped.
+//! - `package`: Debian's package name grammar, checked before anything is asked.
 
 pub mod package;
-pub mod parse;
 
 use toolgate_sdk::NoUndo;
+use toolgate_sdk::packages::{self, PackageInfo};
 use toolgate_sdk::prelude::*;
 
-use crate::parse::{Install, PackageState, Update};
-use toolgate_sdk::sandbox::{self, exit_failure};
-use toolgate_sdk::text::capped;
-
-/// The sandbox profile every command of this plugin runs in.
-const PROFILE: &str = "host-admin";
-
 toolgate_sdk::plugin!(name = "apt", tools = [AptUpdate, AptInstall]);
+
+/// The package verify resolves to check the package database answers after a refresh: every
+/// Debian system has it installed.
+const ALWAYS_INSTALLED: &str = "dpkg";
 
 /// Output of `apt_update`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UpdateOutput {
-    /// What was refreshed.
-    #[serde(flatten)]
-    pub update: Update,
-    /// What `apt-get` printed (standard output), capped at 64 KiB.
-    pub raw: String,
-    /// True when `raw` was cut at its cap.
-    pub raw_truncated: bool,
+    /// True: PackageKit's refresh transaction finished successfully.
+    pub refreshed: bool,
 }
 
-/// `apt_update`: `apt-get update -q`. Verified by the sources it fetched and `apt-get check`.
+/// `apt_update`: refresh the package lists (PackageKit `RefreshCache`).
 ///
 /// Refreshed package lists cannot be put back (apt keeps no copy of the old ones), so `invoke`
 /// never returns an undo record: the host must treat the call as not undoable. The tool still
@@ -45,42 +35,28 @@ pub struct AptUpdate;
 
 impl Tool for AptUpdate {
     const NAME: &'static str = "apt_update";
-    const DESCRIPTION: &'static str = "Refreshes the host's package lists (`apt-get update`). Verify checks every source was fetched and apt's database is consistent. It cannot be undone: no undo record is produced.";
+    const DESCRIPTION: &'static str = "Refreshes the host's package lists through PackageKit. Verify checks the package database answers afterwards. It cannot be undone: no undo record is produced.";
     const CATEGORY: Category = Category::Critical;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::PackagesRead];
     const SUPPORTS_VERIFY: bool = true;
     type Params = NoParams;
     type Output = WithUndo<UpdateOutput, NoUndo>;
 
     fn invoke(_: NoParams) -> Result<Self::Output, Error> {
-        let argv = ["apt-get", "update", "-q"];
-        let out = sandbox::exec(&argv, PROFILE)?;
-        let update = parse::update(&out.stdout, &out.stderr);
-        if out.exit_code != 0 {
-            return Err(match update.errors.first() {
-                Some(e) => Error::failed(format!("`apt-get update` exited with status {}: {e}", out.exit_code)),
-                None => exit_failure(&argv, &out),
-            });
-        }
-        let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(WithUndo::nothing_to_undo(UpdateOutput { update, raw, raw_truncated: raw_truncated || out.truncated }))
+        packages::refresh()?;
+        Ok(WithUndo::nothing_to_undo(UpdateOutput { refreshed: true }))
     }
 
-    fn verify(_: NoParams, output: UpdateOutput) -> Result<Verdict, Error> {
-        if let Some(failed) = output.update.sources.iter().find(|s| s.kind == "err") {
-            return Ok(Verdict::fail(format!("source `{}` could not be fetched", failed.index)));
-        }
-        if let Some(error) = output.update.errors.first() {
-            return Ok(Verdict::fail(format!("apt reported an error: {error}")));
-        }
-        let out = sandbox::exec(&["apt-get", "check", "-q"], PROFILE)?;
-        Ok(if out.exit_code == 0 {
-            Verdict::pass(format!(
-                "{} sources refreshed without error and `apt-get check` passes",
-                output.update.sources.len()
-            ))
-        } else {
-            Verdict::fail(format!("`apt-get check` exited with status {}: {}", out.exit_code, out.stderr.trim()))
+    fn verify(_: NoParams, _output: UpdateOutput) -> Result<Verdict, Error> {
+        let found = packages::resolve(&[ALWAYS_INSTALLED.to_owned()])?;
+        Ok(match found.iter().find(|p| p.installed) {
+            Some(p) => Verdict::pass(format!(
+                "the refresh transaction succeeded and the package database answers (`{}` {} installed)",
+                p.name, p.version
+            )),
+            None => {
+                Verdict::fail(format!("after the refresh PackageKit does not report `{ALWAYS_INSTALLED}` installed"))
+            }
         })
     }
 
@@ -105,15 +81,10 @@ pub struct InstallOutput {
     pub package: String,
     /// Whether it was installed before the call (then the call changed nothing to undo).
     pub was_installed: bool,
-    /// Its version after the call, as dpkg reports it.
+    /// Its installed version after the call.
     pub version: Option<String>,
-    /// What `apt-get install` did.
-    #[serde(flatten)]
-    pub install: Install,
-    /// What `apt-get` printed, capped at 64 KiB.
-    pub raw: String,
-    /// True when `raw` was cut at its cap.
-    pub raw_truncated: bool,
+    /// Every package the transaction installed, dependencies included.
+    pub installed: Vec<PackageInfo>,
 }
 
 /// What `rollback` needs: the package, which was not installed before.
@@ -121,6 +92,9 @@ pub struct InstallOutput {
 pub struct InstallUndo {
     /// The package to remove again.
     pub package: String,
+    /// The dependencies the install brought in with it, reported (not removed) by the rollback.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
 }
 
 /// Output of an `apt_install` rollback.
@@ -128,95 +102,72 @@ pub struct InstallUndo {
 pub struct InstallRollback {
     /// The package removed.
     pub package: String,
-    /// dpkg's status afterwards, e.g. `deinstall ok config-files`.
-    pub status: Option<String>,
+    /// What the remove transaction removed.
+    pub removed: Vec<PackageInfo>,
     /// Whether it is still installed (false when the rollback worked).
     pub installed: bool,
+    /// Dependencies the install brought in that stay installed: removing them is a decision of
+    /// its own (each may be outside the caller's package list).
+    pub dependencies_left: Vec<String>,
 }
 
-/// `apt_install`: `apt-get install -y -q PACKAGE`; verified by `dpkg-query -s`, rolled back by
-/// `apt-get remove -y -q PACKAGE` when it was not installed before.
+/// `apt_install`: install a package through PackageKit (trusted repositories only); verified by
+/// PackageKit reporting it installed, rolled back by removing it when it was not installed before.
 pub struct AptInstall;
 
 impl Tool for AptInstall {
     const NAME: &'static str = "apt_install";
-    const DESCRIPTION: &'static str = "Installs a Debian package on the host. Verify checks dpkg reports it installed; rollback removes it when it was not installed before.";
+    const DESCRIPTION: &'static str = "Installs a Debian package on the host through PackageKit. Verify checks it is reported installed; rollback removes it when it was not installed before.";
     const CATEGORY: Category = Category::Critical;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::PackagesRead, Capability::PackagesManage];
     const SUPPORTS_VERIFY: bool = true;
     type Params = InstallParams;
     type Output = WithUndo<InstallOutput, InstallUndo>;
 
     fn invoke(params: InstallParams) -> Result<Self::Output, Error> {
         package::validate("package", &params.package)?;
-        let before = dpkg_query(&params.package)?;
-        let argv = ["apt-get", "install", "-y", "-q", params.package.as_str()];
-        let out = sandbox::exec(&argv, PROFILE)?;
-        if out.exit_code != 0 {
-            return Err(apt_failure(&argv, &out));
+        let names = [params.package.clone()];
+        if let Some(current) = installed(&packages::resolve(&names)?, &params.package) {
+            let output = InstallOutput {
+                package: params.package,
+                was_installed: true,
+                version: Some(current.version),
+                installed: vec![],
+            };
+            return Ok(WithUndo::nothing_to_undo(output));
         }
-        let after = dpkg_query(&params.package)?;
-        let (raw, raw_truncated) = capped(&out.stdout);
-        let output = InstallOutput {
-            package: params.package.clone(),
-            was_installed: before.installed,
-            version: after.version,
-            install: parse::install(&out.stdout),
-            raw,
-            raw_truncated: raw_truncated || out.truncated,
-        };
-        Ok(if before.installed {
-            WithUndo::nothing_to_undo(output)
-        } else {
-            WithUndo::new(output, InstallUndo { package: params.package })
-        })
+        let done = packages::install(&names)?;
+        let version = installed(&done, &params.package).map(|p| p.version);
+        let dependencies = done.iter().filter(|p| p.name != params.package).map(|p| p.name.clone()).collect();
+        let undo = InstallUndo { package: params.package.clone(), dependencies };
+        let output = InstallOutput { package: params.package, was_installed: false, version, installed: done };
+        Ok(WithUndo::new(output, undo))
     }
 
     fn verify(params: InstallParams, _output: InstallOutput) -> Result<Verdict, Error> {
         package::validate("package", &params.package)?;
-        let state = dpkg_query(&params.package)?;
-        let status = state.status.as_deref().unwrap_or("unknown to dpkg");
-        Ok(if state.installed {
-            Verdict::pass(format!(
-                "dpkg reports `{}` {} as `{status}`",
-                params.package,
-                state.version.as_deref().unwrap_or("?")
-            ))
-        } else {
-            Verdict::fail(format!("dpkg reports `{}` as `{status}`, not installed", params.package))
+        let found = packages::resolve(std::slice::from_ref(&params.package))?;
+        Ok(match installed(&found, &params.package) {
+            Some(p) => Verdict::pass(format!("PackageKit reports `{}` {} installed", p.name, p.version)),
+            None => Verdict::fail(format!("PackageKit does not report `{}` installed", params.package)),
         })
     }
 
     fn rollback(undo: InstallUndo) -> Result<serde_json::Value, Error> {
         // The undo record came back from storage: check it as if a caller had typed it.
         package::validate("undo.package", &undo.package)?;
-        sandbox::exec_ok(&["apt-get", "remove", "-y", "-q", &undo.package], PROFILE)?;
-        let state = dpkg_query(&undo.package)?;
-        let restored = InstallRollback { package: undo.package, status: state.status, installed: state.installed };
+        let names = [undo.package.clone()];
+        let removed = packages::remove(&names)?;
+        let still = installed(&packages::resolve(&names)?, &undo.package).is_some();
+        let restored =
+            InstallRollback { package: undo.package, removed, installed: still, dependencies_left: undo.dependencies };
         serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
     }
 }
 
-/// `dpkg-query -s PACKAGE`: exit 1 with "is not installed and no information is available"
-/// is a package dpkg knows nothing of, not an error.
-fn dpkg_query(package: &str) -> Result<PackageState, Error> {
-    let argv = ["dpkg-query", "-s", package];
-    let out = sandbox::exec(&argv, PROFILE)?;
-    match out.exit_code {
-        0 => Ok(parse::dpkg_status(&out.stdout)),
-        1 if out.stderr.contains("is not installed") || out.stderr.contains("no packages found") => {
-            Ok(PackageState { installed: false, status: None, version: None })
-        }
-        _ => Err(exit_failure(&argv, &out)),
-    }
-}
-
-/// `failed` with apt's own `E:` line when it printed one (`Unable to locate package ...`).
-fn apt_failure(argv: &[&str], out: &toolgate_sdk::sandbox::ExecOutput) -> Error {
-    match out.stderr.lines().chain(out.stdout.lines()).find_map(|l| l.strip_prefix("E: ")) {
-        Some(e) => Error::failed(format!("`{}` exited with status {}: {e}", argv.join(" "), out.exit_code)),
-        None => exit_failure(argv, out),
-    }
+/// The installed version of `name` among `found`.
+fn installed(found: &[PackageInfo], name: &str) -> Option<PackageInfo> {
+    found.iter().find(|p| p.name == name && p.installed).cloned()
 }
 
 #[cfg(test)]

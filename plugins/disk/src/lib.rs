@@ -1,62 +1,77 @@
-//! Built-in plugin `disk`: disk usage of the mounted filesystems, `df -P -k` in the `default`
-//! sandbox profile (busybox's `df` understands both flags).
-//!
-//! # Layout
-//! - this file: the tool;
-//! - `df`: the parser of `df -P -k` output;
-//! - `exec`: running a command and keeping its raw text, capped.
+//! Built-in plugin `disk`: usage of the host's mounted file systems, from the host's own mount
+//! table through the `filesystems` host interface (a command in a sandbox would only see the
+//! container's mounts).
 
-pub mod df;
-
+use toolgate_sdk::filesystems;
 use toolgate_sdk::prelude::*;
 
-use crate::df::Filesystem;
-use toolgate_sdk::sandbox::{self, exit_failure};
-use toolgate_sdk::text::capped;
-
-/// The sandbox profile the command runs in.
-const PROFILE: &str = "default";
-
 toolgate_sdk::plugin!(name = "disk", tools = [DiskUsage]);
+
+/// One file system, with its use in percent.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Filesystem {
+    /// What is mounted (`/dev/sda1`, a server's export...).
+    pub source: String,
+    /// Where.
+    pub mount: String,
+    /// File system type (`ext4`, `xfs`...).
+    pub fs_type: String,
+    /// Total size in bytes.
+    pub size_bytes: u64,
+    /// Used bytes.
+    pub used_bytes: u64,
+    /// Bytes available to an unprivileged user.
+    pub available_bytes: u64,
+    /// Used share of what a user can have (used / (used + available)), rounded up as `df` does.
+    pub use_percent: u8,
+    /// Whether it is mounted read-only.
+    pub read_only: bool,
+}
 
 /// Output of `disk_usage`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DiskUsageOutput {
-    /// Every mounted filesystem `df` reports.
+    /// Every real file system mounted on the host, in mount order.
     pub filesystems: Vec<Filesystem>,
-    /// What `df` said on standard error (a mount it could not read, ...).
-    pub warnings: Vec<String>,
-    /// The text `df` printed, capped at 64 KiB.
-    pub raw: String,
-    /// True when `raw` was cut at its cap.
-    pub raw_truncated: bool,
 }
 
-/// `disk_usage`: `df -P -k`, parsed.
+/// `disk_usage`: the host's file systems and their usage.
 pub struct DiskUsage;
 
 impl Tool for DiskUsage {
     const NAME: &'static str = "disk_usage";
-    const DESCRIPTION: &'static str =
-        "Shows each mounted filesystem with its mount point, size, used and available bytes, and use percentage.";
+    const DESCRIPTION: &'static str = "Shows each file system mounted on the host (pseudo file systems left out) with its mount point, type, size, used and available bytes, and use percentage.";
     const CATEGORY: Category = Category::Read;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::FilesystemsRead];
     type Params = NoParams;
     type Output = DiskUsageOutput;
 
     fn invoke(_: NoParams) -> Result<DiskUsageOutput, Error> {
-        let argv = ["df", "-P", "-k"];
-        let out = sandbox::exec(&argv, PROFILE)?;
-        // `df` exits 1 when one mount cannot be read but still reports the others.
-        if out.exit_code != 0 && out.stdout.trim().is_empty() {
-            return Err(exit_failure(&argv, &out));
-        }
-        let filesystems =
-            df::filesystems(&out.stdout).map_err(|e| Error::failed(format!("unreadable `df` output: {e}")))?;
-        let warnings = out.stderr.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
-        let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(DiskUsageOutput { filesystems, warnings, raw, raw_truncated: raw_truncated || out.truncated })
+        let filesystems = filesystems::list()?
+            .into_iter()
+            .map(|f| Filesystem {
+                use_percent: use_percent(f.used_bytes, f.available_bytes),
+                source: f.source,
+                mount: f.mount_point,
+                fs_type: f.fs_type,
+                size_bytes: f.size_bytes,
+                used_bytes: f.used_bytes,
+                available_bytes: f.available_bytes,
+                read_only: f.read_only,
+            })
+            .collect();
+        Ok(DiskUsageOutput { filesystems })
     }
+}
+
+/// `df`'s "Use%": used over what users can have, rounded up.
+fn use_percent(used: u64, available: u64) -> u8 {
+    let total = u128::from(used) + u128::from(available);
+    if total == 0 {
+        return 0;
+    }
+    let percent = (u128::from(used) * 100).div_ceil(total);
+    u8::try_from(percent.min(100)).unwrap_or(100)
 }
 
 #[cfg(test)]
@@ -70,8 +85,17 @@ mod tests {
         assert_eq!(m.tools[0].name, "disk_usage");
         assert_eq!(m.tools[0].category, Category::Read);
         let schema = &m.tools[0].output_schema;
-        for field in ["mount", "size_bytes", "used_bytes", "available_bytes", "use_percent"] {
+        for field in ["mount", "fs_type", "size_bytes", "used_bytes", "available_bytes", "use_percent"] {
             assert!(schema.contains(&format!("\"{field}\"")), "{field} missing from {schema}");
         }
+    }
+
+    #[test]
+    fn use_percent_rounds_up_like_df() {
+        assert_eq!(use_percent(0, 0), 0);
+        assert_eq!(use_percent(0, 10), 0);
+        assert_eq!(use_percent(1, 999), 1);
+        assert_eq!(use_percent(50, 50), 50);
+        assert_eq!(use_percent(10, 0), 100);
     }
 }

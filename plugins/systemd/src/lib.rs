@@ -1,24 +1,24 @@
-//! Built-in plugin `systemd`: status, journal and restart of systemd units, each a command run in
-//! the `systemd` sandbox profile (a real deployment mounts the host's systemd and journal sockets
-//! there; see the default configuration).
+//! Built-in plugin `systemd`: state and restart of systemd units through the host's `services`
+//! interface (systemd's D-Bus API: no `systemctl`, no bus socket in a container), and a unit's
+//! journal read by `journalctl -o json` in the `journal` sandbox profile (the host's journal
+//! mounted read-only, as a member of `systemd-journal`).
 //!
 //! # Layout
 //! - this file: the three tools;
 //! - `unit`: the unit name grammar every parameter is checked against before anything runs;
-//! - `parse`: parsers of `systemctl status` and `journalctl` output;
-//! - `exec`: running a command and keeping its raw text, capped.
+//! - `parse`: the parser of `journalctl -o json` output.
 
 pub mod parse;
 pub mod unit;
 
 use toolgate_sdk::prelude::*;
+use toolgate_sdk::sandbox;
+use toolgate_sdk::services::{self, UnitStatus};
 
-use crate::parse::{JournalEntry, UnitStatus};
-use toolgate_sdk::sandbox::{self, exit_failure};
-use toolgate_sdk::text::capped;
+use crate::parse::JournalEntry;
 
-/// The sandbox profile every command of this plugin runs in.
-const PROFILE: &str = "systemd";
+/// The sandbox profile `journalctl` runs in.
+const JOURNAL_PROFILE: &str = "journal";
 
 /// Most journal lines one call returns.
 pub const MAX_LINES: u32 = 1000;
@@ -34,38 +34,20 @@ pub struct UnitParams {
     pub unit: String,
 }
 
-/// Output of `systemd_status`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct StatusOutput {
-    /// The parsed status.
-    #[serde(flatten)]
-    pub status: UnitStatus,
-    /// The text `systemctl status` printed, capped at 64 KiB.
-    pub raw: String,
-    /// True when `raw` was cut at its cap.
-    pub raw_truncated: bool,
-}
-
-/// `systemd_status`: `systemctl status --no-pager UNIT`, parsed.
+/// `systemd_status`: the unit's properties, from systemd itself.
 pub struct SystemdStatus;
 
 impl Tool for SystemdStatus {
     const NAME: &'static str = "systemd_status";
-    const DESCRIPTION: &'static str =
-        "Shows a systemd unit's state: active state, sub state, since when, and its main process id.";
+    const DESCRIPTION: &'static str = "Shows a systemd unit's state from systemd itself: load, active and sub state, unit file state, main process id, when it last became active, and how often systemd restarted it.";
     const CATEGORY: Category = Category::Read;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::ServicesRead];
     type Params = UnitParams;
-    type Output = StatusOutput;
+    type Output = UnitStatus;
 
-    fn invoke(params: UnitParams) -> Result<StatusOutput, Error> {
+    fn invoke(params: UnitParams) -> Result<UnitStatus, Error> {
         unit::validate("unit", &params.unit)?;
-        let argv = ["systemctl", "status", "--no-pager", params.unit.as_str()];
-        let out = sandbox::exec(&argv, PROFILE)?;
-        // Exit 3 is an inactive or failed unit: still a status. Exit 4 is an unknown unit.
-        let status = parse::status(&out.stdout).ok_or_else(|| exit_failure(&argv, &out))?;
-        let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(StatusOutput { status, raw, raw_truncated: raw_truncated || out.truncated })
+        services::status(&params.unit)
     }
 }
 
@@ -93,20 +75,18 @@ pub struct LogsOutput {
     pub unit: String,
     /// Journal entries, oldest first.
     pub entries: Vec<JournalEntry>,
-    /// The text `journalctl` printed, capped at 64 KiB.
-    pub raw: String,
-    /// True when `raw` was cut at its cap.
-    pub raw_truncated: bool,
+    /// True when the host cut `journalctl`'s output at its cap (the oldest entries are missing).
+    pub truncated: bool,
 }
 
-/// `systemd_logs`: `journalctl -u UNIT -n LINES --no-pager`, parsed.
+/// `systemd_logs`: `journalctl -o json -u UNIT -n LINES --no-pager`, as structured records.
 pub struct SystemdLogs;
 
 impl Tool for SystemdLogs {
     const NAME: &'static str = "systemd_logs";
-    const DESCRIPTION: &'static str = "Returns the latest journal lines of a systemd unit (at most 1000).";
+    const DESCRIPTION: &'static str = "Returns the latest journal entries of a systemd unit (at most 1000), each with its time, priority, identifier, process id and message.";
     const CATEGORY: Category = Category::Read;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(JOURNAL_PROFILE)];
     type Params = LogsParams;
     type Output = LogsOutput;
 
@@ -116,34 +96,53 @@ impl Tool for SystemdLogs {
             return Err(Error::invalid_params(format!("`lines`: {} is not between 1 and {MAX_LINES}", params.lines)));
         }
         let lines = params.lines.to_string();
-        let out = sandbox::exec_ok(&["journalctl", "-u", &params.unit, "-n", &lines, "--no-pager"], PROFILE)?;
-        let (raw, raw_truncated) = capped(&out.stdout);
-        Ok(LogsOutput {
-            unit: params.unit,
-            entries: parse::journal(&out.stdout),
-            raw,
-            raw_truncated: raw_truncated || out.truncated,
-        })
+        let argv = ["journalctl", "-o", "json", "-u", &params.unit, "-n", &lines, "--no-pager"];
+        let out = sandbox::exec_ok(&argv, JOURNAL_PROFILE)?;
+        Ok(LogsOutput { unit: params.unit, entries: parse::journal(&out.stdout), truncated: out.truncated })
+    }
+}
+
+/// What a restart changes, before and after.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UnitSnapshot {
+    /// `ActiveState`.
+    pub active_state: String,
+    /// `SubState`.
+    pub sub_state: String,
+    /// `MainPID`; 0 when none.
+    pub main_pid: u32,
+    /// `ActiveEnterTimestamp`, microseconds since the epoch; 0: never.
+    pub active_enter_timestamp_us: u64,
+}
+
+impl From<&UnitStatus> for UnitSnapshot {
+    fn from(s: &UnitStatus) -> Self {
+        UnitSnapshot {
+            active_state: s.active_state.clone(),
+            sub_state: s.sub_state.clone(),
+            main_pid: s.main_pid,
+            active_enter_timestamp_us: s.active_enter_timestamp_us,
+        }
     }
 }
 
 /// Output of `systemd_restart`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct RestartOutput {
-    /// The unit.
+    /// The unit's full name.
     pub unit: String,
-    /// `systemctl is-active` before the restart.
-    pub previous_state: String,
-    /// `systemctl is-active` after the restart.
-    pub active_state: String,
+    /// Before the restart.
+    pub before: UnitSnapshot,
+    /// Once the restart job finished.
+    pub after: UnitSnapshot,
 }
 
-/// What `rollback` needs: the unit and whether it was running before.
+/// What `rollback` needs: the unit and its state before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestartUndo {
     /// The unit.
     pub unit: String,
-    /// `systemctl is-active` before the restart.
+    /// `ActiveState` before the restart.
     pub previous_state: String,
 }
 
@@ -152,70 +151,78 @@ pub struct RestartUndo {
 pub struct RestartRollback {
     /// The unit.
     pub unit: String,
-    /// What was run: `start` or `stop`.
+    /// What was done: `start` or `stop`.
     pub action: String,
-    /// `systemctl is-active` afterwards.
+    /// `ActiveState` afterwards.
     pub active_state: String,
 }
 
-/// `systemd_restart`: `systemctl restart UNIT`; verified by `systemctl is-active`, rolled back by
-/// starting or stopping it to its previous state.
+/// `systemd_restart`: restart a unit with its job awaited; verified by a new main process (or a
+/// new activation time) and `active`, rolled back by starting or stopping it to its state before.
 pub struct SystemdRestart;
 
 impl Tool for SystemdRestart {
     const NAME: &'static str = "systemd_restart";
-    const DESCRIPTION: &'static str = "Restarts a systemd unit. Verify checks it is active afterwards; rollback restores its previous active or inactive state.";
+    const DESCRIPTION: &'static str = "Restarts a systemd unit and waits for systemd's job. Verify checks it is active with a new main process; rollback restores its previous running or stopped state.";
     const CATEGORY: Category = Category::Sensitive;
-    const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const CAPABILITIES: &'static [Capability] = &[Capability::ServicesRead, Capability::ServicesManage];
     const SUPPORTS_VERIFY: bool = true;
     type Params = UnitParams;
     type Output = WithUndo<RestartOutput, RestartUndo>;
 
     fn invoke(params: UnitParams) -> Result<Self::Output, Error> {
         unit::validate("unit", &params.unit)?;
-        let previous_state = is_active(&params.unit)?;
-        sandbox::exec_ok(&["systemctl", "restart", &params.unit], PROFILE)?;
-        let active_state = is_active(&params.unit)?;
-        let undo = RestartUndo { unit: params.unit.clone(), previous_state: previous_state.clone() };
-        Ok(WithUndo::new(RestartOutput { unit: params.unit, previous_state, active_state }, undo))
+        let before = services::status(&params.unit)?;
+        let after = services::restart(&params.unit)?;
+        let undo = RestartUndo { unit: before.name.clone(), previous_state: before.active_state.clone() };
+        let output = RestartOutput { unit: after.name.clone(), before: (&before).into(), after: (&after).into() };
+        Ok(WithUndo::new(output, undo))
     }
 
-    fn verify(params: UnitParams, _output: RestartOutput) -> Result<Verdict, Error> {
+    fn verify(params: UnitParams, output: RestartOutput) -> Result<Verdict, Error> {
         unit::validate("unit", &params.unit)?;
-        let state = is_active(&params.unit)?;
-        Ok(if state == "active" {
-            Verdict::pass(format!("`systemctl is-active {}` says `active`", params.unit))
-        } else {
-            Verdict::fail(format!("`systemctl is-active {}` says `{state}`, not `active`", params.unit))
-        })
+        let now = services::status(&params.unit)?;
+        Ok(restarted(&output.before, &now))
     }
 
     fn rollback(undo: RestartUndo) -> Result<serde_json::Value, Error> {
         // The undo record came back from storage: check it as if a caller had typed it.
         unit::validate("undo.unit", &undo.unit)?;
-        let action = if was_running(&undo.previous_state) { "start" } else { "stop" };
-        sandbox::exec_ok(&["systemctl", action, &undo.unit], PROFILE)?;
-        let active_state = is_active(&undo.unit)?;
-        let restored = RestartRollback { unit: undo.unit, action: action.to_owned(), active_state };
+        let (action, status) = if was_running(&undo.previous_state) {
+            ("start", services::start(&undo.unit)?)
+        } else {
+            ("stop", services::stop(&undo.unit)?)
+        };
+        let restored =
+            RestartRollback { unit: undo.unit, action: action.to_owned(), active_state: status.active_state };
         serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
+    }
+}
+
+/// The verdict on a restart: active now, and a new main process (or, for a unit without one, a
+/// new activation time) than before.
+fn restarted(before: &UnitSnapshot, now: &UnitStatus) -> Verdict {
+    if now.active_state != "active" {
+        return Verdict::fail(format!("`{}` is `{}` ({}), not `active`", now.name, now.active_state, now.sub_state));
+    }
+    let new_process = now.main_pid != 0 && now.main_pid != before.main_pid;
+    let new_activation = now.active_enter_timestamp_us > before.active_enter_timestamp_us;
+    if new_process || (now.main_pid == 0 && new_activation) {
+        Verdict::pass(format!(
+            "`{}` is active, main PID {} -> {}, active since {} (was {})",
+            now.name, before.main_pid, now.main_pid, now.active_enter_timestamp_us, before.active_enter_timestamp_us
+        ))
+    } else {
+        Verdict::fail(format!(
+            "`{}` is active but was not restarted: main PID {} and activation time {} are unchanged",
+            now.name, now.main_pid, now.active_enter_timestamp_us
+        ))
     }
 }
 
 /// Whether a unit in `state` counts as running, so that rolling back must leave it running.
 fn was_running(state: &str) -> bool {
     matches!(state, "active" | "activating" | "reloading" | "refreshing")
-}
-
-/// `systemctl is-active UNIT`: exit 0 for `active`, 3 for the others, the state on stdout.
-fn is_active(unit: &str) -> Result<String, Error> {
-    let argv = ["systemctl", "is-active", unit];
-    let out = sandbox::exec(&argv, PROFILE)?;
-    let state = out.stdout.trim();
-    let known = !state.is_empty() && state.chars().all(|c| c.is_ascii_lowercase() || c == '-');
-    if !known || !(out.exit_code == 0 || out.exit_code == 3) {
-        return Err(exit_failure(&argv, &out));
-    }
-    Ok(state.to_owned())
 }
 
 #[cfg(test)]
@@ -250,6 +257,29 @@ mod tests {
             .rollback("systemd_restart", r#"{"unit":"x; reboot","previous_state":"active"}"#)
             .expect_err("bad unit");
         assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`undo.unit`")), "{err}");
+    }
+
+    #[test]
+    fn verify_wants_active_and_a_new_main_process() {
+        let status = |state: &str, pid: u32, at: u64| UnitStatus {
+            name: "t.service".into(),
+            description: String::new(),
+            load_state: "loaded".into(),
+            active_state: state.into(),
+            sub_state: "running".into(),
+            unit_file_state: String::new(),
+            main_pid: pid,
+            active_enter_timestamp_us: at,
+            restarts: 0,
+        };
+        let before = UnitSnapshot::from(&status("active", 10, 100));
+        assert!(restarted(&before, &status("active", 11, 200)).ok);
+        assert!(!restarted(&before, &status("active", 10, 100)).ok, "same process: not restarted");
+        assert!(!restarted(&before, &status("failed", 0, 100)).ok);
+        // A unit without a main process (oneshot): a new activation time.
+        let oneshot = UnitSnapshot::from(&status("active", 0, 100));
+        assert!(restarted(&oneshot, &status("active", 0, 300)).ok);
+        assert!(!restarted(&oneshot, &status("active", 0, 100)).ok);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub(super) fn action_error(error: &PluginError) -> ActionError {
             Code::InvalidParams
         }
         PluginError::Tool { kind: ToolErrorKind::Denied, .. } => Code::ExecDenied,
+        PluginError::Tool { kind: ToolErrorKind::NotAllowed, .. } => Code::NotAllowed,
+        PluginError::Tool { kind: ToolErrorKind::NotFound, .. } => Code::NotFound,
+        PluginError::Tool { kind: ToolErrorKind::PermissionDenied, .. } => Code::PermissionDenied,
         PluginError::Tool { kind: ToolErrorKind::Unavailable, .. } => Code::Unavailable,
         PluginError::Tool { kind: ToolErrorKind::Timeout, .. }
         | PluginError::Timeout { .. }

@@ -1,18 +1,17 @@
 //! The real pieces of a deployment, assembled per test: the built-in plugins from
 //! `<target>/plugins/` (`cargo xtask plugins`), the repo's `policies/` as the exec policy, a
-//! [`SecureExecutor`] on the real Docker engine whose `default`, `systemd` and `host-admin`
-//! profiles run the fake-host image (`tests/images/fake-host/`) and whose `host-net` profile is
-//! the embedded default's, and a [`DockerEngine`].
+//! [`SecureExecutor`] on the real Docker engine whose `default` profile runs the project's
+//! busybox image and whose `host-net` profile is the embedded default's, a [`DockerEngine`], and
+//! this machine's mount table. No system bus: the `services` and `packages` tools answer
+//! `unavailable` here; `tests/tests/real_host.rs` runs them against a real Debian system.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
-use sha2::{Digest, Sha256};
 use toolgate_core::model::{AuthMethod, Caller, Role, ToolName};
 use toolgate_core::{AuditSink, MemoryAuditSink};
 use toolgate_policy::{PolicyConfig, PolicyEngine};
@@ -21,25 +20,23 @@ use toolgate_runtime::{
     Verdict,
 };
 use toolgate_sandbox::{
-    DockerEngine, HOST_NET_TARGET, MountConfig, ProfileConfig, SandboxConfig, SecureExecutor, WorkspaceAccess,
-    ensure_image,
+    DockerEngine, HOST_NET_TARGET, MountConfig, ProfileConfig, SandboxConfig, SecureExecutor, ensure_image,
 };
+use toolgate_system::HostFilesystems;
 
-/// Where the fake tools record calls and keep state, in the container.
-const FAKE_DIR: &str = "/var/log/fake-calls";
 /// Label on every container and image the tests create.
 pub const TEST_LABEL: &str = "toolgate.test=1";
 
 /// The grants of `plugins/README.md`, as a real deployment configures them.
 const GRANTS: [(&str, &[&str]); 8] = [
-    ("apt", &["exec:host-admin"]),
+    ("apt", &["packages-read", "packages-manage"]),
     ("audit", &["audit-read"]),
     ("command", &["exec:default"]),
-    ("disk", &["exec:default"]),
+    ("disk", &["filesystems-read"]),
     ("docker", &["containers-read", "containers-manage"]),
     ("files", &["workspace-read", "workspace-write"]),
     ("network", &["exec:host-net"]),
-    ("systemd", &["exec:systemd"]),
+    ("systemd", &["services-read", "services-manage", "exec:journal"]),
 ];
 
 fn target_dir() -> anyhow::Result<PathBuf> {
@@ -54,71 +51,16 @@ fn docker_cli(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// The project's sandbox image (built from `/bin/busybox` if missing) and the fake-host image on
-/// top of it, tagged by the hash of its context so that concurrent builds agree. Built once per
-/// test process.
-async fn images() -> anyhow::Result<(String, String)> {
-    static IMAGES: tokio::sync::OnceCell<(String, String)> = tokio::sync::OnceCell::const_new();
-    let pair = IMAGES
+/// The project's sandbox image, built from `/bin/busybox` if missing; once per test process.
+pub async fn sandbox_image() -> anyhow::Result<String> {
+    static IMAGE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    let image = IMAGE
         .get_or_try_init(|| async {
             let docker = toolgate_tests::docker().await?;
-            let base = ensure_image(&docker, Path::new("/bin/busybox")).await?;
-            let context = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/images/fake-host");
-            let tag = format!("toolgate-fake-host:{}", context_hash(&context, &base)?);
-            if docker_cli(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_err() {
-                let context = context.to_string_lossy().into_owned();
-                let arg = format!("BASE={base}");
-                docker_cli(&["build", "-q", "--build-arg", &arg, "--label", TEST_LABEL, "-t", &tag, &context])?;
-            }
-            anyhow::Ok((base, tag))
+            anyhow::Ok(ensure_image(&docker, Path::new("/bin/busybox")).await?)
         })
         .await?;
-    Ok(pair.clone())
-}
-
-/// The project's sandbox image, for the containers a test starts itself.
-pub async fn sandbox_image() -> anyhow::Result<String> {
-    Ok(images().await?.0)
-}
-
-/// SHA-256 of the base tag and every file of the context (path, mode, content), in path order.
-fn context_hash(dir: &Path, base: &str) -> anyhow::Result<String> {
-    fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() { walk(&path, files)? } else { files.push(path) }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(dir, &mut files)?;
-    files.sort();
-    let mut hash = Sha256::new();
-    hash.update(base.as_bytes());
-    for file in files {
-        hash.update(file.strip_prefix(dir)?.to_string_lossy().as_bytes());
-        hash.update(std::fs::metadata(&file)?.permissions().mode().to_le_bytes());
-        hash.update(std::fs::read(&file)?);
-    }
-    Ok(hex::encode(hash.finalize())[..12].to_owned())
-}
-
-/// Tests of this binary done with the fake-host image; the last one to finish removes it.
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
-
-/// Removes the test image when every test of the binary has finished with it (a filtered run
-/// leaves it: it is labelled `toolgate.test=1` and reused by content tag).
-struct ImageLease {
-    tag: String,
-    total: usize,
-}
-
-impl Drop for ImageLease {
-    fn drop(&mut self) {
-        if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == self.total {
-            let _ = docker_cli(&["rmi", &self.tag]);
-        }
-    }
+    Ok(image.clone())
 }
 
 /// A container the test started (a docker tool's target, a listener); removed on drop.
@@ -171,55 +113,35 @@ pub struct Fixture {
     pub executor: Arc<SecureExecutor>,
     pub audit: Arc<MemoryAuditSink>,
     pub base_image: String,
-    /// Mounted at `/var/log/fake-calls` in the fake-host profiles.
-    pub state: PathBuf,
     /// The workspace, mounted by the profiles and served by the `workspace` interface.
     pub workspace: PathBuf,
     _dir: tempfile::TempDir,
-    _lease: ImageLease,
 }
 
 impl Fixture {
-    /// `tests` is how many tests of the binary build a fixture (for the image's removal);
     /// `host_net` is the container whose socket tables the `host-net` profile shows (the host's,
     /// pid 1's, when none).
-    pub async fn new(tests: usize, host_net: Option<&TestContainer>) -> anyhow::Result<Fixture> {
-        Self::with_profiles(tests, host_net, |_| Ok(())).await
+    pub async fn new(host_net: Option<&TestContainer>) -> anyhow::Result<Fixture> {
+        Self::with_profiles(host_net, |_| Ok(())).await
     }
 
     /// [`Fixture::new`], with `edit` changing the profiles first (`base` is the sandbox image).
     pub async fn with_profiles(
-        tests: usize,
         host_net: Option<&TestContainer>,
         edit: impl FnOnce(&mut Profiles) -> anyhow::Result<()>,
     ) -> anyhow::Result<Fixture> {
-        let (base_image, fake_image) = images().await?;
-        let lease = ImageLease { tag: fake_image.clone(), total: tests };
+        let base_image = sandbox_image().await?;
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-        let state = dir.path().join("fake-calls");
         let workspace = dir.path().join("workspace");
-        for (path, mode) in [(dir.path(), 0o755), (&state, 0o777), (&workspace, 0o755)] {
+        for path in [dir.path(), &workspace] {
             std::fs::create_dir_all(path)?;
-            // The sandbox runs as nobody: it must reach the workspace and write the fake state.
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            // The sandbox runs as nobody: it must reach the workspace.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
         }
-        let fake = |workspace| ProfileConfig {
-            image: fake_image.clone(),
-            mounts: vec![MountConfig {
-                source: state.clone(),
-                target: FAKE_DIR.into(),
-                read_only: false,
-                optional: false,
-            }],
-            workspace,
-            ..ProfileConfig::default()
-        };
-        let mut profiles = BTreeMap::from([
-            // The fake host's tools in `default` too, so that `run_command` can reach them.
-            ("default".to_owned(), fake(WorkspaceAccess::Default)),
-            ("systemd".to_owned(), fake(WorkspaceAccess::None)),
-            ("host-admin".to_owned(), fake(WorkspaceAccess::None)),
-        ]);
+        let mut profiles = BTreeMap::from([(
+            "default".to_owned(),
+            ProfileConfig { image: base_image.clone(), ..ProfileConfig::default() },
+        )]);
         // The embedded default, as `serve` runs it: the host's `/proc/1/net` read-only, no network.
         let mut host_net_profile =
             SandboxConfig::default().profiles.remove("host-net").context("the default config has `host-net`")?;
@@ -257,6 +179,9 @@ impl Fixture {
             audit: Arc::clone(&audit) as Arc<dyn AuditSink>,
             workspace: workspace.clone(),
             audit_log: None,
+            systemd: None,
+            packagekit: None,
+            filesystems: Some(Arc::new(HostFilesystems::new("/proc/self/mountinfo"))),
         };
         let plugins = target_dir()?.join("plugins");
         if !plugins.join("systemd.wasm").is_file() {
@@ -274,7 +199,7 @@ impl Fixture {
         if !refused.is_empty() {
             bail!("built-in plugins refused: {refused:?}");
         }
-        Ok(Fixture { runtime, executor, audit, base_image, state, workspace, _dir: dir, _lease: lease })
+        Ok(Fixture { runtime, executor, audit, base_image, workspace, _dir: dir })
     }
 
     pub async fn invoke(&self, role: Role, tool: &str, params: serde_json::Value) -> Result<Invocation, PluginError> {
@@ -294,11 +219,6 @@ impl Fixture {
     pub async fn rollback(&self, role: Role, tool: &str, out: &Invocation) -> anyhow::Result<serde_json::Value> {
         let undo = out.undo.as_ref().context("the invocation returned no undo record")?;
         Ok(self.runtime.rollback(&call(role), &name(tool), undo).await?)
-    }
-
-    /// The fake tools' record of calls, one line each.
-    pub fn calls(&self) -> Vec<String> {
-        std::fs::read_to_string(self.state.join("calls.log")).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
     /// Audited commands: what the exec policy decided on and what the executor ran.

@@ -63,6 +63,7 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
     });
     checks.push(workspace(&config));
     checks.extend(docker_checks(&config).await);
+    checks.extend(system_checks(&config).await);
     checks.push(secret(&config));
     checks.push(logging(&config, |name| std::env::var(name).ok()));
     checks.push(https(&config));
@@ -121,6 +122,99 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Where the shipped polkit rules are installed (`deploy/README.md`).
+const POLKIT_RULES: &str = "/etc/polkit-1/rules.d/50-toolgate.rules";
+
+/// The host system the systemd, apt and disk tools act on: systemd over the bus, PackageKit, the
+/// polkit rules for this user, the journal `systemd_logs` reads. A missing piece is a warning
+/// (those tools answer `unavailable`); polkit rules that differ from what the policy's lists
+/// give are a failure: they may let this user do more than the policy says.
+async fn system_checks(config: &Config) -> Vec<Check> {
+    use toolgate_system::{Services, SystemBus, SystemError};
+    let bus = SystemBus::new(&config.system);
+    let mut checks = Vec::new();
+    checks.push(match bus.status("dbus.service").await {
+        Ok(s) => check("system bus", true, format!("systemd answers over D-Bus (dbus.service {})", s.active_state)),
+        Err(e) => warn("system bus", format!("{e}: systemd_status and systemd_restart answer `unavailable`")),
+    });
+    checks.push(match bus.status("packagekit.service").await {
+        Ok(s) => check("packagekit", true, format!("packagekit.service {} ({})", s.load_state, s.active_state)),
+        Err(SystemError::NotFound(_)) => warn(
+            "packagekit",
+            "packagekit.service is not installed: apt_update and apt_install answer `unavailable` \
+             (apt-get install packagekit)",
+        ),
+        Err(e) => warn("packagekit", format!("{e}: apt_update and apt_install answer `unavailable`")),
+    });
+    checks.push(polkit_rules(config));
+    checks.push(journal(config));
+    checks
+}
+
+/// The installed polkit rules against `toolgate deploy polkit` for this user and policy.
+fn polkit_rules(config: &Config) -> Check {
+    const NAME: &str = "polkit rules";
+    let user = std::env::var("USER").unwrap_or_else(|_| "toolgate".into());
+    let wanted = std::fs::read_to_string(config.policy.dir.join("data.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string()))
+        .and_then(|data| super::deploy::polkit_rules(&data, &user).map_err(|e| format!("{e:#}")));
+    let wanted = match wanted {
+        Ok(wanted) => wanted,
+        Err(e) => return warn(NAME, format!("cannot derive them from the policy's data.json: {e}")),
+    };
+    match std::fs::read_to_string(POLKIT_RULES) {
+        Ok(installed) if installed == wanted => {
+            check(NAME, true, format!("{POLKIT_RULES} matches the policy's lists for user `{user}`"))
+        }
+        Ok(_) => check(
+            NAME,
+            false,
+            format!("{POLKIT_RULES} differs from the policy's lists: regenerate it with `toolgate deploy polkit`"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => warn(
+            NAME,
+            format!("{POLKIT_RULES} is missing: polkit refuses systemd_restart and apt_install (`permission_denied`)"),
+        ),
+        Err(e) => {
+            warn(NAME, format!("cannot read {POLKIT_RULES} ({e}); compare it with `toolgate deploy polkit` as root"))
+        }
+    }
+}
+
+/// What the `journal` profile needs on this host: its group and a journal to mount.
+fn journal(config: &Config) -> Check {
+    const NAME: &str = "journal";
+    let Some(profile) = config.sandbox.profiles.get("journal") else {
+        return warn(NAME, "no `journal` sandbox profile: systemd_logs answers `unavailable`");
+    };
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let missing: Vec<&String> = profile
+        .groups
+        .iter()
+        .filter(|g| {
+            !g.bytes().all(|b| b.is_ascii_digit()) && !groups.lines().any(|l| l.split(':').next() == Some(g.as_str()))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return warn(NAME, format!("group {missing:?} of the `journal` profile does not exist on this host"));
+    }
+    let journals: Vec<String> = profile
+        .mounts
+        .iter()
+        .filter(|m| m.target.ends_with("/journal") && m.source.is_dir())
+        .map(|m| m.source.display().to_string())
+        .collect();
+    if journals.is_empty() {
+        return warn(NAME, "no journal directory to mount (/var/log/journal, /run/log/journal)");
+    }
+    check(
+        NAME,
+        true,
+        format!("{} read-only as groups {:?}, image `{}`", journals.join(", "), profile.groups, profile.image),
+    )
 }
 
 /// Length and strength of the signing secret; never the secret itself.

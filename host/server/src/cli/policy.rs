@@ -2,7 +2,7 @@
 //! `[policy]` section of the configuration (directory, justification length) the server reads.
 //!
 //! - `test [DIR] [--coverage]`: every `test_*` rule must be true (the semantics of `opa test`).
-//! - `eval --input FILE [--point action|exec] [--explain]`: print the decision document.
+//! - `eval --input FILE [--point action|exec|host] [--explain]`: print the decision document.
 //! - `check [DIR]`: parse and compile errors as `file:line:col: message`, the line and a caret.
 //!
 //! `eval` and `test` decide through [`PolicyEngine`], exactly as the server does: the same
@@ -31,7 +31,8 @@ pub enum Args {
         /// JSON file holding the input document (`-` for stdin).
         #[arg(long)]
         input: PathBuf,
-        /// Decision point; by default `exec` when the input has an `argv`, else `action`.
+        /// Decision point; by default `exec` when the input has an `argv`, `host` when it has an
+        /// `interface`, else `action`.
         #[arg(long)]
         point: Option<Point>,
         /// Also show which policy lines took part in the decision.
@@ -104,7 +105,13 @@ fn eval(config: &PolicyConfig, input: &Path, point: Option<Point>, explain: bool
     };
     let doc: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("input file `{}` is not JSON", input.display()))?;
-    let point = point.unwrap_or(if doc.get("argv").is_some() { Point::Exec } else { Point::Action });
+    let point = point.unwrap_or(if doc.get("argv").is_some() {
+        Point::Exec
+    } else if doc.get("interface").is_some() {
+        Point::Host
+    } else {
+        Point::Action
+    });
     let engine = match PolicyEngine::load(config) {
         Ok(engine) => engine,
         Err(e) => return Ok(report_invalid(&e)),

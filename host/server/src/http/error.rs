@@ -213,7 +213,8 @@ fn action_status(action: &ActionResponse) -> (StatusCode, &str) {
     };
     let status = match code {
         Code::InvalidParams => S::BAD_REQUEST,
-        Code::ExecDenied => S::FORBIDDEN,
+        Code::ExecDenied | Code::NotAllowed | Code::PermissionDenied => S::FORBIDDEN,
+        Code::NotFound => S::NOT_FOUND,
         Code::Unavailable | Code::RollbackUnavailable => S::SERVICE_UNAVAILABLE,
         Code::Timeout => S::GATEWAY_TIMEOUT,
         Code::PluginFailed | Code::PluginOutputTooLarge => S::INTERNAL_SERVER_ERROR,
