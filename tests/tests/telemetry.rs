@@ -225,7 +225,7 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     let admin = server.admin_token().await?;
 
     let res = client()
-        .post(server.url("/api/v1/tools/disk_usage/execute"))
+        .post(server.url("/api/v1/tools/network_listeners/execute"))
         .bearer_auth(&admin)
         .json(&json!({"params": {}}))
         .send()
@@ -258,7 +258,7 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     let invoke = one(&spans, "plugin.invoke", |_| true)?;
     assert_eq!(invoke.parent_span_id, http.span_id);
     let plugin = [invoke.attr("toolgate.plugin"), invoke.attr("toolgate.tool"), invoke.attr("toolgate.category")];
-    assert_eq!(plugin, [Some("disk"), Some("disk_usage"), Some("READ")]);
+    assert_eq!(plugin, [Some("network"), Some("network_listeners"), Some("READ")]);
     assert_eq!(invoke.attr("toolgate.tool.status"), Some("ok"));
     assert!(invoke.attr("toolgate.duration_ms").is_some(), "{invoke:?}");
 
@@ -272,8 +272,8 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     assert_eq!(exec_policy.attr("toolgate.policy.decision"), Some("allow"));
     let exec = one(&spans, "sandbox.exec", |_| true)?;
     assert_eq!(exec.parent_span_id, host.span_id);
-    assert_eq!(exec.attr("process.executable.name"), Some("df"));
-    assert_eq!(exec.attr("toolgate.sandbox.profile"), Some("default"));
+    assert_eq!(exec.attr("process.executable.name"), Some("cat"));
+    assert_eq!(exec.attr("toolgate.sandbox.profile"), Some("host-net"));
     assert_eq!(exec.attr("process.exit.code"), Some("0"));
     assert!(exec.attr("container.id").is_some_and(|id| id.len() >= 12), "{exec:?}");
     assert!(exec.attr("toolgate.duration_ms").is_some(), "{exec:?}");
@@ -297,7 +297,7 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     let text = client().get(server.url("/metrics")).bearer_auth(&admin).send().await?.text().await?;
     let series = prometheus::parse(&text)?;
     let calls =
-        prometheus::value(&series, "toolgate_tool_calls_total", &[("tool", "disk_usage"), ("status", "completed")]);
+        prometheus::value(&series, "toolgate_tool_calls_total", &[("tool", "network_listeners"), ("status", "completed")]);
     assert_eq!(calls, 1.0, "{text}");
 
     assert_no_secret(&collector.spans(), &[&admin, &password]);
