@@ -296,8 +296,11 @@ async fn one_tool_call_is_one_trace_from_http_to_sandbox_and_its_audit_entries_c
     // The pipeline counts the call by tool and final status.
     let text = client().get(server.url("/metrics")).bearer_auth(&admin).send().await?.text().await?;
     let series = prometheus::parse(&text)?;
-    let calls =
-        prometheus::value(&series, "toolgate_tool_calls_total", &[("tool", "network_listeners"), ("status", "completed")]);
+    let calls = prometheus::value(
+        &series,
+        "toolgate_tool_calls_total",
+        &[("tool", "network_listeners"), ("status", "completed")],
+    );
     assert_eq!(calls, 1.0, "{text}");
 
     assert_no_secret(&collector.spans(), &[&admin, &password]);

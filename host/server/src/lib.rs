@@ -33,19 +33,18 @@
 //!    granted.
 //! 7. [`toolgate_sandbox`]: the secure executor behind the `sandbox` host function: argv checks,
 //!    the exec decision, then one locked-down Docker container per command.
-//! 7b. [`toolgate_system`]: the host system behind the `services`, `packages` and `filesystems`
+//! 8. [`toolgate_system`]: the host system behind the `services`, `packages` and `filesystems`
 //!    host functions: systemd and PackageKit over the system D-Bus (polkit decides on the host),
 //!    the host's mount table.
-//! 8. [`toolgate_store`]: everything durable, in one redb file, behind domain operations
+//! 9. [`toolgate_store`]: everything durable, in one redb file, behind domain operations
 //!    (accounts, the governance tables).
-//! 9. [`toolgate_core`]: what every layer shares: identifiers and roles, the audit event and its
-//!    sink, secrets and redaction, and the ports between layers (traits implemented above, used
-//!    below), so that every arrow points down.
+//! 10. [`toolgate_core`]: what every layer shares: identifiers and roles, the audit event and
+//!     its sink, secrets and redaction, and the ports between layers (traits implemented above,
+//!     used below), so that every arrow points down.
 //!
 //! Dependencies point down a plan, not down this list: telemetry and store use core only; auth
 //! uses store; policy and sandbox use telemetry; system uses core; the runtime uses policy,
-//! sandbox and system; governance
-//! uses all of those; this crate uses everything. The plan is one table, `ALLOWED` in this
+//! sandbox and system; governance uses all of those; this crate uses everything. The plan is one table, `ALLOWED` in this
 //! crate's `tests/layering.rs`, checked against `cargo metadata`; a new edge is made there first.
 
 pub mod cli;
