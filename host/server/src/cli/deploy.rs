@@ -68,7 +68,7 @@ fn manage_patterns(data: &serde_json::Value, interface: &str) -> anyhow::Result<
 }
 
 /// The rules file: `manage-units` for the listed units and the verbs Toolgate uses; PackageKit's
-/// refresh, and install and remove when any package is listed. Anything else of systemd's or
+/// refresh, and install and remove of the listed packages. Anything else of systemd's or
 /// PackageKit's the user asks is refused (`NO`), not left to other rules.
 pub fn polkit_rules(data: &serde_json::Value, user: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
@@ -81,17 +81,17 @@ pub fn polkit_rules(data: &serde_json::Value, user: &str) -> anyhow::Result<Stri
     Ok(format!(
         r#"// Toolgate's polkit rules, written by `toolgate deploy polkit` from the policy's
 // `data.host.*.manage` lists: the user `{user}` may start, stop and restart exactly these units,
-// refresh the package lists, and install or remove packages; everything else of systemd's or
-// PackageKit's it asks is refused. Which packages is decided by Toolgate's `host` policy point
-// before PackageKit is asked (PackageKit does not give polkit the package names). Regenerate
-// after editing those lists:
+// refresh the package lists, and install or remove exactly these packages (PackageKit names them
+// in the detail `package_ids`; dependencies it pulls in are not named); everything else of
+// systemd's or PackageKit's it asks is refused. Toolgate's `host` policy point decides the same
+// lists per role before anything is asked. Regenerate after editing those lists:
 //     toolgate deploy polkit > /etc/polkit-1/rules.d/50-toolgate.rules
 polkit.addRule(function(action, subject) {{
     if (subject.user !== "{user}") {{
         return polkit.Result.NOT_HANDLED;
     }}
     var units = [{units}];
-    var packagesListed = {packages_listed};
+    var packages = [{packages}];
     function listed(list, name) {{
         for (var i = 0; i < list.length; i++) {{
             var p = list[i];
@@ -113,7 +113,14 @@ polkit.addRule(function(action, subject) {{
     }}
     if (action.id === "org.freedesktop.packagekit.package-install" ||
         action.id === "org.freedesktop.packagekit.package-remove") {{
-        return packagesListed ? polkit.Result.YES : polkit.Result.NO;
+        // `name;version;arch;data` ids, joined by `&`.
+        var ids = String(action.lookup("package_ids") || "").split("&");
+        for (var j = 0; j < ids.length; j++) {{
+            if (!listed(packages, ids[j].split(";")[0])) {{
+                return polkit.Result.NO;
+            }}
+        }}
+        return polkit.Result.YES;
     }}
     if (action.id.indexOf("org.freedesktop.systemd1.") === 0 ||
         action.id.indexOf("org.freedesktop.packagekit.") === 0) {{
@@ -123,7 +130,7 @@ polkit.addRule(function(action, subject) {{
 }});
 "#,
         units = js_list(&units),
-        packages_listed = !packages.is_empty(),
+        packages = js_list(&packages),
     ))
 }
 
@@ -152,7 +159,7 @@ mod tests {
         }
         assert!(polkit_rules(&serde_json::json!({}), "tool\"gate").is_err());
         let rules = polkit_rules(&serde_json::json!({}), "toolgate")?;
-        assert!(rules.contains("var units = [];") && rules.contains("var packagesListed = false;"), "{rules}");
+        assert!(rules.contains("var units = [];") && rules.contains("var packages = [];"), "{rules}");
         Ok(())
     }
 }
