@@ -171,7 +171,7 @@ async fn systemd_tools_read_and_restart_units_of_the_real_system() -> anyhow::Re
     // it answers the same with the bus down.
     let unlisted = json!({"params": {"unit": UNLISTED_UNIT}, "justification": just});
     let since = env.show("ActiveEnterTimestampMonotonic", UNLISTED_UNIT)?;
-    let (status, body) = env.execute(&env.admin, "systemd_restart", unlisted.clone()).await?;
+    let (status, body) = env.execute(&env.admin, "systemd_restart", unlisted).await?;
     assert_eq!((status, code(&body)), (StatusCode::FORBIDDEN, "not_allowed"), "{body}");
     assert!(body["error"]["message"].as_str().unwrap_or_default().contains(UNLISTED_UNIT), "{body}");
     assert_eq!(env.show("ActiveEnterTimestampMonotonic", UNLISTED_UNIT)?, since, "the unit was not touched");
@@ -196,7 +196,6 @@ async fn systemd_tools_read_and_restart_units_of_the_real_system() -> anyhow::Re
     env.system.stop_bus()?;
     let (status, body) = env.execute(&env.admin, "systemd_status", json!({"params": {"unit": TEST_UNIT}})).await?;
     assert_eq!((status, code(&body)), (StatusCode::SERVICE_UNAVAILABLE, "unavailable"), "{body}");
-    drop(unlisted);
     Ok(())
 }
 
