@@ -4,9 +4,10 @@
 //! later calls wait for a slot), where it drives its own future; host calls still do their I/O
 //! on the shared runtime (its drivers and its tasks), only the wasm runs here.
 //!
-//! Two deadlines bound a call: the plugin's execution time (`timeout_ms`, host calls excluded,
-//! metered by epoch interruption), and the wall-clock time of the whole call (`deadline_ms`, host
-//! calls included), so that a plugin looping on host calls also ends. What a plugin returns is
+//! Two deadlines bound a call: the plugin's execution time (`timeout_ms`, the CPU time of the
+//! call's thread, so host calls and waits excluded, checked by epoch interruption), and the
+//! wall-clock time of the whole call (`deadline_ms`, host calls included), so that a plugin
+//! looping on host calls, or sleeping, also ends. What a plugin returns is
 //! refused above `max_output_bytes`, before anything parses it.
 
 use std::sync::Arc;

@@ -85,7 +85,8 @@ pub struct PluginsConfig {
     /// created on first use); `<data_dir>/plugin-cache.key` when empty. Must be outside
     /// `cache_dir`: servers that share a cache share this key too.
     pub cache_key_file: PathBuf,
-    /// Default deadline of one call, in milliseconds of plugin execution (host calls excluded).
+    /// Default deadline of one call, in milliseconds of plugin execution: the CPU time of its
+    /// code, host calls and waits excluded.
     pub timeout_ms: u64,
     /// Default wall-clock deadline of one call in milliseconds, host calls (commands) included:
     /// a plugin that keeps calling the host still ends.

@@ -80,7 +80,7 @@ impl HostState {
             limits: Limits { memory_cap, exhausted: false },
             clock: Clock {
                 started: Instant::now(),
-                in_host: Duration::ZERO,
+                cpu_at_start: thread_cpu_time(),
                 limit,
                 deadline,
                 timed_out: false,
@@ -126,11 +126,15 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Plugin execution time (wall-clock time of the call minus time spent in host calls) against
-/// its limit, and wall-clock time of the whole call against its deadline.
+/// Plugin execution time against its limit, and wall-clock time of the whole call against its
+/// deadline. Execution time is the CPU time of the thread the call runs on (each call has one,
+/// see `call.rs`): the guest's code, not the time it waits for the host. A command in the
+/// sandbox, a D-Bus job, or a sleep while a container's health check is still starting runs
+/// elsewhere or parks the thread, and costs the plugin nothing; a guest spinning does.
 pub struct Clock {
     started: Instant,
-    in_host: Duration,
+    /// This thread's CPU time when the call began.
+    cpu_at_start: Duration,
     limit: Duration,
     deadline: Duration,
     /// Set when the execution limit stopped the plugin.
@@ -139,15 +143,16 @@ pub struct Clock {
     pub past_deadline: bool,
 }
 
-impl Clock {
-    /// Charge `spent` to the host, not to the plugin's execution time (the wall-clock deadline
-    /// still counts it).
-    pub fn host_time(&mut self, spent: Duration) {
-        self.in_host += spent;
-    }
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+}
 
+impl Clock {
     fn remaining(&self) -> Option<Duration> {
-        self.limit.checked_sub(self.started.elapsed().saturating_sub(self.in_host)).filter(|r| !r.is_zero())
+        let spent = thread_cpu_time().saturating_sub(self.cpu_at_start);
+        self.limit.checked_sub(spent).filter(|r| !r.is_zero())
     }
 
     fn before_deadline(&self) -> Option<Duration> {

@@ -1,7 +1,6 @@
 //! `containers`: reading needs `containers-read`, start/stop/restart `containers-manage`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::{require, sandbox_error, traced};
 use crate::bindings::Error;
@@ -23,18 +22,17 @@ impl HostState {
     }
 }
 
-/// Run one engine call in a `host.call` span of `containers`, charging its time to the host.
+/// Run one engine call in a `host.call` span of `containers`. The block owns the `&mut` state it
+/// borrows (`async move`): a shared borrow would ask the state to be `Sync`, which WASI's is not.
 macro_rules! engine_call {
     ($state:expr, $function:literal, $capability:expr, |$engine:ident| $call:expr) => {{
-        traced("containers", $function, async {
+        traced("containers", $function, async move {
             let $engine = match $state.engine($capability) {
                 Ok(Ok(engine)) => engine,
                 Ok(Err(e)) => return wasmtime::Result::Ok(Err(e)),
                 Err(trap) => return Err(trap),
             };
-            let started = Instant::now();
             let result = $call.await;
-            $state.clock.host_time(started.elapsed());
             Ok(result.map_err(sandbox_error))
         })
         .await?

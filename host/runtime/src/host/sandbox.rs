@@ -1,6 +1,6 @@
 //! `sandbox.exec`: grant check, then the exec policy (no policy means deny), then the executor.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{require, sandbox_error, traced};
 use crate::bindings::Error;
@@ -37,9 +37,7 @@ impl HostState {
             argv: request.argv.clone(),
             profile: request.profile.clone(),
         };
-        let started = Instant::now();
         let decision = policy.decide_exec(&input);
-        self.clock.host_time(started.elapsed());
         self.record_decision(&call, &request, &decision);
         if !decision.allow {
             let reasons: Vec<String> = decision.reasons.iter().map(|r| format!("{} ({})", r.message, r.code)).collect();
@@ -60,9 +58,7 @@ impl HostState {
                 secrets: call.secrets.clone(),
             },
         };
-        let started = Instant::now();
         let result = executor.exec(exec).await;
-        self.clock.host_time(started.elapsed());
         Ok(result.map_err(sandbox_error).map(|out| ExecOutput {
             exit_code: out.exit_code,
             stdout: out.stdout,

@@ -74,9 +74,7 @@ impl HostState {
             access: call.access().to_owned(),
             objects: call.objects.clone(),
         };
-        let started = Instant::now();
         let decision = policy.decide_host_call(&input);
-        self.clock.host_time(started.elapsed());
         if !decision.allow {
             let detail = serde_json::to_value(&decision).unwrap_or_default();
             self.audit_host_call(&info, call, false, &decision.reason_codes(), Some(detail));
@@ -113,7 +111,6 @@ impl HostState {
         started: Instant,
     ) -> Result<T, Error> {
         let took = started.elapsed();
-        self.clock.host_time(took);
         let (ok, reason) = match &result {
             Ok(_) => (true, "ok"),
             Err(e) => (false, error_code(e)),
@@ -251,7 +248,7 @@ impl packages::Host for HostState {
 
 impl filesystems::Host for HostState {
     async fn list(&mut self) -> wasmtime::Result<Result<Vec<Filesystem>, Error>> {
-        traced("filesystems", "list", async {
+        traced("filesystems", "list", async move {
             let call = self.call()?;
             if let Err(e) = require(&call, &Capability::FilesystemsRead) {
                 return Ok(Err(e));
@@ -259,9 +256,7 @@ impl filesystems::Host for HostState {
             let Some(port) = self.services.filesystems.clone() else {
                 return Ok(Err(Error::Unavailable("no file system table is configured on this host".into())));
             };
-            let started = Instant::now();
             let result = tokio::task::spawn_blocking(move || port.list()).await;
-            self.clock.host_time(started.elapsed());
             let result =
                 result.unwrap_or_else(|e| Err(SystemError::Failed(format!("reading the mount table aborted: {e}"))));
             Ok(result.map(|list| list.into_iter().map(filesystem).collect()).map_err(system_error))

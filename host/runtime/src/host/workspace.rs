@@ -9,7 +9,6 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path};
-use std::time::Instant;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -32,7 +31,7 @@ impl HostState {
         capability: Capability,
         op: impl FnOnce(&Path) -> Result<T, Error> + Send + 'static,
     ) -> wasmtime::Result<Result<T, Error>> {
-        traced("workspace", function, async {
+        traced("workspace", function, async move {
             let call = match self.call() {
                 Ok(call) => call,
                 Err(trap) => return Err(trap),
@@ -41,9 +40,7 @@ impl HostState {
                 return wasmtime::Result::Ok(Err(e));
             }
             let root = self.services.workspace.clone();
-            let started = Instant::now();
             let result = tokio::task::spawn_blocking(move || op(&root)).await;
-            self.clock.host_time(started.elapsed());
             Ok(result.unwrap_or_else(|e| Err(Error::Failed(format!("workspace operation aborted: {e}")))))
         })
         .await
