@@ -35,8 +35,10 @@ pub struct ToolEntry {
 impl ToolEntry {
     /// The entry of tool `T`.
     ///
-    /// A `SENSITIVE` or `CRITICAL` tool without verify and rollback does not compile: the host
-    /// would refuse to run it anyway, better to learn it at build time.
+    /// A `SENSITIVE` or `CRITICAL` tool without verify does not compile: the host would refuse to
+    /// run it anyway, better to learn it at build time. Rollback is declared only by a tool that
+    /// can undo its effect (`Output = WithUndo<..>`); one that cannot (a restart) says so by its
+    /// plain output, and its actions answer `undo_available: false`.
     ///
     /// ```compile_fail
     /// use toolgate_sdk::prelude::*;
@@ -45,7 +47,7 @@ impl ToolEntry {
     ///
     /// impl Tool for Wipe {
     ///     const NAME: &'static str = "wipe";
-    ///     const DESCRIPTION: &'static str = "Wipes, and cannot undo it.";
+    ///     const DESCRIPTION: &'static str = "Wipes, and cannot check it did.";
     ///     const CATEGORY: Category = Category::Sensitive;
     ///     type Params = NoParams;
     ///     type Output = NoParams;
@@ -57,10 +59,7 @@ impl ToolEntry {
     pub const fn of<T: Tool>() -> Self {
         const {
             let risky = matches!(T::CATEGORY, Category::Sensitive | Category::Critical);
-            assert!(
-                !risky || (T::SUPPORTS_VERIFY && <T::Output as ToolOutput>::UNDOABLE),
-                "a SENSITIVE or CRITICAL tool must support verify (SUPPORTS_VERIFY) and rollback (Output = WithUndo<..>)"
-            );
+            assert!(!risky || T::SUPPORTS_VERIFY, "a SENSITIVE or CRITICAL tool must support verify (SUPPORTS_VERIFY)");
         }
         Self {
             name: T::NAME,

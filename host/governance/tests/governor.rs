@@ -137,13 +137,17 @@ async fn a_moderate_call_is_verified_before_it_completes() -> anyhow::Result<()>
 }
 
 #[tokio::test]
-async fn a_moderate_tool_that_cannot_verify_completes_without_verify() -> anyhow::Result<()> {
+async fn a_moderate_tool_that_cannot_verify_completes_and_says_it_was_not_verified() -> anyhow::Result<()> {
     let h = Harness::new()?;
     let outcome = h.run(&olga(), UNVERIFIED, None).await?;
     let stored = h.stored(&outcome.action.id).await?;
     assert_eq!(states(&stored), ["requested", "running", "completed"], "MODERATE only recommends a verify");
-    assert_eq!(stored.verify, None);
-    assert_eq!(kinds(&h.audit_of(&stored.id).await?), ["decision", "action_completed"]);
+    let verdict = stored.verify.as_ref().expect("a verdict saying verify was skipped");
+    assert!(verdict.skipped && !verdict.ok, "{verdict:?}");
+    assert!(verdict.detail.starts_with("not verified: tool `fake_unverified` cannot check its effect"), "{verdict:?}");
+    let audit = h.audit_of(&stored.id).await?;
+    assert_eq!(kinds(&audit), ["decision", "action_completed"]);
+    assert_eq!(audit[1].detail["verify"]["skipped"], json!(true), "{:?}", audit[1].detail);
     assert_eq!(invocations(&h.fake), 1);
     assert_eq!(h.fake.calls().len(), 1, "no verify asked of a tool that has none");
     Ok(())
@@ -226,6 +230,28 @@ async fn a_failed_verify_rolls_the_action_back_automatically() -> anyhow::Result
     let again = h.governor.rollback(&bob(), &original.id, Some(WHY.into())).await;
     assert!(matches!(again, Err(GovernanceError::AlreadyRolledBack { .. })), "{again:?}");
     assert_eq!(h.fake.calls().len(), 3, "never undone twice");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_verify_of_a_call_with_nothing_to_undo_leaves_it_failed_not_rolled_back() -> anyhow::Result<()> {
+    // A restart: the tool returns no undo record, so nothing can be rolled back or claimed.
+    let h = Harness::new()?;
+    h.fake.script(SENSITIVE, |s| {
+        s.verify_ok = false;
+        s.invoke = Ok((json!({ "restarted": true }), None));
+    })?;
+    let outcome = h.run(&alice(), SENSITIVE, Some(WHY)).await?;
+    assert_eq!(outcome.action.state, ActionState::Failed);
+    assert!(!outcome.action.undo_available);
+    let stored = h.stored(&outcome.action.id).await?;
+    assert_eq!(states(&stored), ["requested", "running", "verifying", "failed"]);
+    assert_eq!(wire(&stored.error, "code")?, json!("verify_failed"));
+    assert!(stored.rolled_back_by.is_none());
+    assert!(h.rollbacks_of(&stored.id).await?.is_empty(), "no rollback action");
+    assert_eq!(h.fake.calls().len(), 2, "invoke and verify, no rollback call");
+    let asked = h.governor.rollback(&bob(), &stored.id, Some(WHY.into())).await;
+    assert!(matches!(asked, Err(GovernanceError::NoUndo(_))), "{asked:?}");
     Ok(())
 }
 

@@ -209,9 +209,10 @@ fn validate_tool(spec: ToolSpec) -> Result<ToolDef, String> {
         WitCategory::Sensitive => Category::Sensitive,
         WitCategory::Critical => Category::Critical,
     };
-    // Governance verifies and rolls back every SENSITIVE and CRITICAL action (WIT `category`).
-    if category >= Category::Sensitive && !(spec.supports_verify && spec.supports_rollback) {
-        return Err(format!("tool `{name}` is {category} but does not support both verify and rollback"));
+    // Governance verifies every SENSITIVE and CRITICAL action (WIT `category`), and rolls back
+    // those whose tool can undo (a restart cannot, and must not claim it can).
+    if category >= Category::Sensitive && !spec.supports_verify {
+        return Err(format!("tool `{name}` is {category} but does not support verify"));
     }
     let (params_schema, params_validator) = schema(&name, "params-schema", &spec.params_schema)?;
     let (output_schema, output_validator) = schema(&name, "output-schema", &spec.output_schema)?;

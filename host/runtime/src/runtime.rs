@@ -344,7 +344,9 @@ impl PluginRuntime {
         }
         let secrets = secrets(entry, params);
         match self.call(entry, call, &secrets, Op::Verify(params.to_string(), output.to_string())).await {
-            Ok(Outcome::Verify(v)) => Ok(Verdict { ok: v.ok, detail: secrets.scrub(&v.detail).into_owned() }),
+            Ok(Outcome::Verify(v)) => {
+                Ok(Verdict { ok: v.ok, detail: secrets.scrub(&v.detail).into_owned(), skipped: false })
+            }
             Ok(_) => Err(internal(tool)),
             Err(e) => Err(e.scrubbed(&secrets)),
         }

@@ -43,6 +43,17 @@ pub struct Verdict {
     pub ok: bool,
     /// What was checked and found.
     pub detail: String,
+    /// Set when no verify ran although the call's category asks for one: the tool cannot check
+    /// its effect. Then `ok` is false and `detail` says so; the action may still be `completed`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
+}
+
+impl Verdict {
+    /// The verdict of a verify that could not run.
+    pub fn skipped(detail: String) -> Verdict {
+        Verdict { ok: false, detail, skipped: true }
+    }
 }
 
 /// The error cases a plugin can answer with (the WIT `error`).

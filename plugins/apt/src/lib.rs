@@ -8,7 +8,6 @@
 
 pub mod package;
 
-use toolgate_sdk::NoUndo;
 use toolgate_sdk::packages::{self, PackageInfo};
 use toolgate_sdk::prelude::*;
 
@@ -27,10 +26,8 @@ pub struct UpdateOutput {
 
 /// `apt_update`: refresh the package lists (PackageKit `RefreshCache`).
 ///
-/// Refreshed package lists cannot be put back (apt keeps no copy of the old ones), so `invoke`
-/// never returns an undo record: the host must treat the call as not undoable. The tool still
-/// declares rollback because the host requires it of every critical tool; a rollback asked for
-/// anyway fails rather than pretending.
+/// Refreshed package lists cannot be put back (apt keeps no copy of the old ones), so the tool
+/// declares no rollback and its actions answer `undo_available: false`.
 pub struct AptUpdate;
 
 impl Tool for AptUpdate {
@@ -40,11 +37,11 @@ impl Tool for AptUpdate {
     const CAPABILITIES: &'static [Capability] = &[Capability::PackagesRead];
     const SUPPORTS_VERIFY: bool = true;
     type Params = NoParams;
-    type Output = WithUndo<UpdateOutput, NoUndo>;
+    type Output = UpdateOutput;
 
-    fn invoke(_: NoParams) -> Result<Self::Output, Error> {
+    fn invoke(_: NoParams) -> Result<UpdateOutput, Error> {
         packages::refresh()?;
-        Ok(WithUndo::nothing_to_undo(UpdateOutput { refreshed: true }))
+        Ok(UpdateOutput { refreshed: true })
     }
 
     fn verify(_: NoParams, _output: UpdateOutput) -> Result<Verdict, Error> {
@@ -58,10 +55,6 @@ impl Tool for AptUpdate {
                 Verdict::fail(format!("after the refresh PackageKit does not report `{ALWAYS_INSTALLED}` installed"))
             }
         })
-    }
-
-    fn rollback(undo: NoUndo) -> Result<serde_json::Value, Error> {
-        match undo {}
     }
 }
 
@@ -188,13 +181,13 @@ mod tests {
     }
 
     #[test]
-    fn both_tools_are_critical_and_declare_verify_and_rollback() {
+    fn both_tools_are_critical_and_only_the_install_can_be_undone() {
         let m = PLUGIN.manifest();
         let update = m.tools.iter().find(|t| t.name == "apt_update").expect("apt_update");
         let install = m.tools.iter().find(|t| t.name == "apt_install").expect("apt_install");
         assert_eq!((update.category, install.category), (Category::Critical, Category::Critical));
-        // The host refuses a critical tool without both; apt_update never returns an undo record.
-        assert!(update.supports_rollback && update.supports_verify);
+        // The host refuses a critical tool without verify; refreshed lists cannot be put back.
+        assert!(!update.supports_rollback && update.supports_verify);
         assert!(install.supports_rollback && install.supports_verify);
         let err = PLUGIN.rollback("apt_update", "{}").expect_err("nothing to undo");
         assert!(matches!(err, Error::InvalidParams(_)), "{err}");

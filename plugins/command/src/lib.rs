@@ -52,9 +52,10 @@ pub struct RunCommand;
 
 impl Tool for RunCommand {
     const NAME: &'static str = "run_command";
-    const DESCRIPTION: &'static str = "Runs one command line (no shell) in the sandbox, if the exec policy allows that command for your role; returns its exit code and output.";
+    const DESCRIPTION: &'static str = "Runs one command line (no shell) in the sandbox, if the exec policy allows that command for your role; returns its exit code and output. A read command's exit code is part of its answer (`grep` finding nothing exits 1); a command that changes something is verified by its exit code, and one that exits non-zero leaves the action `failed`.";
     const CATEGORY: Category = Category::Moderate;
     const CAPABILITIES: &'static [Capability] = &[Capability::Exec(PROFILE)];
+    const SUPPORTS_VERIFY: bool = true;
     type Params = CommandParams;
     type Output = CommandOutput;
 
@@ -72,6 +73,24 @@ impl Tool for RunCommand {
             truncated: out.truncated || cut_out || cut_err,
             duration_ms: out.duration_ms,
         })
+    }
+
+    /// What a command changed is not known here; what is known is whether it says it succeeded.
+    /// The host asks for this wherever the call's category requires verify (MODERATE and up).
+    fn verify(_: CommandParams, output: CommandOutput) -> Result<Verdict, Error> {
+        Ok(exited_zero(&output))
+    }
+}
+
+/// The verdict on a command: exit status 0, or the status and the last line of its error output.
+fn exited_zero(output: &CommandOutput) -> Verdict {
+    let command = output.argv.join(" ");
+    if output.exit_code == 0 {
+        return Verdict::pass(format!("`{command}` exited with 0"));
+    }
+    match output.stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => Verdict::fail(format!("`{command}` exited with {}: {}", output.exit_code, last.trim())),
+        None => Verdict::fail(format!("`{command}` exited with {}", output.exit_code)),
     }
 }
 
@@ -91,10 +110,27 @@ mod tests {
     }
 
     #[test]
+    fn verify_is_the_exit_status() {
+        let output = |exit_code: i32, stderr: &str| CommandOutput {
+            argv: vec!["cat".into(), "/nope".into()],
+            exit_code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            truncated: false,
+            duration_ms: 1,
+        };
+        assert!(exited_zero(&output(0, "")).ok);
+        let failed = exited_zero(&output(1, "cat: can't open '/nope': No such file or directory\n\n"));
+        assert!(!failed.ok);
+        assert_eq!(failed.detail, "`cat /nope` exited with 1: cat: can't open '/nope': No such file or directory");
+        assert_eq!(exited_zero(&output(137, "")).detail, "`cat /nope` exited with 137");
+    }
+
+    #[test]
     fn the_tool_is_moderate_in_the_default_profile() {
         let m = PLUGIN.manifest();
         assert_eq!(m.tools[0].name, "run_command");
         assert_eq!(m.tools[0].category, Category::Moderate);
-        assert!(!m.tools[0].supports_rollback);
+        assert!(!m.tools[0].supports_rollback && m.tools[0].supports_verify);
     }
 }

@@ -13,9 +13,11 @@ use toolgate_sdk::prelude::*;
 /// Most log lines one call returns.
 pub const MAX_TAIL: u32 = 1000;
 
-/// How long `verify` waits for a health check still `starting`: 12 polls of 250 ms, 3 s.
-const HEALTH_POLLS: u32 = 12;
-const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long `verify` waits at most for a health check still `starting`. The engine ends
+/// `starting` itself, by the container's own start period, interval and retries: the wait follows
+/// the container, this is only a bound (inside the plugin's default 600 s call deadline).
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+const HEALTH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 toolgate_sdk::plugin!(name = "docker", tools = [DockerListContainers, DockerLogs, DockerRestart]);
 
@@ -126,53 +128,27 @@ pub struct RestartOutput {
     pub health: Option<String>,
 }
 
-/// What `rollback` needs: the container and whether it ran before.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestartUndo {
-    /// Full container id (stable even if the container is renamed).
-    pub id: String,
-    /// Whether it ran before the restart.
-    pub was_running: bool,
-    /// When it was started before the restart.
-    pub previous_started_at: Option<String>,
-}
-
-/// Output of a `docker_restart` rollback.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct RestartRollback {
-    /// Full container id.
-    pub id: String,
-    /// What was done: `start`, `stop`, or `none` when it already was as before.
-    pub action: String,
-    /// Whether it runs now.
-    pub running: bool,
-}
-
-/// `docker_restart`: restart a container; verified by inspecting it (running, healthy when it has
-/// a health check, started anew), rolled back by stopping or starting it to its previous state.
+/// `docker_restart`: restart a container; verified by inspecting it (running, started anew, and
+/// healthy when it has a health check, waiting while the check is `starting`). A restart cannot be
+/// undone, so it returns no undo record: a failed verify leaves the action `failed`.
 pub struct DockerRestart;
 
 impl Tool for DockerRestart {
     const NAME: &'static str = "docker_restart";
-    const DESCRIPTION: &'static str = "Restarts a container. Verify checks it runs again (and is healthy when it has a health check); rollback brings it back to running or stopped as before.";
+    const DESCRIPTION: &'static str = "Restarts a container. Verify checks it runs again, started anew, and is healthy when it has a health check (waiting while the check is still starting). A restart cannot be undone.";
     const CATEGORY: Category = Category::Sensitive;
     const CAPABILITIES: &'static [Capability] = &[Capability::ContainersRead, Capability::ContainersManage];
     const SUPPORTS_VERIFY: bool = true;
     type Params = ContainerParams;
-    type Output = WithUndo<RestartOutput, RestartUndo>;
+    type Output = RestartOutput;
 
-    fn invoke(params: ContainerParams) -> Result<Self::Output, Error> {
+    fn invoke(params: ContainerParams) -> Result<RestartOutput, Error> {
         name::validate("container", &params.container)?;
         let before = containers::inspect(&params.container)?;
         // By id from here on: the name could be given to another container meanwhile.
         containers::restart(&before.id)?;
         let after = containers::inspect(&before.id)?;
-        let undo = RestartUndo {
-            id: before.id.clone(),
-            was_running: before.running,
-            previous_started_at: before.started_at.clone(),
-        };
-        let output = RestartOutput {
+        Ok(RestartOutput {
             id: after.id,
             name: after.name,
             previous_running: before.running,
@@ -181,43 +157,20 @@ impl Tool for DockerRestart {
             running: after.running,
             started_at: after.started_at,
             health: after.health,
-        };
-        Ok(WithUndo::new(output, undo))
+        })
     }
 
     fn verify(params: ContainerParams, output: RestartOutput) -> Result<Verdict, Error> {
         name::validate("output.id", &output.id)?;
         let mut now = containers::inspect(&output.id)?;
-        // A health check reports `starting` until its first probe after the restart: give it a
-        // few seconds before judging, well inside the plugin's deadline.
-        for _ in 0..HEALTH_POLLS {
-            if !(now.running && now.health.as_deref() == Some("starting")) {
-                break;
-            }
+        // A health check reports `starting` until the engine has judged it by the container's
+        // own start period, interval and retries: wait for that verdict.
+        let started = std::time::Instant::now();
+        while now.running && now.health.as_deref() == Some("starting") && started.elapsed() < HEALTH_WAIT {
             std::thread::sleep(HEALTH_POLL_INTERVAL);
             now = containers::inspect(&output.id)?;
         }
         Ok(judge_restart(&params.container, output.previous_started_at.as_deref(), &now))
-    }
-
-    fn rollback(undo: RestartUndo) -> Result<serde_json::Value, Error> {
-        // The undo record came back from storage: check it as if a caller had typed it.
-        name::validate("undo.id", &undo.id)?;
-        let now = containers::inspect(&undo.id)?;
-        let action = match (undo.was_running, now.running) {
-            (true, false) => {
-                containers::start(&undo.id)?;
-                "start"
-            }
-            (false, true) => {
-                containers::stop(&undo.id)?;
-                "stop"
-            }
-            _ => "none",
-        };
-        let running = containers::inspect(&undo.id)?.running;
-        let restored = RestartRollback { id: undo.id, action: action.to_owned(), running };
-        serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
     }
 }
 
@@ -284,10 +237,6 @@ mod tests {
         }
         let err = PLUGIN.invoke("docker_logs", r#"{"container":"web","tail":5000}"#).expect_err("cap");
         assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`tail`")), "{err}");
-        let err = PLUGIN
-            .rollback("docker_restart", r#"{"id":"web;x","was_running":true,"previous_started_at":null}"#)
-            .expect_err("undo");
-        assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`undo.id`")), "{err}");
     }
 
     #[test]
@@ -295,7 +244,7 @@ mod tests {
         let m = PLUGIN.manifest();
         let restart = m.tools.iter().find(|t| t.name == "docker_restart").expect("docker_restart");
         assert_eq!(restart.category, Category::Sensitive);
-        assert!(restart.supports_verify && restart.supports_rollback);
+        assert!(restart.supports_verify && !restart.supports_rollback, "a restart cannot be undone");
         assert_eq!(restart.capabilities.len(), 2);
         let list = m.tools.iter().find(|t| t.name == "docker_list_containers").expect("list");
         assert_eq!(list.capabilities.len(), 1);

@@ -137,65 +137,31 @@ pub struct RestartOutput {
     pub after: UnitSnapshot,
 }
 
-/// What `rollback` needs: the unit and its state before.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestartUndo {
-    /// The unit.
-    pub unit: String,
-    /// `ActiveState` before the restart.
-    pub previous_state: String,
-}
-
-/// Output of a `systemd_restart` rollback.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct RestartRollback {
-    /// The unit.
-    pub unit: String,
-    /// What was done: `start` or `stop`.
-    pub action: String,
-    /// `ActiveState` afterwards.
-    pub active_state: String,
-}
-
 /// `systemd_restart`: restart a unit with its job awaited; verified by a new main process (or a
-/// new activation time) and `active`, rolled back by starting or stopping it to its state before.
+/// new activation time) and `active`. A restart cannot be undone (the old process is gone), so it
+/// returns no undo record and a failed verify leaves the action `failed`, not `rolled_back`.
 pub struct SystemdRestart;
 
 impl Tool for SystemdRestart {
     const NAME: &'static str = "systemd_restart";
-    const DESCRIPTION: &'static str = "Restarts a systemd unit and waits for systemd's job. Verify checks it is active with a new main process; rollback restores its previous running or stopped state.";
+    const DESCRIPTION: &'static str = "Restarts a systemd unit and waits for systemd's job. Verify checks it is active with a new main process. A restart cannot be undone.";
     const CATEGORY: Category = Category::Sensitive;
     const CAPABILITIES: &'static [Capability] = &[Capability::ServicesRead, Capability::ServicesManage];
     const SUPPORTS_VERIFY: bool = true;
     type Params = UnitParams;
-    type Output = WithUndo<RestartOutput, RestartUndo>;
+    type Output = RestartOutput;
 
-    fn invoke(params: UnitParams) -> Result<Self::Output, Error> {
+    fn invoke(params: UnitParams) -> Result<RestartOutput, Error> {
         unit::validate("unit", &params.unit)?;
         let before = services::status(&params.unit)?;
         let after = services::restart(&params.unit)?;
-        let undo = RestartUndo { unit: before.name.clone(), previous_state: before.active_state.clone() };
-        let output = RestartOutput { unit: after.name.clone(), before: (&before).into(), after: (&after).into() };
-        Ok(WithUndo::new(output, undo))
+        Ok(RestartOutput { unit: after.name.clone(), before: (&before).into(), after: (&after).into() })
     }
 
     fn verify(params: UnitParams, output: RestartOutput) -> Result<Verdict, Error> {
         unit::validate("unit", &params.unit)?;
         let now = services::status(&params.unit)?;
         Ok(restarted(&output.before, &now))
-    }
-
-    fn rollback(undo: RestartUndo) -> Result<serde_json::Value, Error> {
-        // The undo record came back from storage: check it as if a caller had typed it.
-        unit::validate("undo.unit", &undo.unit)?;
-        let (action, status) = if was_running(&undo.previous_state) {
-            ("start", services::start(&undo.unit)?)
-        } else {
-            ("stop", services::stop(&undo.unit)?)
-        };
-        let restored =
-            RestartRollback { unit: undo.unit, action: action.to_owned(), active_state: status.active_state };
-        serde_json::to_value(restored).map_err(|e| Error::failed(format!("cannot encode the rollback output: {e}")))
     }
 }
 
@@ -218,11 +184,6 @@ fn restarted(before: &UnitSnapshot, now: &UnitStatus) -> Verdict {
             now.name, now.main_pid, now.active_enter_timestamp_us
         ))
     }
-}
-
-/// Whether a unit in `state` counts as running, so that rolling back must leave it running.
-fn was_running(state: &str) -> bool {
-    matches!(state, "active" | "activating" | "reloading" | "refreshing")
 }
 
 #[cfg(test)]
@@ -252,14 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn a_tampered_undo_record_is_refused() {
-        let err = PLUGIN
-            .rollback("systemd_restart", r#"{"unit":"x; reboot","previous_state":"active"}"#)
-            .expect_err("bad unit");
-        assert!(matches!(&err, Error::InvalidParams(m) if m.contains("`undo.unit`")), "{err}");
-    }
-
-    #[test]
     fn verify_wants_active_and_a_new_main_process() {
         let status = |state: &str, pid: u32, at: u64| UnitStatus {
             name: "t.service".into(),
@@ -283,21 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn rollback_starts_what_was_running_and_stops_the_rest() {
-        assert!(was_running("active"));
-        assert!(was_running("activating"));
-        assert!(!was_running("inactive"));
-        assert!(!was_running("failed"));
-    }
-
-    #[test]
     fn the_manifest_declares_categories_profiles_and_schemas() {
         let m = PLUGIN.manifest();
         let names: Vec<&str> = m.tools.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["systemd_status", "systemd_logs", "systemd_restart"]);
         let restart = &m.tools[2];
         assert_eq!(restart.category, Category::Sensitive);
-        assert!(restart.supports_verify && restart.supports_rollback);
+        assert!(restart.supports_verify && !restart.supports_rollback, "a restart cannot be undone");
         let logs: serde_json::Value = serde_json::from_str(&m.tools[1].params_schema).expect("schema");
         assert_eq!(logs["properties"]["lines"]["maximum"], 1000);
         let status: serde_json::Value = serde_json::from_str(&m.tools[0].output_schema).expect("schema");

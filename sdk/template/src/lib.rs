@@ -32,7 +32,7 @@ impl Tool for Greet {
     const NAME: &'static str = "greet";
     const DESCRIPTION: &'static str = "Says hello to someone, or to the caller.";
     // READ: it changes nothing. A tool that changes state is SAFE, MODERATE, SENSITIVE or CRITICAL,
-    // and SENSITIVE and CRITICAL tools must support verify and rollback.
+    // and SENSITIVE and CRITICAL tools must support verify (and rollback when they can undo).
     const CATEGORY: Category = Category::Read;
     // No `CAPABILITIES`: the call context and logging are always available. A tool running
     // commands would declare `&[Capability::Exec("default")]`, and the operator must grant it.

@@ -15,7 +15,7 @@ use toolgate_core::Code;
 use toolgate_core::model::{Caller, Category, ToolName};
 use toolgate_core::redact::redact;
 use toolgate_policy::{ActionInput, ApprovalState, CallerInput, Decision, Requirement, ToolInput};
-use toolgate_runtime::{CallContext, PluginError, ToolInfo};
+use toolgate_runtime::{CallContext, PluginError, ToolInfo, Verdict};
 
 impl Governor {
     /// Run a tool for `caller`: the whole pipeline. Errors are refusals before anything was
@@ -164,6 +164,14 @@ impl Governor {
         record.output = (info.category != Category::Read).then(|| self.capped(&invocation.output));
         let output = Some(invocation.output);
         if !record.decision.as_ref().is_some_and(|d| self.verifies(info, d)) {
+            // Never skipped silently: a call whose category asks for verify, of a tool that
+            // cannot, says so in its verdict.
+            if record.decision.as_ref().is_some_and(|d| d.requires(Requirement::Verify)) {
+                record.verify = Some(Verdict::skipped(format!(
+                    "not verified: tool `{}` cannot check its effect, which {} calls should have checked",
+                    info.name, info.category
+                )));
+            }
             record.enter(ActionState::Completed, None, None);
             let mut writes = vec![Write::Audit(Box::new(self.outcome_event(&record, duration_ms, from.is_none())))];
             writes.extend(undo.map(|u| Write::Undo { expect: None, record: Box::new(u) }));

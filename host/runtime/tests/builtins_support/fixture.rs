@@ -72,16 +72,20 @@ impl TestContainer {
     /// Start `argv` in the sandbox image, as nobody, labelled for the tests. `SIGKILL` on stop so
     /// that a restart does not wait 10 s for `sleep` to ignore `SIGTERM`.
     pub fn start(image: &str, name: &str, argv: &[&str]) -> anyhow::Result<TestContainer> {
-        let mut args = vec!["run", "-d", "--label", TEST_LABEL, "--name", name, "--user", "65534:65534"];
-        args.extend(["--stop-signal", "SIGKILL", "--network", "none", "--entrypoint", argv[0], image]);
-        args.extend(&argv[1..]);
-        Ok(TestContainer { id: docker_cli(&args)? })
+        TestContainer::start_with(image, name, &["--network", "none"], argv)
     }
 
     /// With a network namespace of its own (for a listener).
     pub fn start_networked(image: &str, name: &str, argv: &[&str]) -> anyhow::Result<TestContainer> {
+        TestContainer::start_with(image, name, &["--network", "bridge"], argv)
+    }
+
+    /// With more `docker run` options (`--network` among them).
+    pub fn start_with(image: &str, name: &str, options: &[&str], argv: &[&str]) -> anyhow::Result<TestContainer> {
         let mut args = vec!["run", "-d", "--label", TEST_LABEL, "--name", name, "--user", "65534:65534"];
-        args.extend(["--stop-signal", "SIGKILL", "--network", "bridge", "--entrypoint", argv[0], image]);
+        args.extend(["--stop-signal", "SIGKILL"]);
+        args.extend(options);
+        args.extend(["--entrypoint", argv[0], image]);
         args.extend(&argv[1..]);
         Ok(TestContainer { id: docker_cli(&args)? })
     }

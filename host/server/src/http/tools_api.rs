@@ -27,7 +27,8 @@ pub struct Requires {
     pub approval: bool,
     /// The effect is verified after the call.
     pub verify: bool,
-    /// The call is rolled back if verify fails, and can be rolled back by an admin.
+    /// The call is rolled back if verify fails, and can be rolled back by an admin. False for a
+    /// tool that cannot undo its effect (a restart), whatever its category.
     pub rollback: bool,
 }
 
@@ -93,7 +94,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
                 justification: decision.requires(Requirement::Justification),
                 approval: decision.requires(Requirement::Approval),
                 verify,
-                rollback: decision.requires(Requirement::Rollback),
+                rollback: decision.requires(Requirement::Rollback) && tool.supports_rollback,
             },
         });
     }
