@@ -3,6 +3,7 @@
 package toolgate.action
 
 import data.toolgate.commands
+import data.toolgate.scopes
 
 # The decision document the host reads. A denial always carries at least one reason. `category`
 # is the category the call was decided at (the host runs it, and checks its commands, at that
@@ -44,14 +45,14 @@ category := commands.lowest_class(input.tool.name) if {
 # Each denial: a stable reason code and a human message.
 deny contains {"code": "role_insufficient", "message": msg} if {
 	c := category
-	not role_runs(c)
+	not may_run(c)
 	msg := role_message(c)
 }
 
 # A tool using a host capability that `data.capabilities` reserves to some roles (viewers never
 # get a tool that writes the workspace or manages containers, whatever category it declares).
 deny contains {"code": "capability_not_allowed", "message": msg} if {
-	role_runs(category)
+	may_run(category)
 	some capability, reserved in data.capabilities
 	capability in input.tool.capabilities
 	not reserved_for_role(reserved)
@@ -80,6 +81,38 @@ deny contains {"code": "command_not_allowed", "message": msg} if {
 	not input.dry_run
 	msg := sprintf("tool %q needs a command line", [input.tool.name])
 }
+
+# A tool acting on one named unit, container or package (`data.tools.<tool>.scope`: the kind,
+# the access and the parameter that names it): the target must be in the caller's scope
+# (scopes.rego), whatever the category lets the role run.
+scope := data.tools[input.tool.name].scope
+
+target := scopes.canonical(scope.kind, input.params[scope.param]) if is_string(input.params[scope.param])
+
+deny contains {"code": "not_allowed", "message": msg} if {
+	t := target
+	not scopes.allowed(scope.kind, scope.access, input.caller.role, t)
+	msg := sprintf("role %q may not %s %s `%s` (not in data.host.%s.%s)", [input.caller.role, scope_verb[scope.access], scope_noun[scope.kind], t, scope.kind, scope.access])
+}
+
+# Without a target (a dry run listing the tools): offered only to a role with a list for it.
+deny contains {"code": "not_allowed", "message": msg} if {
+	scope
+	not target
+	not scopes.has_list(scope.kind, scope.access, input.caller.role)
+	msg := sprintf("role %q has no %s it may %s (data.host.%s.%s is empty for it)", [input.caller.role, scope_noun[scope.kind], scope_verb[scope.access], scope.kind, scope.access])
+}
+
+scope_verb := {"read": "read", "logs": "read the logs of", "manage": "change"}
+
+scope_noun := {"services": "unit", "containers": "container", "packages": "package"}
+
+# A role runs the calls of the categories it has, and the changes its own scope lists name (an
+# operator restarting the units `data.host.services.manage.operator` lists, at the tool's
+# category and with its requirements).
+may_run(c) if role_runs(c)
+
+may_run(_) if scopes.delegated(scope.kind, scope.access, input.caller.role)
 
 deny contains {"code": "justification_required", "message": msg} if {
 	not unclassified

@@ -4,6 +4,8 @@
 # Input: the `HostCallInput` document (see policies/README.md). Output: `decision`.
 package toolgate.host
 
+import data.toolgate.scopes
+
 decision := {
 	"allow": count(deny) == 0,
 	"reasons": [r | some code in sort({d.code | some d in deny}); some r in deny; r.code == code],
@@ -28,12 +30,11 @@ deny contains {"code": "call_not_allowed", "message": msg} if {
 	msg := sprintf("tool %q may not call %s.%s", [input.tool.name, input.interface, input.method])
 }
 
-# Each unit or package must be in the caller's list for this access (`read` or `manage`), or in
-# the list of a role below it: `data.host.<interface>.<access>.<role>`, exact names or
-# prefixes ending in `*`.
+# Each unit or package must be in the caller's scope for this access (`read` or `manage`):
+# `data.host.<interface>.<access>.<role>`, see scopes.rego.
 deny contains {"code": "not_allowed", "message": msg} if {
 	some object in input.objects
-	not object_allowed(object)
+	not scopes.allowed(input.interface, input.access, input.caller.role, object)
 	msg := sprintf("role %q may not %s %s `%s` (not in data.host.%s.%s)", [input.caller.role, input.method, noun[input.interface], object, input.interface, input.access])
 }
 
@@ -42,18 +43,3 @@ noun := {"services": "unit", "packages": "package"}
 tool := data.tools[input.tool.name]
 
 call_listed if sprintf("%s.%s", [input.interface, input.method]) in tool.host_calls
-
-object_allowed(object) if {
-	rank := data.roles[input.caller.role].rank
-	some role, patterns in data.host[input.interface][input.access]
-	data.roles[role].rank <= rank
-	some pattern in patterns
-	matches(pattern, object)
-}
-
-matches(pattern, object) if pattern == object
-
-matches(pattern, object) if {
-	endswith(pattern, "*")
-	startswith(object, trim_suffix(pattern, "*"))
-}

@@ -3,6 +3,7 @@
 package toolgate.host_test
 
 import data.toolgate.host
+import data.toolgate.scopes
 
 call(role, tool, plugin, interface, method, access, objects) := d if {
 	d := host.decision with input as {
@@ -56,10 +57,17 @@ test_every_package_must_be_listed if {
 }
 
 test_prefix_patterns if {
-	host.matches("nginx*", "nginx-extras")
-	not host.matches("nginx*", "apache2")
-	host.matches("*", "anything")
-	not host.matches("nginx", "nginx-extras")
+	scopes.matches("nginx*", "nginx-extras")
+	not scopes.matches("nginx*", "apache2")
+	scopes.matches("*", "anything")
+	not scopes.matches("nginx", "nginx-extras")
+}
+
+test_operators_restart_the_units_listed_for_them if {
+	listed := {"operator": ["web-*"], "admin": ["nginx.service"]}
+	restart("operator", "web-1.service").allow with data.host.services.manage as listed
+	codes(restart("operator", "nginx.service")) == ["not_allowed"] with data.host.services.manage as listed
+	restart("admin", "web-1.service").allow with data.host.services.manage as listed
 }
 
 test_refresh_names_nothing if call("admin", "apt_update", "apt", "packages", "refresh", "read", []).allow

@@ -1,7 +1,8 @@
 //! A real Debian system for the tests that drive one: a container of the image
 //! `toolgate-test-debian-system` (built offline by `cargo xtask images`) booted under systemd,
 //! with D-Bus, logind, polkit and PackageKit, the service account [`SERVICE_USER`], a test unit
-//! [`TEST_UNIT`] and a local apt repository holding [`TEST_PACKAGE`].
+//! [`TEST_UNIT`] a local apt repository holding [`TEST_PACKAGE`] and [`UNLISTED_PACKAGE`], and nginx
+//! ([`NGINX_UNIT`]).
 //!
 //! From the host a test reaches its system bus through a socket in a host directory
 //! ([`DebianSystem::bus_address`]; a host process whose uid exists inside, such as
@@ -28,6 +29,13 @@ pub const TEST_UNIT: &str = "toolgate-test.service";
 /// Version 1.0, in the local repository (`/srv/repo`), not installed; installs
 /// `/usr/share/toolgate-test-pkg/hello.txt`.
 pub const TEST_PACKAGE: &str = "toolgate-test-pkg";
+
+/// Also in the local repository, not installed, and on no policy list: installing it must be
+/// refused by policy.
+pub const UNLISTED_PACKAGE: &str = "toolgate-test-unlisted";
+
+/// A real service with a configuration check (`nginx -t`) and a reload, installed and running.
+pub const NGINX_UNIT: &str = "nginx.service";
 
 /// The image repository; `<target>/images/<IMAGE>.ref` names the current build.
 const IMAGE: &str = "toolgate-test-debian-system";
@@ -223,13 +231,23 @@ impl Drop for DebianSystem {
     }
 }
 
-/// The test image's reference, written by `cargo xtask images`.
+/// The test system image's reference, written by `cargo xtask images`.
 fn image() -> anyhow::Result<String> {
-    let file = crate::plugins_dir().with_file_name("images").join(format!("{IMAGE}.ref"));
+    image_of(IMAGE)
+}
+
+/// The reference of the plain Debian image (`toolgate-debian`, what the `journal` profile runs),
+/// for a container of a test's own.
+pub fn debian_image() -> anyhow::Result<String> {
+    image_of("toolgate-debian")
+}
+
+fn image_of(repository: &str) -> anyhow::Result<String> {
+    let file = crate::plugins_dir().with_file_name("images").join(format!("{repository}.ref"));
     let reference = std::fs::read_to_string(&file).map(|r| r.trim().to_owned()).unwrap_or_default();
     if reference.is_empty() || docker(&["image", "inspect", "--format", "{{.Id}}", &reference]).is_err() {
         bail!(
-            "the Debian test system image is missing (`{}` names none that exists): build it with \
+            "the image {repository} is missing (`{}` names none that exists): build it with \
              `cargo xtask images` (or `cargo xtask test`)",
             file.display()
         );
@@ -237,12 +255,17 @@ fn image() -> anyhow::Result<String> {
     Ok(reference)
 }
 
-/// The id of the systems' network, created on first use and kept (like the images). By id: two
-/// processes creating it at once may leave two networks of that name, and a name would then be
-/// ambiguous.
+/// The id of the systems' network, created on first use and kept (like the images). Two
+/// processes creating it at once may leave two networks of that name, and the engine then refuses
+/// to attach a container to either ("ambiguous", even by id): the extras are removed.
 fn network() -> anyhow::Result<String> {
-    let existing = docker(&["network", "ls", "--quiet", "--filter", &format!("name=^{NETWORK}$")])?;
-    if let Some(id) = existing.lines().next() {
+    let existing = docker(&["network", "ls", "--quiet", "--no-trunc", "--filter", &format!("name=^{NETWORK}$")])?;
+    let mut ids = existing.lines();
+    if let Some(id) = ids.next() {
+        for extra in ids {
+            // One in use by another process's system stays; that process removes nothing of ours.
+            let _ = docker(&["network", "rm", extra]);
+        }
         return Ok(id.to_owned());
     }
     docker(&["network", "create", "--internal", "--label", "toolgate.test=1", NETWORK])

@@ -55,8 +55,8 @@ enum Layer {
     Dir(&'static str),
     /// Every entry of a directory that is not a directory removed (apt's downloads and lists).
     RemoveFiles(&'static str),
-    /// A flat apt repository in a directory: the package built here and its `Packages` index.
-    Repository(&'static str, &'static Package),
+    /// A flat apt repository in a directory: the packages built here and their `Packages` index.
+    Repository(&'static str, &'static [Package]),
 }
 
 /// A Debian package built with `dpkg-deb` at image build time.
@@ -88,8 +88,18 @@ const DEBIAN: Image = Image {
 
 const TEST_SYSTEM: Image = Image {
     repository: "toolgate-test-debian-system",
-    // `packagekit-tools` is `pkcon`, for the tests' own look at PackageKit.
-    include: &["systemd", "systemd-sysv", "dbus", "libpam-systemd", "polkitd", "packagekit", "packagekit-tools"],
+    // `packagekit-tools` is `pkcon`, for the tests' own look at PackageKit; `nginx` is a real
+    // service with a configuration check and a reload, for the managed-files tests.
+    include: &[
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "libpam-systemd",
+        "polkitd",
+        "packagekit",
+        "packagekit-tools",
+        "nginx",
+    ],
     changes: &[
         "LABEL toolgate.test=1",
         "LABEL toolgate.image=toolgate-test-debian-system",
@@ -117,7 +127,7 @@ const TEST_SYSTEM: Image = Image {
             "/etc/systemd/system/toolgate-test.service",
         ),
         // The only source apt knows: the container has no way out, refreshes touch this alone.
-        Layer::Repository("/srv/repo", &TEST_PACKAGE),
+        Layer::Repository("/srv/repo", &[TEST_PACKAGE, UNLISTED_PACKAGE]),
         Layer::File("/etc/apt/sources.list", 0o644, "deb [trusted=yes] file:/srv/repo ./\n"),
         Layer::RemoveFiles("/etc/apt/sources.list.d"),
         Layer::RemoveFiles("/var/cache/apt/archives"),
@@ -153,6 +163,20 @@ Description: package of the Toolgate test system's local repository
  Installs /usr/share/toolgate-test-pkg/hello.txt and nothing else.
 ",
     files: &[("/usr/share/toolgate-test-pkg/hello.txt", "hello from toolgate-test-pkg\n")],
+};
+
+/// A package the repository has but no policy list names: the install must be refused by policy.
+const UNLISTED_PACKAGE: Package = Package {
+    control: "Package: toolgate-test-unlisted
+Version: 1.0
+Architecture: all
+Maintainer: Toolgate tests <tests@toolgate.invalid>
+Section: misc
+Priority: optional
+Description: package of the test repository that no policy list names
+ Installs /usr/share/toolgate-test-unlisted/hello.txt and nothing else.
+",
+    files: &[("/usr/share/toolgate-test-unlisted/hello.txt", "hello from toolgate-test-unlisted\n")],
 };
 
 /// Build each image whose recipe has no image yet; write every reference file.
@@ -264,11 +288,15 @@ fn apply(layer: &Layer, rootfs: &Path, build: &Path) -> anyhow::Result<()> {
                 }
             }
         }
-        Layer::Repository(path, package) => {
+        Layer::Repository(path, packages) => {
             let repo = inside(rootfs, path)?;
             std::fs::create_dir_all(&repo)?;
-            let deb = build_package(package, build, &repo)?;
-            std::fs::write(repo.join("Packages"), packages_stanza(package.control, &deb)?)?;
+            let mut index = String::new();
+            for package in packages {
+                let deb = build_package(package, build, &repo)?;
+                index.push_str(&packages_stanza(package.control, &deb)?);
+            }
+            std::fs::write(repo.join("Packages"), index)?;
         }
     }
     Ok(())
@@ -276,7 +304,9 @@ fn apply(layer: &Layer, rootfs: &Path, build: &Path) -> anyhow::Result<()> {
 
 /// `dpkg-deb --build` of `package` into `repo`, named as Debian names packages; returns the file.
 fn build_package(package: &Package, build: &Path, repo: &Path) -> anyhow::Result<PathBuf> {
-    let tree = build.join("package");
+    let field = |name: &str| control_field(package.control, name).with_context(|| format!("no {name} in control"));
+    // A tree of its own: files of another package built here must not end up in this one.
+    let tree = build.join(format!("package-{}", field("Package")?));
     std::fs::create_dir_all(tree.join("DEBIAN"))?;
     std::fs::write(tree.join("DEBIAN/control"), package.control)?;
     for (path, content) in package.files {
@@ -285,7 +315,6 @@ fn build_package(package: &Package, build: &Path, repo: &Path) -> anyhow::Result
         std::fs::write(&file, content)?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
     }
-    let field = |name: &str| control_field(package.control, name).with_context(|| format!("no {name} in control"));
     let deb = repo.join(format!("{}_{}_{}.deb", field("Package")?, field("Version")?, field("Architecture")?));
     // Owned by root whatever the build runs as.
     super::run(Command::new("dpkg-deb").args(["--build", "--root-owner-group"]).arg(&tree).arg(&deb))?;

@@ -82,7 +82,7 @@ fn check_points_at_the_error_with_a_caret() -> anyhow::Result<()> {
     let dir = copy_of_policies()?;
     let ok = toolgate(&["policy", "check", dir.path().to_str().unwrap_or_default()])?;
     assert!(
-        ok.status.success() && text(&ok.stdout).starts_with("ok: 7 files, revision sha256:"),
+        ok.status.success() && text(&ok.stdout).starts_with("ok: 9 files, revision sha256:"),
         "{}",
         text(&ok.stderr)
     );
@@ -139,7 +139,7 @@ fn eval_prints_the_decision_and_explains_it() -> anyhow::Result<()> {
 
     let out = toolgate(&[&args[..], &["--explain"]].concat())?;
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("toolgate/action.rego:47: \tnot role_runs(c)"), "{stdout}");
+    assert!(stdout.contains("toolgate/action.rego:48: \tnot may_run(c)"), "{stdout}");
     assert!(!stdout.contains("toolgate/exec.rego:"), "exec rules took no part: {stdout}");
     Ok(())
 }

@@ -55,6 +55,10 @@ fn manage_patterns(data: &serde_json::Value, interface: &str) -> anyhow::Result<
                 pattern.as_str().with_context(|| format!("`data.host.{interface}.manage.{role}`: not a string"))?;
             // Names of units and packages, or prefixes of them: nothing that needs quoting in JS
             // (no quote, no backslash: a unit name with systemd's `\x2d` escapes is refused here).
+            anyhow::ensure!(
+                !pattern.starts_with('!'),
+                "`data.host.{interface}.manage.{role}`: `{pattern}`: a manage list names what may change, it takes no exclusion"
+            );
             let name = pattern.strip_suffix('*').unwrap_or(pattern);
             anyhow::ensure!(!name.is_empty() || pattern == "*", "`data.host.{interface}.manage.{role}`: an empty name");
             anyhow::ensure!(
