@@ -168,6 +168,22 @@ impl DockerSandbox {
         &self.default_image
     }
 
+    /// Why profile `name` could run nothing here now: a mount or a group this host lacks (what a
+    /// container creation would refuse), or its image missing from the engine.
+    pub(crate) async fn profile_problem(&self, name: &str, profile: &ProfileConfig) -> Option<String> {
+        let plan = match self.plan(name, profile, Role::Admin) {
+            Ok(plan) => plan,
+            Err(e) => return Some(e.to_string()),
+        };
+        let image = plan.body.image.unwrap_or_default();
+        match self.docker.inspect_image(&image).await {
+            Ok(_) => None,
+            Err(_) => Some(format!(
+                "image `{image}` of sandbox profile `{name}` is not in the engine: build it, or set `sandbox.profiles.{name}.image`"
+            )),
+        }
+    }
+
     /// The container definition for `profile` run on behalf of `role`.
     pub(crate) fn plan(&self, name: &str, profile: &ProfileConfig, role: Role) -> Result<Plan, SandboxError> {
         let mut access = match profile.workspace {

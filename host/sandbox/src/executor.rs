@@ -85,6 +85,19 @@ impl SecureExecutor {
         }
     }
 
+    /// Why profile `name` could run nothing on this host now, if so: not configured, no sandbox,
+    /// a mount, group or image this host lacks. `None` when its commands can run.
+    pub async fn profile_problem(&self, name: &str) -> Option<String> {
+        let Some(profile) = self.config.profiles.get(name) else {
+            return Some(format!("sandbox profile `{name}` is not configured ([sandbox.profiles.{name}])"));
+        };
+        match &self.backend {
+            Backend::Docker(d) => d.profile_problem(name, profile).await,
+            Backend::Direct => None,
+            Backend::Unavailable(reason) => Some(reason.clone()),
+        }
+    }
+
     /// Remove every container this executor holds and wait for removals in flight. Call it
     /// before the process exits; containers of a host that did not are reaped by the next one.
     pub async fn shutdown(&self) {

@@ -6,6 +6,7 @@
 //! A Docker engine that cannot be reached does not: the executor then answers every command
 //! `unavailable` (never a fallback to direct execution) and `/readyz` says so.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -14,7 +15,7 @@ use toolgate_core::AuditSink;
 use toolgate_governance::audit::{ChainError, ChainKey};
 use toolgate_governance::{Governor, Journal};
 use toolgate_policy::{PolicyEngine, PolicyError};
-use toolgate_runtime::{HostServices, PluginError, PluginRuntime};
+use toolgate_runtime::{Capability, HostServices, PluginError, PluginRuntime};
 use toolgate_sandbox::{self as sandbox, Availability, DockerEngine, SandboxError, SecureExecutor};
 use toolgate_store::{Store, StoreError};
 use toolgate_system::{HostFilesystems, SystemBus};
@@ -166,6 +167,31 @@ impl Gateway {
             });
         }
         components
+    }
+
+    /// The tools that cannot work on this host now, each with the first reason found: a sandbox
+    /// profile it runs commands in that is not configured, has no sandbox, or lacks a mount, a
+    /// group or its image. (A bus or engine that is down is found at the call: `unavailable`.)
+    pub async fn unavailable_tools(&self) -> BTreeMap<String, String> {
+        let mut profiles: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let mut unavailable = BTreeMap::new();
+        for tool in self.plugins.tools() {
+            for capability in &tool.capabilities {
+                let Capability::Exec(profile) = capability else { continue };
+                if !profiles.contains_key(profile) {
+                    let problem = match &self.executor {
+                        Some(executor) => executor.profile_problem(profile).await,
+                        None => Some("no sandbox executor runs on this host".to_owned()),
+                    };
+                    profiles.insert(profile.clone(), problem);
+                }
+                if let Some(Some(problem)) = profiles.get(profile) {
+                    unavailable.insert(tool.name.to_string(), problem.clone());
+                    break;
+                }
+            }
+        }
+        unavailable
     }
 
     /// Write out what the journal holds and remove what the executor keeps running (its warm pool).

@@ -143,3 +143,26 @@ fn json_output_lists_every_check_with_its_status_and_a_predictable_secret_fails(
     assert!(!String::from_utf8_lossy(&out.stdout).contains(&"ab".repeat(40)), "the secret is printed");
     Ok(())
 }
+
+/// A profile a plugin is granted whose image the engine lacks: `systemd_logs` could not work,
+/// so the installation does not conform, and the failure names the grant, the plugin and the
+/// image to build or set.
+#[test]
+fn a_granted_profile_whose_image_is_missing_fails_naming_it() -> anyhow::Result<()> {
+    toolgate_tests::require_docker()?;
+    let workspace = tempfile::tempdir()?;
+    let data = tempfile::tempdir()?;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700))?;
+    let config = data.path().join("toolgate.toml");
+    std::fs::write(&config, "[sandbox.profiles.journal]\nimage = \"toolgate-missing:0\"\n")?;
+    let mut env = conforming(data.path().to_str().unwrap_or_default());
+    env.push(("TOOLGATE_CONFIG", config.display().to_string()));
+    let out = doctor(workspace.path(), &borrowed(&env), &[])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("FAIL  granted profiles:")).unwrap_or_default();
+    assert!(line.contains("`exec:journal` (granted to systemd)"), "{stdout}");
+    assert!(line.contains("image `toolgate-missing:0` of sandbox profile `journal` is not in the engine"), "{stdout}");
+    assert!(!line.contains("exec:default"), "the default profile works: {stdout}");
+    Ok(())
+}

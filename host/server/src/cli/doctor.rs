@@ -63,6 +63,7 @@ pub async fn run(args: Args, config: Config) -> anyhow::Result<ExitCode> {
     });
     checks.push(workspace(&config));
     checks.extend(docker_checks(&config).await);
+    checks.extend(granted_profiles(&config).await);
     checks.extend(system_checks(&config).await);
     checks.push(secret(&config));
     checks.push(logging(&config, |name| std::env::var(name).ok()));
@@ -345,6 +346,41 @@ fn runtime_variables(config: &Config) -> Vec<Check> {
 }
 
 /// Docker reachable, then a real `echo OK` in a sandbox with no network.
+/// Every sandbox profile a plugin is granted (`exec:<profile>`) must be able to run here: a
+/// granted tool that cannot work fails the check, naming the plugin and what is missing.
+async fn granted_profiles(config: &Config) -> Vec<Check> {
+    const NAME: &str = "granted profiles";
+    let mut granted: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (plugin, settings) in &config.plugins.plugin {
+        for profile in settings.grants.iter().filter_map(|g| g.strip_prefix("exec:")) {
+            granted.entry(profile).or_default().push(plugin);
+        }
+    }
+    if config.sandbox.execute_mode == ExecuteMode::Direct {
+        return vec![warn(NAME, "EXECUTE_MODE=direct: profiles are not used")];
+    }
+    let mut sandbox_config = config.sandbox.clone();
+    sandbox_config.pool_size = 0;
+    let executor = SecureExecutor::connect(&sandbox_config, Arc::new(MemoryAuditSink::default())).await;
+    // Without a sandbox the `docker` check fails already, and says why.
+    if let Availability::Unavailable(_) = executor.availability() {
+        return Vec::new();
+    }
+    let (mut fine, mut broken) = (Vec::new(), Vec::new());
+    for (profile, plugins) in granted {
+        match executor.profile_problem(profile).await {
+            None => fine.push(format!("`{profile}`")),
+            Some(problem) => broken.push(format!("`exec:{profile}` (granted to {}): {problem}", plugins.join(", "))),
+        }
+    }
+    executor.shutdown().await;
+    if broken.is_empty() {
+        vec![check(NAME, true, format!("{} can run here", fine.join(", ")))]
+    } else {
+        vec![check(NAME, false, format!("the tools of these grants cannot work: {}", broken.join("; ")))]
+    }
+}
+
 async fn docker_checks(config: &Config) -> Vec<Check> {
     let mut sandbox_config = config.sandbox.clone();
     sandbox_config.execute_mode = ExecuteMode::Sandbox;

@@ -24,6 +24,11 @@ pub struct Readiness {
     pub status: String,
     /// Each component's state: `ok` or `unavailable`.
     pub components: BTreeMap<String, String>,
+    /// The tools that cannot work on this host now (a sandbox profile's image, mount or group
+    /// missing). They do not make the server unready: every other tool serves. Why is logged,
+    /// and shown to signed-in callers in `GET /api/v1/tools`, not published here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable_tools: Vec<String>,
 }
 
 /// The process is alive.
@@ -56,6 +61,13 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         };
         components.insert(name, status.to_owned());
     }
+    let mut unavailable_tools = Vec::new();
+    for (tool, reason) in state.gateway.unavailable_tools().await {
+        tracing::warn!(%tool, %reason, "tool unavailable");
+        unavailable_tools.push(tool);
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { status: if ready { "ready" } else { "not_ready" }.into(), components }))
+    let readiness =
+        Readiness { status: if ready { "ready" } else { "not_ready" }.into(), components, unavailable_tools };
+    (status, Json(readiness))
 }

@@ -51,6 +51,10 @@ pub struct ToolView {
     pub output_schema: serde_json::Value,
     /// What a call needs.
     pub requires: Requires,
+    /// Why the tool cannot work on this host now (its sandbox profile's image, mount or group
+    /// is missing); absent when it can. A call answers `unavailable` with the same reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 /// `{tools: [...]}`.
@@ -66,6 +70,7 @@ pub struct ToolList {
     responses((status = 200, body = ToolList), (status = 401, body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<Json<ToolList>, ApiError> {
     let gateway = &state.gateway;
+    let mut unavailable = gateway.unavailable_tools().await;
     let mut tools = Vec::new();
     for tool in gateway.plugins.tools() {
         let decision = gateway.policy.decide_action(&ActionInput {
@@ -96,6 +101,7 @@ pub async fn list(State(state): State<AppState>, auth: Authenticated) -> Result<
                 verify,
                 rollback: decision.requires(Requirement::Rollback) && tool.supports_rollback,
             },
+            unavailable: unavailable.remove(tool.name.as_str()),
         });
     }
     tools.sort_by(|a, b| a.name.cmp(&b.name));
