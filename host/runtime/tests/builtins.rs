@@ -63,6 +63,18 @@ async fn docker_tools_list_read_logs_restart_and_verify() -> anyhow::Result<()> 
     // The old process is gone: a restart has nothing to undo and returns no undo record.
     assert!(out.undo.is_none(), "{:?}", out.undo);
 
+    // By id, the scopes by name would not see which container it is: refused, nothing restarted.
+    let started = web.inspect("{{.State.StartedAt}}")?;
+    for reference in [web.id.as_str(), &web.id[..12]] {
+        let (kind, message) =
+            tool_error(fx.invoke(Role::Admin, "docker_restart", json!({"container": reference})).await);
+        assert_eq!(kind, ToolErrorKind::InvalidParams, "{message}");
+        assert!(message.contains(&format!("reached `{name}` by its id")), "{message}");
+        let (kind, _) = tool_error(fx.invoke(Role::Viewer, "docker_logs", json!({"container": reference})).await);
+        assert_eq!(kind, ToolErrorKind::InvalidParams);
+    }
+    assert_eq!(web.inspect("{{.State.StartedAt}}")?, started, "not restarted by id");
+
     // Stopped since: the same restart no longer verifies.
     fixture_docker(&["stop", &web.id])?;
     let verdict = fx.verify(Role::Admin, "docker_restart", &params, &out).await?;

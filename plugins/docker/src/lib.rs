@@ -49,7 +49,7 @@ impl Tool for DockerListContainers {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogsParams {
-    /// Container name or id.
+    /// Container name (not its id: the policy's scopes are by name).
     #[schemars(length(min = 1, max = 255))]
     pub container: String,
     /// How many of the latest lines to return (1 to 1000).
@@ -89,7 +89,8 @@ impl Tool for DockerLogs {
         if !(1..=MAX_TAIL).contains(&params.tail) {
             return Err(Error::invalid_params(format!("`tail`: {} is not between 1 and {MAX_TAIL}", params.tail)));
         }
-        let logs = containers::logs(&params.container, params.tail)?;
+        let named = by_name(&params.container)?;
+        let logs = containers::logs(&named.id, params.tail)?;
         Ok(LogsOutput {
             container: params.container,
             lines: logs.text.lines().map(str::to_owned).collect(),
@@ -102,7 +103,7 @@ impl Tool for DockerLogs {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerParams {
-    /// Container name or id.
+    /// Container name (not its id: the policy's scopes are by name).
     #[schemars(length(min = 1, max = 255))]
     pub container: String,
 }
@@ -144,7 +145,7 @@ impl Tool for DockerRestart {
 
     fn invoke(params: ContainerParams) -> Result<RestartOutput, Error> {
         name::validate("container", &params.container)?;
-        let before = containers::inspect(&params.container)?;
+        let before = by_name(&params.container)?;
         // By id from here on: the name could be given to another container meanwhile.
         containers::restart(&before.id)?;
         let after = containers::inspect(&before.id)?;
@@ -172,6 +173,21 @@ impl Tool for DockerRestart {
         }
         Ok(judge_restart(&params.container, output.previous_started_at.as_deref(), &now))
     }
+}
+
+/// The container named `container`, refused when the engine found it by another reference (an
+/// id or an id prefix): policy scopes list names (`shop-*`), and a container reached by an id
+/// that happens to match a listed prefix would slip past them.
+fn by_name(container: &str) -> Result<ContainerDetails, Error> {
+    let found = containers::inspect(container)?;
+    if found.name != container {
+        return Err(Error::invalid_params(format!(
+            "`container`: `{container}` is not a container's name (it reached `{}` by its id): name the container, \
+             as the policy's scopes do",
+            found.name
+        )));
+    }
+    Ok(found)
 }
 
 /// Whether `now` shows the restart had its effect: running, started after `previous_started_at`,
