@@ -122,8 +122,12 @@ pub fn copy_of_policies(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(copy)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// Copy the tree `from` to `to`, readable by everyone (directories 0755, files 0644), so that a
+/// server running as another user ([`service_user`]) reads it too.
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(to)?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let target = to.join(entry.file_name());
@@ -131,6 +135,7 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
             copy_tree(&entry.path(), &target)?;
         } else {
             std::fs::copy(entry.path(), &target)?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644))?;
         }
     }
     Ok(())

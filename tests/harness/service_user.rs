@@ -41,21 +41,6 @@ fn copy_readable(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn copy_tree_readable(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree_readable(&entry.path(), &target)?;
-        } else {
-            copy_readable(&entry.path(), &target, 0o644)?;
-        }
-    }
-    Ok(())
-}
-
 /// A directory tree given to `who`: `chown -R`.
 fn give(path: &Path, who: RunAs) -> anyhow::Result<()> {
     chown(path, Some(who.uid), Some(who.gid))?;
@@ -79,8 +64,8 @@ impl Server {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         let bin = dir.join("toolgate");
         copy_readable(&binary()?, &bin, 0o755)?;
-        copy_tree_readable(&plugins_dir(), &dir.join("plugins"))?;
-        copy_tree_readable(policies, &dir.join("policies"))?;
+        crate::copy_tree(&plugins_dir(), &dir.join("plugins"))?;
+        crate::copy_tree(policies, &dir.join("policies"))?;
         for owned in ["data", "workspace", "key", "cache"] {
             std::fs::create_dir_all(dir.join(owned))?;
             std::fs::set_permissions(dir.join(owned), std::fs::Permissions::from_mode(0o700))?;
