@@ -134,7 +134,8 @@ fn eval_prints_the_decision_and_explains_it() -> anyhow::Result<()> {
     assert_eq!(decision["allow"], false);
     let codes: Vec<&str> =
         decision["reasons"].as_array().into_iter().flatten().filter_map(|r| r["code"].as_str()).collect();
-    assert_eq!(codes, ["justification_required", "role_insufficient"]);
+    // An operator has no package list: the package is out of scope too.
+    assert_eq!(codes, ["justification_required", "not_allowed", "role_insufficient"]);
     assert!(decision["revision"].as_str().is_some_and(|r| r.starts_with("sha256:")));
 
     let out = toolgate(&[&args[..], &["--explain"]].concat())?;
